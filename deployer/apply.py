@@ -1,0 +1,113 @@
+"""Stage 6: carry out a plan. Decides nothing: pulls what the plan pulls, ups what it ups, waits."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from deployer import compose
+from deployer.desired import DesiredState
+from deployer.engine import EngineClient
+from deployer.errors import UnhealthyServiceError
+from deployer.observed import ObservedContainer, observe_containers
+from deployer.plan import Plan
+from deployer.runner import Completed
+
+PARALLEL_PULLS = 4
+POLL_SECONDS = 0.5
+LOG_LINES = 20
+# A container in one of these states will not become healthy by waiting.
+FINAL_STATES = frozenset({"exited", "dead"})
+
+
+class Progress(Protocol):
+    """Where apply reports what it is doing; the report stage decides how it looks."""
+
+    def update(self, subject: str, text: str) -> None: ...
+    def done(self, subject: str, text: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class Applied:
+    plan: Plan
+    seconds: float
+    containers: tuple[ObservedContainer, ...]  # the changed services' containers afterwards
+
+
+def apply(
+    plan: Plan,
+    desired: DesiredState,
+    client: EngineClient,
+    run: Callable[[compose.Command], Completed],
+    progress: Progress,
+) -> Applied:
+    started = time.monotonic()
+    pull_all(client, plan.pulls, progress)
+    if plan.services_to_up or plan.removes_orphans:
+        progress.update("compose", f"docker compose up {' '.join(plan.services_to_up)}".rstrip())
+        run(compose.up(desired.project, plan.services_to_up, plan.removes_orphans))
+        progress.done("compose", "docker compose up done")
+    containers = wait_ready(client, desired, plan.services_to_up, progress)
+    return Applied(plan, time.monotonic() - started, containers)
+
+
+def pull_all(client: EngineClient, images: list[str], progress: Progress) -> None:
+    """Pull images in parallel; the first failure is raised once all pulls have ended."""
+    if not images:
+        return
+    with ThreadPoolExecutor(max_workers=PARALLEL_PULLS) as pool:
+        futures = [pool.submit(_pull, client, image, progress) for image in images]
+        for future in futures:
+            future.result()
+
+
+def _pull(client: EngineClient, image: str, progress: Progress) -> None:
+    started = time.monotonic()
+    layers: dict[str, tuple[int, int]] = {}
+    progress.update(image, f"pulling {image}")
+    for event in client.pull(image):
+        detail: dict[str, Any] = event.get("progressDetail") or {}
+        if event.get("id") and detail.get("total"):
+            layers[event["id"]] = (int(detail.get("current", 0)), int(detail["total"]))
+            done = sum(c for c, _ in layers.values()) / 1e6
+            total = sum(t for _, t in layers.values()) / 1e6
+            progress.update(image, f"pulling {image} {done:.1f}/{total:.1f} MB")
+    progress.done(image, f"pulled {image} in {time.monotonic() - started:.1f}s")
+
+
+def wait_ready(
+    client: EngineClient, desired: DesiredState, services: list[str], progress: Progress
+) -> tuple[ObservedContainer, ...]:
+    """Wait until each service has its replicas running and, where they have a health check, healthy."""
+    deadline = time.monotonic() + desired.wait_timeout
+    pending = set(services)
+    while True:
+        containers = observe_containers(client, desired.project.name)
+        for service in sorted(pending):
+            own = [c for c in containers if c.service == service]
+            wanted = desired.services[service].replicas
+            if len(own) == wanted and all(c.ready for c in own):
+                pending.discard(service)
+                progress.done(service, f"{service}: {_states(own)}")
+                continue
+            failed = [c for c in own if c.state in FINAL_STATES]
+            if failed or time.monotonic() >= deadline:
+                suspects = failed or [c for c in own if not c.ready] or own
+                culprit = suspects[0] if suspects else None
+                raise UnhealthyServiceError(
+                    service,
+                    culprit.status if culprit else "no container",
+                    desired.wait_timeout,
+                    client.logs(culprit.id, LOG_LINES) if culprit else [],
+                )
+            progress.update(service, f"waiting for {service}: {_states(own)}")
+        if not pending:
+            return tuple(c for c in containers if c.service in services)
+        time.sleep(POLL_SECONDS)
+
+
+def _states(containers: list[ObservedContainer]) -> str:
+    return ", ".join(f"{c.name} {c.status}" for c in containers) or "no container yet"

@@ -1,0 +1,74 @@
+"""Commands as data: the `docker compose` invocations deployer makes. Nothing here runs them."""
+
+from __future__ import annotations
+
+import os
+import shlex
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from deployer.engine import Engine
+from deployer.variables import MASK
+
+
+@dataclass(frozen=True)
+class Command:
+    """One process to run: argv, variables added to its environment, text for its stdin."""
+
+    argv: tuple[str, ...]
+    env: Mapping[str, str] = field(default_factory=dict)
+    stdin: str | None = None
+    secret_names: frozenset[str] = frozenset()
+
+    def shell(self) -> str:
+        """The command as a person would type it, shell-quoted, secret values masked."""
+        assignments = [
+            f"{name}={MASK if name in self.secret_names else shlex.quote(value)}"
+            for name, value in self.env.items()
+        ]
+        return " ".join([*assignments, *(shlex.quote(a) for a in self.argv)])
+
+
+@dataclass(frozen=True)
+class ComposeProject:
+    """What every `docker compose` call of one environment shares."""
+
+    name: str
+    files: tuple[Path, ...]
+    engine: Engine
+    variables: Mapping[str, str]
+    secret_names: frozenset[str] = frozenset()
+    # deployer's overrides as a compose file, given on stdin (`-f -`) so no file holds them.
+    override: str | None = None
+
+    def command(self, *args: str) -> Command:
+        argv = ["docker", "compose", "--project-name", self.name]
+        # Compose must not read any .env itself: deployer hands it the merged values.
+        argv += ["--env-file", os.devnull]
+        for path in self.files:
+            argv += ["--file", str(path)]
+        if self.override is not None:
+            argv += ["--file", "-"]
+        env = {**self.variables, "DOCKER_HOST": self.engine.host}
+        return Command(tuple(argv + list(args)), env, self.override, self.secret_names)
+
+    def with_override(self, override: str | None) -> ComposeProject:
+        return ComposeProject(
+            self.name, self.files, self.engine, self.variables, self.secret_names, override
+        )
+
+
+def config_json(project: ComposeProject) -> Command:
+    return project.command("config", "--format", "json")
+
+
+def up(project: ComposeProject, services: Sequence[str], remove_orphans: bool) -> Command:
+    args = ["up", "--detach", "--pull", "never"]
+    if remove_orphans:
+        args.append("--remove-orphans")
+    return project.command(*args, *services)
+
+
+def compose_version(engine: Engine) -> Command:
+    return Command(("docker", "compose", "version", "--short"), {"DOCKER_HOST": engine.host})

@@ -1,0 +1,240 @@
+"""Stage 3: the desired state, as Compose resolves it.
+
+Compose does all compose semantics (merging files, interpolation, `env_file:`): deployer hands it
+the compose files, the merged variables and the spec's overrides, and reads back
+`docker compose config --format json`. From that model each service gets a fingerprint: one short
+hash per part of its configuration (per variable for `environment`). The fingerprint travels on
+the containers as a label, so drift is exact and every difference can be named.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from deployer.compose import Command, ComposeProject, config_json
+from deployer.engine import Engine
+from deployer.errors import CommandFailedError, ConfigError, ConfigIssue
+from deployer.runner import Completed
+from deployer.spec import IMAGE_PATTERN, Spec
+from deployer.variables import Variables, is_secret
+
+FINGERPRINT_LABEL = "dev.deployer.fingerprint"
+ENVIRONMENT_LABEL = "dev.deployer.environment"
+# Parts of a service that do not make Compose recreate its containers (Compose's hash leaves
+# them out too); replicas are compared by counting containers instead.
+UNHASHED_KEYS = frozenset({"build", "pull_policy", "depends_on", "profiles", "scale"})
+
+Runner = Callable[[Command], Completed]
+
+
+@dataclass(frozen=True)
+class DesiredService:
+    name: str
+    image: str
+    replicas: int
+    fingerprint: Mapping[str, str]
+    secret_parts: frozenset[str]  # fingerprint parts whose values are secret
+
+
+@dataclass(frozen=True)
+class DesiredState:
+    environment: str
+    project: ComposeProject  # with deployer's override, as `up` gets it
+    services: Mapping[str, DesiredService]
+    model: Mapping[str, Any]  # the resolved compose model (values as Compose prints them)
+    wait_timeout: float
+
+
+def compose_project(spec: Spec, variables: Variables, engine: Engine) -> ComposeProject:
+    return ComposeProject(
+        spec.project, spec.compose_files, engine, variables.values(), variables.secret_names()
+    )
+
+
+def resolve(spec: Spec, variables: Variables, engine: Engine, run: Runner) -> DesiredState:
+    """Ask Compose for the resolved model with the spec's overrides applied."""
+    project = compose_project(spec, variables, engine)
+    override = None
+    model = _config(spec, project, run)
+    if spec.services:
+        override = spec_override(spec, model)
+        if override:
+            model = _config(spec, project.with_override(override), run)
+    services = desired_services(model, spec.secrets | variables.secret_names())
+    _check_images(spec, services)
+    labels_override = with_labels(override, spec.name, services)
+    return DesiredState(
+        spec.name, project.with_override(labels_override), services, model, spec.wait_timeout
+    )
+
+
+def _config(spec: Spec, project: ComposeProject, run: Runner) -> dict[str, Any]:
+    try:
+        result = run(config_json(project))
+    except CommandFailedError as e:
+        raise ConfigError([compose_issue(spec, e.output)]) from e
+    model: dict[str, Any] = json.loads(result.stdout)
+    return model
+
+
+_REQUIRED = re.compile(r"required variable (\w+) is missing a value")
+_FILE_IN_MESSAGE = re.compile(r"(?:parse|validating) (\S+?):? ")
+
+
+def compose_issue(spec: Spec, output: str) -> ConfigIssue:
+    """Place Compose's complaint in the file (and line, where it can be found) it is about."""
+    message = output.strip().splitlines()[-1] if output.strip() else "docker compose config failed"
+    file, line = str(spec.compose_files[0]), None
+    if named := _FILE_IN_MESSAGE.search(message):
+        file = named.group(1)
+    if required := _REQUIRED.search(message):
+        file, line = _find_reference(spec.compose_files, required.group(1)) or (file, None)
+        message = message.split(": ", 1)[-1] if message.startswith("error while") else message
+    return ConfigIssue(file, line, "", f"compose: {message}")
+
+
+def _find_reference(files: tuple[Path, ...], name: str) -> tuple[str, int] | None:
+    pattern = re.compile(r"\$\{" + re.escape(name) + r"(?::?\?)")
+    for path in files:
+        for number, text in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if pattern.search(text):
+                return str(path), number
+    return None
+
+
+def with_tag(image: str, tag: str) -> str:
+    """`image` with its tag (and any digest) replaced by `tag`."""
+    name = image.split("@", 1)[0]
+    slash = name.rfind("/")
+    colon = name.rfind(":")
+    if colon > slash:
+        name = name[:colon]
+    return f"{name}:{tag}"
+
+
+def spec_override(spec: Spec, base: Mapping[str, Any]) -> str | None:
+    """The spec's `services:` overrides as a compose file; issues for services that do not exist."""
+    known = base.get("services", {})
+    issues = [
+        spec.issue(
+            f"services.{name}",
+            f"no service {name!r} in the compose files (services: {', '.join(sorted(known)) or 'none'})",
+        )
+        for name in sorted(spec.services)
+        if name not in known
+    ]
+    if issues:
+        raise ConfigError(issues)
+    services: dict[str, Any] = {}
+    for name, override in sorted(spec.services.items()):
+        entry: dict[str, Any] = {}
+        if override.image is not None:
+            entry["image"] = override.image
+        elif override.tag is not None:
+            entry["image"] = with_tag(str(known[name].get("image", "")), override.tag)
+        if override.replicas is not None:
+            entry["deploy"] = {"replicas": override.replicas}
+        if override.environment:
+            entry["environment"] = dict(override.environment)
+        if entry:
+            services[name] = entry
+    return _dump({"services": services}) if services else None
+
+
+def with_labels(
+    override: str | None, environment: str, services: Mapping[str, DesiredService]
+) -> str:
+    """The override `up` gets: the spec's overrides plus the fingerprint label of every service."""
+    document = yaml.safe_load(override) if override else {"services": {}}
+    for name, service in services.items():
+        entry = document["services"].setdefault(name, {})
+        entry["labels"] = {
+            FINGERPRINT_LABEL: json.dumps(
+                service.fingerprint, sort_keys=True, separators=(",", ":")
+            ),
+            ENVIRONMENT_LABEL: environment,
+        }
+    return _dump(document)
+
+
+def _dump(document: Mapping[str, Any]) -> str:
+    return yaml.safe_dump(document, sort_keys=True, allow_unicode=True, default_flow_style=False)
+
+
+def _digest(value: Any) -> str:
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def replicas_of(service: Mapping[str, Any]) -> int:
+    replicas = (service.get("deploy") or {}).get("replicas")
+    if replicas is None:
+        replicas = service.get("scale", 1)
+    return int(replicas)
+
+
+def fingerprint(
+    service: Mapping[str, Any], secrets: frozenset[str]
+) -> tuple[dict[str, str], frozenset[str]]:
+    """One hash per part of a resolved service; `environment` one per variable."""
+    parts: dict[str, str] = {}
+    secret_parts = set()
+    for key, value in service.items():
+        if key in UNHASHED_KEYS or key.startswith("x-"):
+            continue
+        if key == "environment":
+            for name, env_value in (value or {}).items():
+                parts[f"environment.{name}"] = _digest(env_value)
+                if is_secret(name, secrets):
+                    secret_parts.add(f"environment.{name}")
+            continue
+        if key == "labels":
+            value = {k: v for k, v in (value or {}).items() if not k.startswith("dev.deployer.")}
+        elif key == "deploy":
+            value = {k: v for k, v in (value or {}).items() if k != "replicas"}
+        parts[key] = _digest(value)
+    return parts, frozenset(secret_parts)
+
+
+def desired_services(
+    model: Mapping[str, Any], secrets: frozenset[str]
+) -> dict[str, DesiredService]:
+    services = {}
+    for name, service in sorted(model.get("services", {}).items()):
+        parts, secret_parts = fingerprint(service, secrets)
+        services[name] = DesiredService(
+            name, str(service.get("image", "")), replicas_of(service), parts, secret_parts
+        )
+    return services
+
+
+def _check_images(spec: Spec, services: Mapping[str, DesiredService]) -> None:
+    issues = []
+    for name, service in services.items():
+        if IMAGE_PATTERN.match(service.image):
+            continue
+        override = spec.services.get(name)
+        if override and (override.image or override.tag):
+            at = f"services.{name}.{'image' if override.image else 'tag'}"
+            issues.append(spec.issue(at, f"invalid image reference {service.image!r}"))
+        else:
+            issues.append(
+                ConfigIssue(
+                    str(spec.compose_files[0]),
+                    None,
+                    f"services.{name}.image",
+                    f"invalid image reference {service.image!r}"
+                    if service.image
+                    else "no image (deployer deploys images, not builds)",
+                )
+            )
+    if issues:
+        raise ConfigError(issues)

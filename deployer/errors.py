@@ -1,0 +1,92 @@
+"""One error tree. Errors carry facts as fields; only the CLI turns them into text and exit codes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+class DeployerError(Exception):
+    """Base of every error deployer reports to its user."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def lines(self) -> list[str]:
+        """The lines shown to the user, each complete on its own."""
+        return [self.message]
+
+
+@dataclass(frozen=True)
+class ConfigIssue:
+    """One problem in a configuration file: where it is and what is wrong."""
+
+    file: str
+    line: int | None
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        return f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
+
+
+class ConfigError(DeployerError):
+    """One or more problems in specs, env files or compose files, gathered to be shown at once."""
+
+    def __init__(self, issues: Sequence[ConfigIssue]) -> None:
+        self.issues = list(issues)
+        super().__init__("\n".join(str(i) for i in self.issues))
+
+    def lines(self) -> list[str]:
+        return [str(i) for i in self.issues]
+
+
+class UnknownEnvironmentError(DeployerError):
+    def __init__(self, name: str, folder: str, known: Sequence[str]) -> None:
+        self.name, self.folder, self.known = name, folder, list(known)
+        choices = ", ".join(self.known) if self.known else "none"
+        super().__init__(f"unknown environment {name!r} in {folder} (known: {choices})")
+
+
+class EngineUnreachableError(DeployerError):
+    def __init__(self, host: str, reason: str) -> None:
+        self.host, self.reason = host, reason
+        super().__init__(f"Docker engine at {host} is unreachable: {reason}")
+
+
+class ComposeUnavailableError(DeployerError):
+    def __init__(self, found: str) -> None:
+        self.found = found
+        super().__init__(f"Docker Compose v2 is required (`docker compose`), found: {found}")
+
+
+class CommandFailedError(DeployerError):
+    def __init__(self, argv: Sequence[str], returncode: int, output: str) -> None:
+        self.argv, self.returncode, self.output = list(argv), returncode, output
+        last = output.strip().splitlines()[-1] if output.strip() else "no output"
+        super().__init__(f"`{' '.join(self.argv[:4])} ...` failed (exit {returncode}): {last}")
+
+
+class PullError(DeployerError):
+    def __init__(self, image: str, reason: str) -> None:
+        self.image, self.reason = image, reason
+        super().__init__(f"cannot pull {image}: {reason}")
+
+
+class UnhealthyServiceError(DeployerError):
+    def __init__(self, service: str, state: str, timeout: float, log_lines: Sequence[str]) -> None:
+        self.service, self.state, self.timeout = service, state, timeout
+        self.log_lines = list(log_lines)
+        super().__init__(
+            f"service {service} did not become healthy within {timeout:g}s (last state: {state})"
+        )
+
+    def lines(self) -> list[str]:
+        tail = [f"  {line}" for line in self.log_lines] or ["  (no log output)"]
+        return [self.message, f"last log lines of {self.service}:", *tail]
+
+
+class ConfirmationRefusedError(DeployerError):
+    """Raised when a change needs confirmation and none can be asked for or it was declined."""

@@ -1,0 +1,112 @@
+"""Stage 4: what is running, read once from the engine through the Docker SDK."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from deployer.desired import FINGERPRINT_LABEL
+from deployer.engine import EngineClient
+
+SERVICE_LABEL = "com.docker.compose.service"
+NUMBER_LABEL = "com.docker.compose.container-number"
+ONEOFF_LABEL = "com.docker.compose.oneoff"
+_HEALTH = re.compile(r"\((healthy|unhealthy|health: starting)\)")
+_EXIT_CODE = re.compile(r"^Exited \((-?\d+)\)")
+
+
+@dataclass(frozen=True)
+class ObservedContainer:
+    id: str
+    name: str
+    service: str
+    number: int
+    state: str  # the engine's: created, running, restarting, exited, paused, dead
+    status: str  # the engine's words, e.g. "Exited (1) 3 minutes ago"
+    health: str | None  # healthy, unhealthy, starting, or None without a health check
+    image: str  # the reference it was created from
+    image_id: str
+    fingerprint: Mapping[str, str] | None  # None: not created by deployer
+
+    @property
+    def ready(self) -> bool:
+        return self.state == "running" and self.health in (None, "healthy")
+
+
+@dataclass(frozen=True)
+class ObservedState:
+    project: str
+    containers: tuple[ObservedContainer, ...]  # sorted by service, then number
+    image_ids: Mapping[str, str]  # normalized image reference -> local image ID
+
+    def of_service(self, service: str) -> list[ObservedContainer]:
+        return [c for c in self.containers if c.service == service]
+
+    def image_id(self, reference: str) -> str | None:
+        return self.image_ids.get(normalize_reference(reference))
+
+
+def normalize_reference(reference: str) -> str:
+    """The form the engine lists in RepoTags: default registry and `library/` dropped, `:latest` added."""
+    name, _, digest = reference.partition("@")
+    first, _, rest = name.partition("/")
+    if rest and first in ("docker.io", "index.docker.io"):
+        name = rest
+        if name.startswith("library/") and name.count("/") == 1:
+            name = name[len("library/") :]
+    if not digest and ":" not in name.rsplit("/", 1)[-1]:
+        name += ":latest"
+    return f"{name}@{digest}" if digest else name
+
+
+def container_from_summary(summary: Mapping[str, Any]) -> ObservedContainer | None:
+    """One container from the engine's list entry; None for one-off (`compose run`) containers."""
+    labels = summary.get("Labels") or {}
+    if labels.get(ONEOFF_LABEL) == "True":
+        return None
+    status = summary.get("Status", "")
+    health = _HEALTH.search(status)
+    raw_fingerprint = labels.get(FINGERPRINT_LABEL)
+    try:
+        fingerprint = json.loads(raw_fingerprint) if raw_fingerprint else None
+    except ValueError:
+        fingerprint = None
+    names = summary.get("Names") or [summary["Id"][:12]]
+    return ObservedContainer(
+        id=summary["Id"],
+        name=names[0].lstrip("/"),
+        service=labels.get(SERVICE_LABEL, ""),
+        number=int(labels.get(NUMBER_LABEL, "0") or 0),
+        state=summary.get("State", ""),
+        status=status,
+        health=health.group(1).replace("health: ", "") if health else None,
+        image=summary.get("Image", ""),
+        image_id=summary.get("ImageID", ""),
+        fingerprint=fingerprint,
+    )
+
+
+def exit_code(container: ObservedContainer) -> int | None:
+    match = _EXIT_CODE.match(container.status)
+    return int(match.group(1)) if match else None
+
+
+def image_ids(images: Iterable[Mapping[str, Any]]) -> dict[str, str]:
+    ids = {}
+    for image in images:
+        for reference in [*(image.get("RepoTags") or []), *(image.get("RepoDigests") or [])]:
+            if reference != "<none>:<none>" and not reference.startswith("<none>"):
+                ids[normalize_reference(reference)] = image["Id"]
+    return ids
+
+
+def observe_containers(client: EngineClient, project: str) -> tuple[ObservedContainer, ...]:
+    found = (container_from_summary(s) for s in client.project_containers(project))
+    return tuple(sorted((c for c in found if c), key=lambda c: (c.service, c.number, c.id)))
+
+
+def observe(client: EngineClient, project: str) -> ObservedState:
+    return ObservedState(project, observe_containers(client, project), image_ids(client.images()))

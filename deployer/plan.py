@@ -1,0 +1,122 @@
+"""Stage 5: what must change, and why. `plan(desired, observed)` is pure and deterministic."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from deployer.desired import DesiredService, DesiredState
+from deployer.engine import split_tag
+from deployer.observed import ObservedContainer, ObservedState
+
+# The order actions are listed (and carried out) in, for one service.
+ACTIONS = ("pull", "create", "recreate", "start", "scale", "remove")
+UP_ACTIONS = frozenset({"create", "recreate", "start", "scale"})
+
+
+@dataclass(frozen=True)
+class Change:
+    service: str
+    action: str
+    causes: tuple[str, ...]
+    image: str | None = None  # the image to pull, for "pull"
+
+
+@dataclass(frozen=True)
+class Plan:
+    environment: str
+    project: str
+    changes: tuple[Change, ...]
+
+    @property
+    def in_sync(self) -> bool:
+        return not self.changes
+
+    @property
+    def pulls(self) -> list[str]:
+        return [c.image for c in self.changes if c.action == "pull" and c.image]
+
+    @property
+    def services_to_up(self) -> list[str]:
+        return sorted({c.service for c in self.changes if c.action in UP_ACTIONS})
+
+    @property
+    def removes_orphans(self) -> bool:
+        return any(c.action == "remove" for c in self.changes)
+
+
+def plan(desired: DesiredState, observed: ObservedState) -> Plan:
+    changes: list[Change] = []
+    pulled: set[str] = set()
+    for name, service in sorted(desired.services.items()):
+        if observed.image_id(service.image) is None and service.image not in pulled:
+            pulled.add(service.image)
+            changes.append(
+                Change(name, "pull", (f"image {service.image} not present locally",), service.image)
+            )
+        change = _service_change(service, observed)
+        if change:
+            changes.append(change)
+    for orphan in sorted({c.service for c in observed.containers} - set(desired.services)):
+        changes.append(Change(orphan, "remove", ("orphan: not in the spec",)))
+    changes.sort(key=lambda c: (c.service, ACTIONS.index(c.action)))
+    return Plan(desired.environment, observed.project, tuple(changes))
+
+
+def _service_change(service: DesiredService, observed: ObservedState) -> Change | None:
+    containers = observed.of_service(service.name)
+    if not containers:
+        if service.replicas == 0:
+            return None
+        return Change(service.name, "create", ("no container",))
+    local_id = observed.image_id(service.image)
+    recreate: dict[str, None] = {}  # ordered set of causes
+    for container in containers:
+        for cause in _recreate_causes(service, container, local_id):
+            recreate[cause] = None
+    if recreate:
+        return Change(service.name, "recreate", tuple(recreate))
+    causes = [f"{c.name} {c.status.lower()}" for c in containers if c.state != "running"]
+    if len(containers) != service.replicas:
+        causes.append(f"replicas {len(containers)} -> {service.replicas}")
+        return Change(service.name, "scale", tuple(causes))
+    return Change(service.name, "start", tuple(causes)) if causes else None
+
+
+def _recreate_causes(
+    service: DesiredService, container: ObservedContainer, local_id: str | None
+) -> list[str]:
+    if container.fingerprint is None:
+        return ["not deployed by deployer (no fingerprint label)"]
+    causes = []
+    old, new = container.fingerprint, service.fingerprint
+    for part in sorted(set(old) | set(new)):
+        if old.get(part) == new.get(part):
+            continue
+        if part == "image":
+            causes.append(f"image {_image_change(container.image, service.image)}")
+            continue
+        kind, _, name = part.partition(".")
+        if kind == "environment" and part in service.secret_parts:
+            kind = "secret"
+        label = f"{kind} {name}" if name else kind
+        verb = "added" if part not in old else "removed" if part not in new else "changed"
+        causes.append(f"{label} {verb}")
+    if local_id is None:
+        causes.append(f"image {service.image} not present locally")
+    elif not causes and container.image_id != local_id:
+        causes.append(
+            f"image {service.image} now points to {_short(local_id)} (container runs {_short(container.image_id)})"
+        )
+    return causes
+
+
+def _image_change(old: str, new: str) -> str:
+    old_repository, _ = split_tag(old)
+    new_repository, new_tag = split_tag(new)
+    if old_repository == new_repository and new_tag and "@" not in new:
+        return f"{old} -> {new_tag}"
+    return f"{old} -> {new}"
+
+
+def _short(image_id: str) -> str:
+    return image_id.removeprefix("sha256:")[:12]

@@ -1,0 +1,173 @@
+"""Stage 7: what the user sees. Every line leaves through a Console, which masks secret values."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, TextIO
+
+import yaml
+
+from deployer.apply import Applied
+from deployer.compose import Command
+from deployer.plan import Plan
+from deployer.variables import MASK, Redactor, Variables, is_secret
+
+
+class Console:
+    """The single way out for text: stdout for results, stderr for progress and errors."""
+
+    def __init__(self, out: TextIO | None = None, err: TextIO | None = None) -> None:
+        self.out = out or sys.stdout
+        self.err = err or sys.stderr
+        self.redact = Redactor()
+        self._live: str | None = None
+
+    def print(self, text: str = "") -> None:
+        self._end_live()
+        print(self.redact(text), file=self.out, flush=True)
+
+    def error(self, text: str) -> None:
+        self._end_live()
+        print(self.redact(text), file=self.err, flush=True)
+
+    def json(self, document: Any) -> None:
+        self.print(json.dumps(document, indent=2, ensure_ascii=False))
+
+    @property
+    def live(self) -> bool:
+        return self.err.isatty()
+
+    # Progress, as apply reports it: one rewritten line on a terminal, plain lines otherwise.
+    def update(self, subject: str, text: str) -> None:
+        if self.live:
+            line = self.redact(text)[:120]
+            self.err.write(f"\r\033[K{line}")
+            self.err.flush()
+            self._live = line
+        elif subject != self._live:
+            self._live = subject  # plain output: one line when a step starts, not per event
+            print(self.redact(text), file=self.err, flush=True)
+
+    def done(self, subject: str, text: str) -> None:
+        self._end_live()
+        print(self.redact(text), file=self.err, flush=True)
+
+    def _end_live(self) -> None:
+        if self._live is not None and self.live:
+            self.err.write("\r\033[K")
+            self.err.flush()
+        self._live = None
+
+
+def plan_document(plan: Plan) -> dict[str, Any]:
+    return {
+        "environment": plan.environment,
+        "project": plan.project,
+        "in_sync": plan.in_sync,
+        "changes": [
+            {"service": c.service, "action": c.action, "causes": list(c.causes)}
+            for c in plan.changes
+        ],
+    }
+
+
+def plan_text(plan: Plan) -> str:
+    header = f"{plan.environment} (project {plan.project})"
+    if plan.in_sync:
+        return f"{header}: in sync, nothing to change"
+    count = len(plan.changes)
+    rows = [("SERVICE", "ACTION", "CAUSE")]
+    for change in plan.changes:
+        for index, cause in enumerate(change.causes or ("",)):
+            rows.append((change.service, change.action, cause) if index == 0 else ("", "", cause))
+    return f"{header}: {count} change{'s' if count != 1 else ''}\n" + _table(rows)
+
+
+def applied_text(applied: Applied) -> str:
+    plan = applied.plan
+    lines = [f"deployed {plan.environment} (project {plan.project}) in {applied.seconds:.1f}s"]
+    for change in plan.changes:
+        lines.append(f"  {change.action:<9} {change.service}")
+    for container in applied.containers:
+        lines.append(f"  {container.name}: {container.status}")
+    return "\n".join(lines)
+
+
+def applied_document(applied: Applied) -> dict[str, Any]:
+    return {
+        **plan_document(applied.plan),
+        "seconds": round(applied.seconds, 3),
+        "containers": [
+            {
+                "service": c.service,
+                "name": c.name,
+                "id": c.id,
+                "image": c.image,
+                "image_id": c.image_id,
+                "status": c.status,
+            }
+            for c in applied.containers
+        ],
+    }
+
+
+def variables_rows(variables: Variables) -> list[dict[str, str]]:
+    return [
+        {"name": v.name, "value": v.shown, "source": v.source, "secret": str(v.secret).lower()}
+        for v in sorted(variables.items.values(), key=lambda v: v.name)
+    ]
+
+
+def variables_text(variables: Variables) -> str:
+    rows = [("NAME", "VALUE", "SOURCE")]
+    for row in variables_rows(variables):
+        rows.append((row["name"], _one_line(row["value"]), row["source"]))
+    return _table(rows)
+
+
+def _one_line(value: str) -> str:
+    """A value shown in a table: quoted where whitespace or control characters would hide it."""
+    if value == MASK or (value.isprintable() and value.strip() == value and value):
+        return value
+    return json.dumps(value, ensure_ascii=False)
+
+
+def masked_model(model: Mapping[str, Any], secret_names: Iterable[str]) -> dict[str, Any]:
+    """The resolved compose model with the values of secret variables masked."""
+    declared = frozenset(secret_names)
+    document = json.loads(json.dumps(model))
+    for service in document.get("services", {}).values():
+        environment = service.get("environment") or {}
+        for name in environment:
+            if is_secret(name, declared):
+                environment[name] = MASK
+    return document  # type: ignore[no-any-return]
+
+
+def render_text(command: Command, model: Mapping[str, Any]) -> str:
+    invocation = command.shell()
+    if command.stdin:
+        invocation += f" <<'OVERRIDE'\n{command.stdin}OVERRIDE"
+    dumped = yaml.safe_dump(dict(model), sort_keys=False, allow_unicode=True)
+    return f"# invocation\n{invocation}\n\n# resolved compose model\n{dumped}"
+
+
+def render_document(command: Command, model: Mapping[str, Any]) -> dict[str, Any]:
+    env = {k: MASK if k in command.secret_names else v for k, v in command.env.items()}
+    return {
+        "argv": list(command.argv),
+        "env": env,
+        "stdin": command.stdin,
+        "shell": command.shell(),
+        "model": dict(model),
+    }
+
+
+def _table(rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    )
