@@ -141,7 +141,12 @@ def spec_override(spec: Spec, base: Mapping[str, Any]) -> str | None:
         elif override.tag is not None:
             entry["image"] = with_tag(str(known[name].get("image", "")), override.tag)
         if override.replicas is not None:
-            entry["deploy"] = {"replicas": override.replicas}
+            if "replicas" in (known[name].get("deploy") or {}):
+                entry["deploy"] = {"replicas": override.replicas}
+            else:
+                # `scale`, unlike deploy.replicas, is outside Compose's config hash: scaling
+                # then starts new containers without recreating the running ones.
+                entry["scale"] = override.replicas
         if override.environment:
             entry["environment"] = dict(override.environment)
         if entry:

@@ -101,9 +101,12 @@ def _recreate_causes(
         label = f"{kind} {name}" if name else kind
         verb = "added" if part not in old else "removed" if part not in new else "changed"
         causes.append(f"{label} {verb}")
+    if causes:
+        return causes
     if local_id is None:
+        # The tag is pulled first; Compose then recreates only if it names another image.
         causes.append(f"image {service.image} not present locally")
-    elif not causes and container.image_id != local_id:
+    elif container.image_id != local_id:
         causes.append(
             f"image {service.image} now points to {_short(local_id)} (container runs {_short(container.image_id)})"
         )

@@ -1,0 +1,206 @@
+"""Fixtures for tests on the real engine, Compose CLI and local registry (scripts/test-engine).
+
+Each test gets a workspace with a unique project name (dt-<hex>); everything it creates on the
+engine (containers, networks, volumes, the image tags it pulled) is removed afterwards, also when
+it fails. With CI=true a missing engine fails the run instead of skipping.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import docker
+import docker.errors
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+# The tests' own namespace in the local registry, apart from the example's images.
+REGISTRY = os.environ.get("DEPLOYER_TEST_REGISTRY", "127.0.0.1:5000") + "/deployer-test"
+AUTH_REGISTRY = os.environ.get("DEPLOYER_TEST_AUTH_REGISTRY", "127.0.0.1:5001")
+# Every image the tests use: REPO:TAG[:MODE] as scripts/build-images takes them.
+TEST_IMAGES = [
+    "testapp:1.0.0",
+    "testapp:1.1.0",
+    "testapp:2.0.0",
+    "testapp-unhealthy:1.0.0:unhealthy",
+    "testapp-exits:1.0.0:exit",
+    "shop-web:1.0.0",
+    "shop-web:1.1.0",
+    "shop-worker:1.0.0",
+]
+TEST_REFS = [f"{REGISTRY}/{':'.join(image.split(':')[:2])}" for image in TEST_IMAGES]
+PROJECT_LABEL = "com.docker.compose.project"
+
+
+@pytest.fixture(scope="session")
+def engine() -> Iterator[docker.DockerClient]:
+    try:
+        client = docker.from_env()
+        client.ping()
+    except docker.errors.DockerException as e:
+        message = f"no Docker engine (run scripts/test-engine): {e}"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def images(engine: docker.DockerClient) -> list[str]:
+    """The test images, built once per session and pushed to the local registry."""
+    subprocess.run(
+        [str(ROOT / "scripts" / "build-images"), "--untag", REGISTRY, *TEST_IMAGES],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return TEST_REFS
+
+
+def untag(engine: docker.DockerClient, reference: str) -> None:
+    try:
+        engine.images.remove(reference, force=True, noprune=False)
+    except docker.errors.ImageNotFound:
+        pass
+
+
+def remove_project(engine: docker.DockerClient, project: str) -> None:
+    label = {"label": f"{PROJECT_LABEL}={project}"}
+    for container in engine.containers.list(all=True, filters=label):
+        container.remove(force=True, v=True)
+    for network in engine.networks.list(filters=label):
+        network.remove()
+    for volume in engine.volumes.list(filters=label):
+        volume.remove(force=True)
+
+
+@dataclass
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
+
+    def json(self) -> object:
+        return json.loads(self.stdout)
+
+
+@dataclass
+class Workspace:
+    """A folder with environments/ for one test, and the project name it deploys as."""
+
+    root: Path
+    project: str
+    engine: docker.DockerClient
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def environments(self) -> Path:
+        return self.root / "environments"
+
+    def write(self, relative: str, text: str) -> Path:
+        path = self.environments / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        return path
+
+    def deploy(self, *args: str, env: dict[str, str] | None = None, stdin: str | None = None) -> Result:
+        """Run the real `deploy` CLI in this workspace."""
+        proc = subprocess.run(
+            [sys.executable, "-m", "deployer", *args],
+            cwd=self.root,
+            env={**os.environ, **self.env, **(env or {})},
+            input=stdin if stdin is not None else "",
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        return Result(proc.returncode, proc.stdout, proc.stderr)
+
+    def containers(self, service: str | None = None) -> list[docker.models.containers.Container]:
+        filters = [f"{PROJECT_LABEL}={self.project}"]
+        if service:
+            filters.append(f"com.docker.compose.service={service}")
+        found = self.engine.containers.list(all=True, filters={"label": filters})
+        return sorted(found, key=lambda c: c.name)
+
+    def ids(self) -> dict[str, str]:
+        return {c.name: c.id for c in self.containers()}
+
+    def http(self, service: str, path: str) -> str:
+        """GET a path from the service's published port 8080 on loopback."""
+        import urllib.request
+
+        container = self.containers(service)[0]
+        container.reload()
+        binding = container.attrs["NetworkSettings"]["Ports"]["8080/tcp"][0]
+        url = f"http://127.0.0.1:{binding['HostPort']}{path}"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.read().decode().strip()
+
+
+@pytest.fixture
+def workspace(tmp_path: Path, engine: docker.DockerClient, images: list[str]) -> Iterator[Workspace]:
+    """An empty workspace; the test images are not present locally, so deploys pull them."""
+    project = f"dt-{uuid.uuid4().hex[:10]}"
+    for reference in images:
+        untag(engine, reference)
+    space = Workspace(tmp_path, project, engine, {"DEPLOYER_ENVIRONMENTS": str(tmp_path / "environments")})
+    try:
+        yield space
+    finally:
+        remove_project(engine, project)
+        for reference in images:
+            untag(engine, reference)
+
+
+APP_COMPOSE = """\
+services:
+  web:
+    image: ${REGISTRY}/testapp:${WEB_TAG}
+    ports: ["127.0.0.1::8080"]
+    environment:
+      LOG_LEVEL: ${LOG_LEVEL}
+      DB_PASSWORD: ${DB_PASSWORD}
+  worker:
+    image: ${REGISTRY}/testapp:${WORKER_TAG}
+    command: ["httpd", "-f", "-p", "8080", "-h", "/www"]
+    env_file: [worker.env]
+"""
+
+
+@pytest.fixture
+def app(workspace: Workspace) -> Workspace:
+    """A workspace with a two-service environment `test` built on the test images."""
+    workspace.write("app/compose.yml", APP_COMPOSE)
+    workspace.write("app/worker.env", "CONCURRENCY=2\n")
+    workspace.write(
+        "app/.env",
+        f"REGISTRY={REGISTRY}\nWEB_TAG=1.0.0\nWORKER_TAG=1.0.0\nLOG_LEVEL=info\nDB_PASSWORD=s3cret-canary-4711\n",
+    )
+    workspace.write(
+        "test.yml",
+        f"project: {workspace.project}\ncompose_files: [app/compose.yml]\nenv_files: [app/.env]\n"
+        "deploy: {wait_timeout: 30}\n",
+    )
+    return workspace
+
+
+@pytest.fixture
+def example(workspace: Workspace) -> Workspace:
+    """The shipped example environments, under this test's own project name and a free port."""
+    shutil.copytree(ROOT / "environments", workspace.environments)
+    for name in ("staging", "production"):
+        path = workspace.environments / f"{name}.yml"
+        text = path.read_text().replace(f"project: shop-{name}", f"project: {workspace.project}")
+        path.write_text(text)
+    workspace.env.update({"WEB_PUBLISH": "127.0.0.1::8080", "IMAGE_REGISTRY": REGISTRY})
+    return workspace
