@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+
+def shown_path(path: str) -> str:
+    """A path as the user best reads it: relative to the working folder when inside it."""
+    if not os.path.isabs(path):
+        return path
+    relative = os.path.relpath(path)
+    return path if relative.startswith("..") else relative
 
 
 class DeployerError(Exception):
@@ -28,7 +37,8 @@ class ConfigIssue:
     message: str
 
     def __str__(self) -> str:
-        where = f"{self.file}:{self.line}" if self.line else self.file
+        file = shown_path(self.file)
+        where = f"{file}:{self.line}" if self.line else file
         return f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
 
 

@@ -19,10 +19,18 @@ class Console:
     """The single way out for text: stdout for results, stderr for progress and errors."""
 
     def __init__(self, out: TextIO | None = None, err: TextIO | None = None) -> None:
-        self.out = out or sys.stdout
-        self.err = err or sys.stderr
+        self._out, self._err = out, err
         self.redact = Redactor()
         self._live: str | None = None
+
+    # Looked up when used, so that a stream replaced after start-up (tests, wrappers) is honoured.
+    @property
+    def out(self) -> TextIO:
+        return self._out or sys.stdout
+
+    @property
+    def err(self) -> TextIO:
+        return self._err or sys.stderr
 
     def print(self, text: str = "") -> None:
         self._end_live()

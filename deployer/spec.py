@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from deployer.errors import ConfigError, ConfigIssue, UnknownEnvironmentError
+from deployer.errors import ConfigError, ConfigIssue, UnknownEnvironmentError, shown_path
 
 SPEC_SUFFIXES = (".yml", ".yaml")
 ENVIRONMENTS_VARIABLE = "DEPLOYER_ENVIRONMENTS"
@@ -234,7 +234,8 @@ def _schema_issues(data: Any, lines: Mapping[str, int], file: str) -> Iterator[C
 
 def _types(value: Any) -> str:
     names = value if isinstance(value, list) else [value]
-    return " or ".join({"object": "a mapping", "array": "a list"}.get(n, f"a {n}") for n in names)
+    words = {"object": "a mapping", "array": "a list", "integer": "an integer", "null": "nothing"}
+    return " or ".join(words.get(n, f"a {n}") for n in names)
 
 
 def _type_name(value: Any) -> str:
@@ -278,6 +279,7 @@ def spec_path(folder: Path, name: str) -> Path:
 
 def load_spec(path: Path) -> Spec:
     """Read, validate and check one spec; all problems are raised together as a ConfigError."""
+    path = path.absolute()
     file = str(path)
     data, lines = load_yaml(path)
     if not isinstance(data, dict):
@@ -291,7 +293,7 @@ def load_spec(path: Path) -> Spec:
                 )
             ]
         )
-    issues = list(_schema_issues(data, lines, file))
+    issues = sorted(_schema_issues(data, lines, file), key=lambda i: (i.line or 0, i.path))
     name = path.stem
     if name in COMMAND_NAMES:
         issues.append(
@@ -314,7 +316,7 @@ def load_spec(path: Path) -> Spec:
                         file,
                         lines.get(f"{key}.{index}"),
                         f"{key}.{index}",
-                        f"file not found: {resolved}",
+                        f"file not found: {shown_path(str(resolved))}",
                     )
                 )
             paths.append(resolved)

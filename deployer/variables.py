@@ -72,11 +72,19 @@ def read_env_file(path: Path) -> tuple[dict[str, str], dict[str, int]]:
     except UnicodeDecodeError as e:
         line = raw[: e.start].count(b"\n") + 1
         raise ConfigError([ConfigIssue(file, line, "", "env file is not valid UTF-8 text")]) from e
-    values = dotenv_values(stream=io.StringIO(text))
     lines: dict[str, int] = {}
+    issues = []
     for binding in parse_stream(io.StringIO(text)):
-        if binding.key is not None:
+        if binding.error:
+            # python-dotenv would skip the line with a warning; Compose would refuse the file.
+            # The line itself is not shown: it may hold a secret.
+            message = "cannot parse this line (expected NAME=value)"
+            issues.append(ConfigIssue(file, binding.original.line, "", message))
+        elif binding.key is not None:
             lines[binding.key] = binding.original.line
+    if issues:
+        raise ConfigError(issues)
+    values = dotenv_values(stream=io.StringIO(text))
     # A name with no `=` (a bare `NAME` line) has no value: Compose ignores it too.
     return {k: v for k, v in values.items() if v is not None}, lines
 

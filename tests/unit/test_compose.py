@@ -1,0 +1,63 @@
+"""Commands as data: whole argv, environment and shell rendering."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from deployer import compose
+from deployer.compose import Command, ComposeProject
+from deployer.engine import Engine
+
+PROJECT = ComposeProject(
+    name="shop-staging",
+    files=(Path("/srv/shop/compose.yml"), Path("/srv/shop/compose.prod.yml")),
+    engine=Engine("unix:///var/run/docker.sock"),
+    variables={"TAG": "1.4.2", "DB_PASSWORD": "hunter2", "GREETING": "it's me"},
+    secret_names=frozenset({"DB_PASSWORD"}),
+    override="services:\n  web:\n    scale: 2\n",
+)
+
+
+def test_up_argv_env_and_stdin() -> None:
+    command = compose.up(PROJECT, ["web", "worker"], remove_orphans=True)
+
+    assert command == Command(
+        argv=(
+            "docker", "compose", "--project-name", "shop-staging", "--env-file", "/dev/null",
+            "--file", "/srv/shop/compose.yml", "--file", "/srv/shop/compose.prod.yml", "--file", "-",
+            "up", "--detach", "--pull", "never", "--remove-orphans", "web", "worker",
+        ),  # fmt: skip
+        env={
+            "TAG": "1.4.2",
+            "DB_PASSWORD": "hunter2",
+            "GREETING": "it's me",
+            "DOCKER_HOST": "unix:///var/run/docker.sock",
+        },
+        stdin="services:\n  web:\n    scale: 2\n",
+        secret_names=frozenset({"DB_PASSWORD"}),
+    )
+
+
+def test_config_without_override_reads_no_stdin() -> None:
+    command = compose.config_json(PROJECT.with_override(None))
+    assert command.argv == (
+        "docker", "compose", "--project-name", "shop-staging", "--env-file", "/dev/null",
+        "--file", "/srv/shop/compose.yml", "--file", "/srv/shop/compose.prod.yml",
+        "config", "--format", "json",
+    )  # fmt: skip
+    assert command.stdin is None
+
+
+def test_shell_form_is_quoted_and_masks_secrets() -> None:
+    command = compose.up(PROJECT, [], remove_orphans=False)
+    assert command.shell() == (
+        "TAG=1.4.2 DB_PASSWORD=*** GREETING='it'\"'\"'s me' DOCKER_HOST=unix:///var/run/docker.sock "
+        "docker compose --project-name shop-staging --env-file /dev/null --file /srv/shop/compose.yml "
+        "--file /srv/shop/compose.prod.yml --file - up --detach --pull never"
+    )
+
+
+def test_engine_choice_spec_then_docker_host_then_default() -> None:
+    assert Engine.choose("ssh://deploy@host", {"DOCKER_HOST": "tcp://x:2376"}).host == "ssh://deploy@host"
+    assert Engine.choose(None, {"DOCKER_HOST": "tcp://x:2376"}).host == "tcp://x:2376"
+    assert Engine.choose(None, {}).host == "unix:///var/run/docker.sock"

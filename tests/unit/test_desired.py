@@ -1,0 +1,124 @@
+"""From Compose's resolved model to desired services; the spec's overrides as a compose file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from deployer.desired import compose_issue, desired_services, fingerprint, spec_override, with_labels, with_tag
+from deployer.errors import ConfigError, ConfigIssue
+from deployer.spec import ServiceOverride, Spec
+
+
+def spec(tmp_path: Path, services: dict[str, ServiceOverride]) -> Spec:
+    compose = tmp_path / "compose.yml"
+    compose.write_text("services:\n  web:\n    image: ${REGISTRY:?set REGISTRY}/web:1\n")
+    return Spec(
+        "staging", tmp_path / "staging.yml", "shop", (compose,), (), frozenset(), services, False, 60.0, None,
+        {"services": 5, "services.api": 6},
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("image", "tag", "expected"),
+    [
+        ("web", "2", "web:2"),
+        ("ghcr.io/acme/web:1.4.1", "1.4.2", "ghcr.io/acme/web:1.4.2"),
+        ("127.0.0.1:5000/web", "2", "127.0.0.1:5000/web:2"),
+        ("127.0.0.1:5000/web:1@sha256:" + "a" * 64, "2", "127.0.0.1:5000/web:2"),
+    ],
+)
+def test_with_tag(image: str, tag: str, expected: str) -> None:
+    assert with_tag(image, tag) == expected
+
+
+def test_spec_override(tmp_path: Path) -> None:
+    base = {
+        "services": {
+            "web": {"image": "ghcr.io/acme/web:1.4.1"},
+            "worker": {"image": "w:1", "deploy": {"replicas": 2}},
+            "db": {"image": "db:1"},
+        }
+    }
+    the_spec = spec(
+        tmp_path,
+        {
+            "web": ServiceOverride(tag="1.4.2", replicas=3, environment={"GREETING": "${GREETING} (staging)"}),
+            "worker": ServiceOverride(image="w:2", replicas=1),
+            "db": ServiceOverride(),
+        },
+    )
+
+    assert spec_override(the_spec, base) == (
+        "services:\n"
+        "  web:\n"
+        "    environment:\n"
+        "      GREETING: ${GREETING} (staging)\n"
+        "    image: ghcr.io/acme/web:1.4.2\n"
+        "    scale: 3\n"
+        "  worker:\n"
+        "    deploy:\n"
+        "      replicas: 1\n"
+        "    image: w:2\n"
+    )
+
+
+def test_override_of_a_service_that_does_not_exist(tmp_path: Path) -> None:
+    the_spec = spec(tmp_path, {"api": ServiceOverride(tag="2")})
+    with pytest.raises(ConfigError) as caught:
+        spec_override(the_spec, {"services": {"web": {}, "db": {}}})
+    assert caught.value.lines() == [
+        f"{tmp_path / 'staging.yml'}:6: services.api: no service 'api' in the compose files (services: db, web)"
+    ]
+
+
+def test_fingerprint_leaves_out_what_compose_does_not_hash() -> None:
+    service = {
+        "image": "w:1",
+        "command": ["run"],
+        "environment": {"A": "1", "DB_PASSWORD": "x"},
+        "labels": {"team": "shop", "dev.deployer.fingerprint": "{}"},
+        "deploy": {"replicas": 3, "resources": {}},
+        "scale": 3,
+        "depends_on": {"db": {}},
+        "build": {"context": "."},
+        "x-note": "ignored",
+    }
+
+    parts, secret_parts = fingerprint(service, frozenset())
+
+    assert sorted(parts) == ["command", "deploy", "environment.A", "environment.DB_PASSWORD", "image", "labels"]
+    assert secret_parts == frozenset({"environment.DB_PASSWORD"})
+    assert fingerprint({**service, "scale": 1, "deploy": {"replicas": 1, "resources": {}}}, frozenset())[0] == parts
+    assert fingerprint({**service, "labels": {"team": "ops"}}, frozenset())[0]["labels"] != parts["labels"]
+
+
+def test_desired_services_and_labels() -> None:
+    model = {"services": {"web": {"image": "web:1", "scale": 2}, "db": {"image": "db:1", "deploy": {"replicas": 1}}}}
+
+    services = desired_services(model, frozenset())
+
+    assert [(s.name, s.image, s.replicas) for s in services.values()] == [("db", "db:1", 1), ("web", "web:1", 2)]
+    web_print = '{"image":"' + services["web"].fingerprint["image"] + '"}'
+    assert with_labels("services:\n  web:\n    scale: 2\n", "staging", {"web": services["web"]}) == (
+        "services:\n"
+        "  web:\n"
+        "    labels:\n"
+        "      dev.deployer.environment: staging\n"
+        f"      dev.deployer.fingerprint: '{web_print}'\n"
+        "    scale: 2\n"
+    )
+
+
+def test_compose_errors_are_placed_in_the_compose_file(tmp_path: Path) -> None:
+    the_spec = spec(tmp_path, {})
+    compose = the_spec.compose_files[0]
+
+    required = compose_issue(
+        the_spec, "error while interpolating services.web.image: required variable REGISTRY is missing a value: set REGISTRY\n"
+    )
+    invalid = compose_issue(the_spec, f"validating {compose}: services.web additional properties 'imag' not allowed\n")
+
+    assert required == ConfigIssue(str(compose), 3, "", "compose: required variable REGISTRY is missing a value: set REGISTRY")
+    assert str(invalid) == f"{compose}: compose: validating {compose}: services.web additional properties 'imag' not allowed"

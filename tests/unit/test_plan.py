@@ -1,0 +1,155 @@
+"""plan(desired, observed) is pure: whole plans, as text and as JSON documents."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from deployer import report
+from deployer.compose import ComposeProject
+from deployer.desired import DesiredService, DesiredState
+from deployer.engine import Engine
+from deployer.observed import ObservedContainer, ObservedState
+from deployer.plan import Change, Plan, plan
+
+REG = "ghcr.io/acme"
+WEB_PRINT = {"image": "i-142", "command": "c1", "environment.LOG_LEVEL": "l-info", "environment.DB_PASSWORD": "p1"}
+WORKER_PRINT = {"image": "i-w", "command": "c2"}
+
+
+def desired(**overrides: DesiredService) -> DesiredState:
+    services = {
+        "web": DesiredService("web", f"{REG}/web:1.4.2", 2, WEB_PRINT, frozenset({"environment.DB_PASSWORD"})),
+        "worker": DesiredService("worker", f"{REG}/worker:2.0", 1, WORKER_PRINT, frozenset()),
+        **overrides,
+    }
+    project = ComposeProject("shop", (Path("compose.yml"),), Engine("unix:///x.sock"), {})
+    return DesiredState("staging", project, services, {}, 120.0)
+
+
+def container(service: str, number: int, fingerprint: dict[str, str] | None, **fields: str) -> ObservedContainer:
+    values = {
+        "state": "running",
+        "status": "Up 3 hours (healthy)",
+        "image": f"{REG}/{service}:1.4.2" if service == "web" else f"{REG}/{service}:2.0",
+        "image_id": f"sha256:{service}-id",
+        **fields,
+    }
+    return ObservedContainer(
+        id=f"{service}{number}",
+        name=f"shop-{service}-{number}",
+        service=service,
+        number=number,
+        state=values["state"],
+        status=values["status"],
+        health="healthy",
+        image=values["image"],
+        image_id=values["image_id"],
+        fingerprint=fingerprint,
+    )
+
+
+IMAGES = {f"{REG}/web:1.4.2": "sha256:web-id", f"{REG}/worker:2.0": "sha256:worker-id"}
+IN_SYNC = (
+    container("web", 1, WEB_PRINT),
+    container("web", 2, WEB_PRINT),
+    container("worker", 1, WORKER_PRINT),
+)
+
+
+def test_in_sync() -> None:
+    the_plan = plan(desired(), ObservedState("shop", IN_SYNC, IMAGES))
+
+    assert the_plan == Plan("staging", "shop", ())
+    assert report.plan_text(the_plan) == "staging (project shop): in sync, nothing to change"
+
+
+def test_every_kind_of_change_with_its_causes() -> None:
+    old_web = {**WEB_PRINT, "image": "i-141", "environment.LOG_LEVEL": "l-debug", "environment.DB_PASSWORD": "p0"}
+    observed = ObservedState(
+        "shop",
+        (
+            container("cron", 1, {"image": "x"}),
+            container("web", 1, old_web, image=f"{REG}/web:1.4.1"),
+            container("web", 2, old_web, image=f"{REG}/web:1.4.1"),
+            container("worker", 1, WORKER_PRINT, state="exited", status="Exited (1) 3 minutes ago"),
+        ),
+        {f"{REG}/worker:2.0": "sha256:worker-id"},
+    )
+
+    the_plan = plan(desired(), observed)
+
+    assert the_plan == Plan(
+        "staging",
+        "shop",
+        (
+            Change("cron", "remove", ("orphan: not in the spec",)),
+            Change("web", "pull", (f"image {REG}/web:1.4.2 not present locally",), f"{REG}/web:1.4.2"),
+            Change(
+                "web",
+                "recreate",
+                ("secret DB_PASSWORD changed", "environment LOG_LEVEL changed", f"image {REG}/web:1.4.1 -> 1.4.2"),
+            ),
+            Change("worker", "start", ("shop-worker-1 exited (1) 3 minutes ago",)),
+        ),
+    )
+    assert report.plan_text(the_plan) == (
+        "staging (project shop): 4 changes\n"
+        "SERVICE  ACTION    CAUSE\n"
+        "cron     remove    orphan: not in the spec\n"
+        f"web      pull      image {REG}/web:1.4.2 not present locally\n"
+        "web      recreate  secret DB_PASSWORD changed\n"
+        "                   environment LOG_LEVEL changed\n"
+        f"                   image {REG}/web:1.4.1 -> 1.4.2\n"
+        "worker   start     shop-worker-1 exited (1) 3 minutes ago"
+    )
+    assert the_plan.pulls == [f"{REG}/web:1.4.2"]
+    assert the_plan.services_to_up == ["web", "worker"]
+    assert the_plan.removes_orphans
+
+
+def test_scale_create_and_parts_added_or_removed() -> None:
+    worker_print = {"image": "i-w", "command": "c2", "environment.NEW": "n"}
+    observed = ObservedState(
+        "shop",
+        (container("web", 1, WEB_PRINT), container("worker", 1, {"image": "i-w", "command": "c2", "ports": "p"})),
+        IMAGES,
+    )
+    wanted = desired(
+        worker=DesiredService("worker", f"{REG}/worker:2.0", 1, worker_print, frozenset()),
+        api=DesiredService("api", f"{REG}/worker:2.0", 1, {}, frozenset()),
+    )
+
+    assert report.plan_document(plan(wanted, observed)) == {
+        "environment": "staging",
+        "project": "shop",
+        "in_sync": False,
+        "changes": [
+            {"service": "api", "action": "create", "causes": ["no container"]},
+            {"service": "web", "action": "scale", "causes": ["replicas 1 -> 2"]},
+            {"service": "worker", "action": "recreate", "causes": ["environment NEW added", "ports removed"]},
+        ],
+    }
+
+
+def test_retagged_image_and_containers_not_made_by_deployer() -> None:
+    observed = ObservedState(
+        "shop",
+        (container("web", 1, WEB_PRINT), container("web", 2, WEB_PRINT), container("worker", 1, None)),
+        {**IMAGES, f"{REG}/web:1.4.2": "sha256:0123456789abcdef"},
+    )
+
+    assert plan(desired(), observed).changes == (
+        Change("web", "recreate", (f"image {REG}/web:1.4.2 now points to 0123456789ab (container runs web-id)",)),
+        Change("worker", "recreate", ("not deployed by deployer (no fingerprint label)",)),
+    )
+
+
+def test_one_pull_per_image_shared_by_services() -> None:
+    wanted = desired(api=DesiredService("api", f"{REG}/worker:2.0", 1, WORKER_PRINT, frozenset()))
+    observed = ObservedState("shop", IN_SYNC, {f"{REG}/web:1.4.2": "sha256:web-id"})
+
+    assert [(c.service, c.action) for c in plan(wanted, observed).changes] == [
+        ("api", "pull"),
+        ("api", "create"),
+        ("worker", "recreate"),
+    ]

@@ -1,0 +1,155 @@
+"""Loading specs: every bad input gives clear FILE:LINE: path: message lines, all at once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from deployer.errors import ConfigError, UnknownEnvironmentError
+from deployer.spec import ServiceOverride, Spec, load_spec, spec_path
+
+
+def write(folder: Path, name: str, text: str | bytes) -> Path:
+    path = folder / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    else:
+        path.write_text(text, encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    write(tmp_path, "app/compose.yml", "services:\n  web:\n    image: web:1\n")
+    write(tmp_path, "app/.env", "A=1\n")
+    return tmp_path
+
+
+def errors(path: Path) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        load_spec(path)
+    return caught.value.lines()
+
+
+def test_full_spec_loads(folder: Path) -> None:
+    path = write(
+        folder,
+        "staging.yml",
+        "project: shop-staging\ncompose_files: [app/compose.yml]\nenv_files: [app/.env]\n"
+        "secrets: [DB_PASSWORD]\nservices:\n  web:\n    tag: '1.4.2'\n    replicas: 2\n"
+        "    environment: {LOG_LEVEL: info, DEBUG: false, WORKERS: 4}\n"
+        "deploy: {wait_timeout: 30}\nengine: {host: 'unix:///run/other.sock'}\nx-team: shop\n",
+    )
+
+    spec = load_spec(path)
+
+    assert spec == Spec(
+        name="staging",
+        path=path.resolve(),
+        project="shop-staging",
+        compose_files=((folder / "app/compose.yml").resolve(),),
+        env_files=((folder / "app/.env").resolve(),),
+        secrets=frozenset({"DB_PASSWORD"}),
+        services={"web": ServiceOverride(None, "1.4.2", 2, {"LOG_LEVEL": "info", "DEBUG": "false", "WORKERS": "4"})},
+        confirm=False,
+        wait_timeout=30.0,
+        engine_host="unix:///run/other.sock",
+    )
+
+
+def test_production_confirms_by_default(folder: Path) -> None:
+    path = write(folder, "production.yml", "project: p\ncompose_files: [app/compose.yml]\n")
+    assert load_spec(path).confirm is True
+
+
+def test_malformed_yaml(folder: Path) -> None:
+    path = write(folder, "s.yml", "project: p\ncompose_files: [app/compose.yml\n")
+    assert errors(path) == [f"{path}:3: invalid YAML: expected ',' or ']', but got '<stream end>'"]
+
+
+def test_document_that_is_not_a_mapping(folder: Path) -> None:
+    path = write(folder, "s.yml", "- project\n- p\n")
+    assert errors(path) == [f"{path}:1: expected a mapping with project and compose_files, got a list"]
+
+
+def test_empty_file(folder: Path) -> None:
+    path = write(folder, "s.yml", "# nothing here\n")
+    assert errors(path) == [f"{path}: empty file: expected a mapping with project and compose_files"]
+
+
+def test_alias_bomb_is_refused_without_expanding(folder: Path) -> None:
+    bomb = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    bomb += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 10)]
+    path = write(folder, "s.yml", "\n".join(bomb) + "\n")
+
+    assert errors(path) == [f"{path}:1: YAML expands to more than 100000 nodes (alias bomb?); refused"]
+
+
+def test_unknown_keys_wrong_types_and_bad_project_all_at_once(folder: Path) -> None:
+    path = write(
+        folder,
+        "s.yml",
+        "project: Shop_Staging\ncompose_files: app/compose.yml\nreplica: 2\nx-ok: fine\n"
+        "services:\n  web:\n    replicas: two\n    imagee: x\ndeploy: {wait_timeout: -1}\n",
+    )
+
+    assert errors(path) == [
+        f"{path}:1: project: invalid project name 'Shop_Staging': use lowercase letters, digits, '_' and '-', starting with a letter or digit",
+        f"{path}:2: compose_files: expected a list, got a string",
+        f"{path}:3: replica: unknown key",
+        f"{path}:7: services.web.replicas: expected an integer, got a string",
+        f"{path}:8: services.web.imagee: unknown key",
+        f"{path}:9: deploy.wait_timeout: -1 is less than or equal to the minimum of 0",
+    ]
+
+
+def test_missing_required_keys(folder: Path) -> None:
+    path = write(folder, "s.yml", "project: p\n")
+    assert errors(path) == [f"{path}:1: 'compose_files' is a required property"]
+
+
+def test_missing_compose_and_env_files(folder: Path) -> None:
+    path = write(folder, "s.yml", "project: p\ncompose_files: [nope.yml]\nenv_files: [app/.env, .env.nope]\n")
+    assert errors(path) == [
+        f"{path}:2: compose_files.0: file not found: {folder / 'nope.yml'}",
+        f"{path}:3: env_files.1: file not found: {folder / '.env.nope'}",
+    ]
+
+
+def test_spec_that_is_not_utf8(folder: Path) -> None:
+    path = write(folder, "s.yml", b"project: p\ncompose_files: [caf\xe9.yml]\n")
+    assert errors(path) == [f"{path}:2: not valid UTF-8 text"]
+
+
+def test_bad_tag_image_and_both_set(folder: Path) -> None:
+    path = write(
+        folder,
+        "s.yml",
+        "project: p\ncompose_files: [app/compose.yml]\nservices:\n  web:\n    tag: 'bad tag'\n"
+        "  api:\n    image: 'UPPER/Case:1'\n  both:\n    image: a:1\n    tag: '2'\n",
+    )
+    assert errors(path) == [
+        f"{path}:5: services.web.tag: invalid tag 'bad tag'",
+        f"{path}:7: services.api.image: invalid image reference 'UPPER/Case:1'",
+        f"{path}:8: services.both: set image or tag, not both",
+    ]
+
+
+def test_duplicate_keys(folder: Path) -> None:
+    path = write(folder, "s.yml", "project: p\nproject: q\ncompose_files: [app/compose.yml]\n")
+    assert errors(path) == [f"{path}:2: project: duplicate key"]
+
+
+def test_environment_named_like_a_command(folder: Path) -> None:
+    path = write(folder, "diff.yml", "project: p\ncompose_files: [app/compose.yml]\n")
+    assert errors(path) == [f"{path}: environment name 'diff' is a deploy command; rename the file"]
+
+
+def test_unknown_environment_lists_the_known_ones(folder: Path) -> None:
+    write(folder, "staging.yml", "project: p\n")
+    write(folder, "production.yaml", "project: p\n")
+    with pytest.raises(UnknownEnvironmentError) as caught:
+        spec_path(folder, "stagign")
+    assert caught.value.message == f"unknown environment 'stagign' in {folder} (known: production, staging)"
