@@ -6,8 +6,9 @@ import os
 import sys
 import traceback
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
+import click
 import typer
 from typer.core import TyperGroup
 
@@ -22,7 +23,9 @@ EXIT_OK, EXIT_ERROR, EXIT_PENDING = 0, 1, 2
 class _Group(TyperGroup):
     """`deploy ENV` is `deploy up ENV`: any first word that is not a command names an environment."""
 
-    def resolve_command(self, ctx: Any, args: list[str]) -> Any:
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
         if args and not args[0].startswith("-") and args[0] not in self.commands:
             args = ["up", *args]
         return super().resolve_command(ctx, args)
@@ -51,7 +54,9 @@ Folder = Annotated[
     ),
 ]
 Json = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
-Name = Annotated[str, typer.Argument(metavar="ENV", help="Environment name (the spec file's stem).")]
+Name = Annotated[
+    str, typer.Argument(metavar="ENV", help="Environment name (the spec file's stem).")
+]
 
 
 def _load(folder: Path | None, name: str) -> operations.Loaded:
@@ -66,10 +71,7 @@ def _main(
         bool, typer.Option("--debug", envvar="DEPLOYER_DEBUG", help="Show tracebacks on errors.")
     ] = False,
 ) -> None:
-    _state["debug"] = debug
-
-
-_state: dict[str, Any] = {"debug": False}
+    """Options for every command. `--debug` is read by main(), which reports the errors."""
 
 
 @app.command()
@@ -176,14 +178,14 @@ def main(argv: list[str] | None = None) -> None:
         for line in e.lines():
             console.error(f"error: {line}")
         code = EXIT_ERROR
-    except typer.TyperException as e:
+    except click.ClickException as e:
         # Usage errors exit 1, not 2: 2 means "changes pending" for `deploy diff`.
         console.error(f"error: {e.format_message()}")
         ctx = getattr(e, "ctx", None)
-        if ctx is not None:
+        if isinstance(ctx, click.Context):
             console.error(ctx.get_usage())
         code = EXIT_ERROR
-    except (typer.Abort, KeyboardInterrupt):
+    except (click.Abort, KeyboardInterrupt):
         console.error("interrupted")
         code = 130
     sys.exit(code if isinstance(code, int) else EXIT_OK)

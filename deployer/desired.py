@@ -9,11 +9,13 @@ the containers as a label, so drift is exact and every difference can be named.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +32,8 @@ FINGERPRINT_LABEL = "dev.deployer.fingerprint"
 ENVIRONMENT_LABEL = "dev.deployer.environment"
 # Parts of a service that do not make Compose recreate its containers (Compose's hash leaves
 # them out too); replicas are compared by counting containers instead.
+# libyaml's dumper where PyYAML has it: a 200-service override takes ~30 ms in pure Python.
+SafeDumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 UNHASHED_KEYS = frozenset({"build", "pull_policy", "depends_on", "profiles", "scale"})
 
 Runner = Callable[[Command], Completed]
@@ -47,10 +51,18 @@ class DesiredService:
 @dataclass(frozen=True)
 class DesiredState:
     environment: str
-    project: ComposeProject  # with deployer's override, as `up` gets it
+    compose: ComposeProject  # the files and variables, without deployer's override
+    overrides: Mapping[str, Mapping[str, Any]]  # per service, the compose entries of the spec
     services: Mapping[str, DesiredService]
     model: Mapping[str, Any]  # the resolved compose model (values as Compose prints them)
     wait_timeout: float
+
+    @cached_property
+    def project(self) -> ComposeProject:
+        """The project as `up` gets it: the spec's overrides plus the fingerprint labels."""
+        return self.compose.with_override(
+            labelled_override(self.overrides, self.environment, self.services)
+        )
 
 
 def compose_project(spec: Spec, variables: Variables, engine: Engine) -> ComposeProject:
@@ -60,20 +72,27 @@ def compose_project(spec: Spec, variables: Variables, engine: Engine) -> Compose
 
 
 def resolve(spec: Spec, variables: Variables, engine: Engine, run: Runner) -> DesiredState:
-    """Ask Compose for the resolved model with the spec's overrides applied."""
+    """Ask Compose for the resolved model, then apply the spec's overrides to it.
+
+    One `config` call: Compose interpolates the spec's `environment:` overrides; images, tags and
+    replicas need no interpolation and are set in the resolved model as `up` will set them.
+    """
     project = compose_project(spec, variables, engine)
-    override = None
-    model = _config(spec, project, run)
-    if spec.services:
-        override = spec_override(spec, model)
-        if override:
-            model = _config(spec, project.with_override(override), run)
+    environment = environment_override(spec)
+    try:
+        model = _config(spec, project.with_override(environment), run)
+    except ConfigError:
+        if environment is None:
+            raise
+        # Compose refuses an override of a service that does not exist: say that plainly.
+        check_services_exist(spec, _config(spec, project, run))
+        raise
+    check_services_exist(spec, model)
+    entries = spec_overrides(spec, model)
+    model = with_overrides(model, entries)
     services = desired_services(model, spec.secrets | variables.secret_names())
     _check_images(spec, services)
-    labels_override = with_labels(override, spec.name, services)
-    return DesiredState(
-        spec.name, project.with_override(labels_override), services, model, spec.wait_timeout
-    )
+    return DesiredState(spec.name, project, entries, services, model, spec.wait_timeout)
 
 
 def _config(spec: Spec, project: ComposeProject, run: Runner) -> dict[str, Any]:
@@ -120,9 +139,18 @@ def with_tag(image: str, tag: str) -> str:
     return f"{name}:{tag}"
 
 
-def spec_override(spec: Spec, base: Mapping[str, Any]) -> str | None:
-    """The spec's `services:` overrides as a compose file; issues for services that do not exist."""
-    known = base.get("services", {})
+def environment_override(spec: Spec) -> str | None:
+    """The spec's `environment:` overrides as a compose file, for Compose to interpolate."""
+    services = {
+        name: {"environment": dict(override.environment)}
+        for name, override in sorted(spec.services.items())
+        if override.environment
+    }
+    return _dump({"services": services}) if services else None
+
+
+def check_services_exist(spec: Spec, model: Mapping[str, Any]) -> None:
+    known = model.get("services", {})
     issues = [
         spec.issue(
             f"services.{name}",
@@ -133,15 +161,20 @@ def spec_override(spec: Spec, base: Mapping[str, Any]) -> str | None:
     ]
     if issues:
         raise ConfigError(issues)
-    services: dict[str, Any] = {}
+
+
+def spec_overrides(spec: Spec, model: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Per service, the compose entries that carry out the spec's overrides."""
+    entries: dict[str, dict[str, Any]] = {}
     for name, override in sorted(spec.services.items()):
+        resolved = model["services"][name]
         entry: dict[str, Any] = {}
         if override.image is not None:
             entry["image"] = override.image
         elif override.tag is not None:
-            entry["image"] = with_tag(str(known[name].get("image", "")), override.tag)
+            entry["image"] = with_tag(str(resolved.get("image", "")), override.tag)
         if override.replicas is not None:
-            if "replicas" in (known[name].get("deploy") or {}):
+            if "replicas" in (resolved.get("deploy") or {}):
                 entry["deploy"] = {"replicas": override.replicas}
             else:
                 # `scale`, unlike deploy.replicas, is outside Compose's config hash: scaling
@@ -150,28 +183,47 @@ def spec_override(spec: Spec, base: Mapping[str, Any]) -> str | None:
         if override.environment:
             entry["environment"] = dict(override.environment)
         if entry:
-            services[name] = entry
-    return _dump({"services": services}) if services else None
+            entries[name] = entry
+    return entries
 
 
-def with_labels(
-    override: str | None, environment: str, services: Mapping[str, DesiredService]
+def with_overrides(
+    model: Mapping[str, Any], entries: Mapping[str, Mapping[str, Any]]
+) -> dict[str, Any]:
+    """The resolved model with the overrides' images and replicas set, as `up` will set them."""
+    result = copy.deepcopy(dict(model))
+    for name, entry in entries.items():
+        service = result["services"][name]
+        if "image" in entry:
+            service["image"] = entry["image"]
+        if "scale" in entry:
+            service["scale"] = entry["scale"]
+        if "deploy" in entry:
+            service["deploy"]["replicas"] = entry["deploy"]["replicas"]
+    return result
+
+
+def labelled_override(
+    entries: Mapping[str, Mapping[str, Any]],
+    environment: str,
+    services: Mapping[str, DesiredService],
 ) -> str:
     """The override `up` gets: the spec's overrides plus the fingerprint label of every service."""
-    document = yaml.safe_load(override) if override else {"services": {}}
+    document: dict[str, dict[str, Any]] = {name: dict(entry) for name, entry in entries.items()}
     for name, service in services.items():
-        entry = document["services"].setdefault(name, {})
-        entry["labels"] = {
+        document.setdefault(name, {})["labels"] = {
             FINGERPRINT_LABEL: json.dumps(
                 service.fingerprint, sort_keys=True, separators=(",", ":")
             ),
             ENVIRONMENT_LABEL: environment,
         }
-    return _dump(document)
+    return _dump({"services": document})
 
 
 def _dump(document: Mapping[str, Any]) -> str:
-    return yaml.safe_dump(document, sort_keys=True, allow_unicode=True, default_flow_style=False)
+    return yaml.dump(
+        document, Dumper=SafeDumper, sort_keys=True, allow_unicode=True, default_flow_style=False
+    )
 
 
 def _digest(value: Any) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from deployer.apply import Applied, Progress, apply
 from deployer.compose import Command, up
 from deployer.desired import DesiredState, resolve
 from deployer.engine import Engine, EngineClient
-from deployer.errors import ConfigError, ConfigIssue, ConfirmationRefusedError
+from deployer.errors import ConfigError, ConfigIssue, ConfirmationRefusedError, DeployerError
 from deployer.observed import observe
 from deployer.plan import Plan, plan
 from deployer.spec import Spec, find_specs, load_spec, spec_path
@@ -74,9 +75,17 @@ def render(loaded: Loaded, redact: Redactor) -> tuple[Command, DesiredState]:
 
 
 def diff(loaded: Loaded, redact: Redactor) -> tuple[Plan, DesiredState, EngineClient]:
-    desired = desired_state(loaded, redact)
-    client = EngineClient(loaded.engine)
-    return plan(desired, observe(client, desired.project.name)), desired, client
+    # Compose resolves the model in its own process while this one reads the engine.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        resolving = pool.submit(desired_state, loaded, redact)
+        try:
+            client = EngineClient(loaded.engine)
+            observed = observe(client, loaded.spec.project)
+        except DeployerError:
+            resolving.result()  # a problem in the spec is reported before one with the engine
+            raise
+        desired = resolving.result()
+    return plan(desired, observed), desired, client
 
 
 def deploy(

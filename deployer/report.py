@@ -11,6 +11,7 @@ import yaml
 
 from deployer.apply import Applied
 from deployer.compose import Command
+from deployer.desired import SafeDumper
 from deployer.plan import Plan
 from deployer.variables import MASK, Redactor, Variables, is_secret
 
@@ -158,7 +159,7 @@ def render_text(command: Command, model: Mapping[str, Any]) -> str:
     invocation = command.shell()
     if command.stdin:
         invocation += f" <<'OVERRIDE'\n{command.stdin}OVERRIDE"
-    dumped = yaml.safe_dump(dict(model), sort_keys=False, allow_unicode=True)
+    dumped = yaml.dump(dict(model), Dumper=SafeDumper, sort_keys=False, allow_unicode=True)
     return f"# invocation\n{invocation}\n\n# resolved compose model\n{dumped}"
 
 

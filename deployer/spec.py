@@ -6,6 +6,7 @@ reported as `FILE:LINE: path.in.spec: message`. Problems are gathered and raised
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -232,6 +233,25 @@ def _schema_issues(data: Any, lines: Mapping[str, int], file: str) -> Iterator[C
         yield ConfigIssue(file, line_of(path), dotted(path), message)
 
 
+def _validity_marker(data: Any) -> Path:
+    """Where a spec's content that passed the schema is remembered.
+
+    Importing and running jsonschema is a large part of a no-op deploy; whether some content
+    matches the schema never changes, so it is checked once per content and schema.
+    """
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "deployer"
+    content = json.dumps([schema(), data], sort_keys=True, default=str).encode("utf-8")
+    return cache / "valid-specs" / hashlib.sha256(content).hexdigest()
+
+
+def _remember(marker: Path) -> None:
+    try:
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.touch()
+    except OSError:
+        pass  # a cache: without it the next run validates again
+
+
 def _types(value: Any) -> str:
     names = value if isinstance(value, list) else [value]
     words = {"object": "a mapping", "array": "a list", "integer": "an integer", "null": "nothing"}
@@ -293,7 +313,10 @@ def load_spec(path: Path) -> Spec:
                 )
             ]
         )
-    issues = sorted(_schema_issues(data, lines, file), key=lambda i: (i.line or 0, i.path))
+    known_valid = _validity_marker(data)
+    issues = []
+    if not known_valid.exists():
+        issues = sorted(_schema_issues(data, lines, file), key=lambda i: (i.line or 0, i.path))
     name = path.stem
     if name in COMMAND_NAMES:
         issues.append(
@@ -349,6 +372,7 @@ def load_spec(path: Path) -> Spec:
     if issues:
         raise ConfigError(issues)
 
+    _remember(known_valid)
     deploy = data.get("deploy", {})
     return Spec(
         name=name,

@@ -7,6 +7,7 @@ it fails. With CI=true a missing engine fails the run instead of skipping.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -67,10 +68,8 @@ def images(engine: docker.DockerClient) -> list[str]:
 
 
 def untag(engine: docker.DockerClient, reference: str) -> None:
-    try:
+    with contextlib.suppress(docker.errors.ImageNotFound):
         engine.images.remove(reference, force=True, noprune=False)
-    except docker.errors.ImageNotFound:
-        pass
 
 
 def remove_project(engine: docker.DockerClient, project: str) -> None:
@@ -112,7 +111,9 @@ class Workspace:
         path.write_text(text, encoding="utf-8")
         return path
 
-    def deploy(self, *args: str, env: dict[str, str] | None = None, stdin: str | None = None) -> Result:
+    def deploy(
+        self, *args: str, env: dict[str, str] | None = None, stdin: str | None = None
+    ) -> Result:
         """Run the real `deploy` CLI in this workspace."""
         proc = subprocess.run(
             [sys.executable, "-m", "deployer", *args],
@@ -148,12 +149,16 @@ class Workspace:
 
 
 @pytest.fixture
-def workspace(tmp_path: Path, engine: docker.DockerClient, images: list[str]) -> Iterator[Workspace]:
+def workspace(
+    tmp_path: Path, engine: docker.DockerClient, images: list[str]
+) -> Iterator[Workspace]:
     """An empty workspace; the test images are not present locally, so deploys pull them."""
     project = f"dt-{uuid.uuid4().hex[:10]}"
     for reference in images:
         untag(engine, reference)
-    space = Workspace(tmp_path, project, engine, {"DEPLOYER_ENVIRONMENTS": str(tmp_path / "environments")})
+    space = Workspace(
+        tmp_path, project, engine, {"DEPLOYER_ENVIRONMENTS": str(tmp_path / "environments")}
+    )
     try:
         yield space
     finally:

@@ -64,7 +64,11 @@ def test_diff_json_shape_and_exit_codes(app: Workspace) -> None:
         "project": app.project,
         "in_sync": False,
         "changes": [
-            {"service": "web", "action": "pull", "causes": [f"image {REGISTRY}/testapp:1.0.0 not present locally"]},
+            {
+                "service": "web",
+                "action": "pull",
+                "causes": [f"image {REGISTRY}/testapp:1.0.0 not present locally"],
+            },
             {"service": "web", "action": "create", "causes": ["no container"]},
             {"service": "worker", "action": "create", "causes": ["no container"]},
         ],
@@ -72,18 +76,34 @@ def test_diff_json_shape_and_exit_codes(app: Workspace) -> None:
     deployed(app)
     synced = app.deploy("diff", "test", "--json")
     assert synced.returncode == 0
-    assert synced.json() == {"environment": "test", "project": app.project, "in_sync": True, "changes": []}
+    assert synced.json() == {
+        "environment": "test",
+        "project": app.project,
+        "in_sync": True,
+        "changes": [],
+    }
 
 
 def test_changed_tag_recreates_only_that_service_and_pulls_the_missing_tag(app: Workspace) -> None:
     before = deployed(app)
-    app.write("test.yml", (app.environments / "test.yml").read_text() + "services:\n  web: {tag: '1.1.0'}\n")
+    app.write(
+        "test.yml",
+        (app.environments / "test.yml").read_text() + "services:\n  web: {tag: '1.1.0'}\n",
+    )
 
     assert diff(app) == (
         2,
         [
-            {"service": "web", "action": "pull", "causes": [f"image {REGISTRY}/testapp:1.1.0 not present locally"]},
-            {"service": "web", "action": "recreate", "causes": [f"image {REGISTRY}/testapp:1.0.0 -> 1.1.0"]},
+            {
+                "service": "web",
+                "action": "pull",
+                "causes": [f"image {REGISTRY}/testapp:1.1.0 not present locally"],
+            },
+            {
+                "service": "web",
+                "action": "recreate",
+                "causes": [f"image {REGISTRY}/testapp:1.0.0 -> 1.1.0"],
+            },
         ],
     )
     deployed(app)
@@ -99,7 +119,10 @@ def test_changed_value_in_env_file_of_the_spec(app: Workspace) -> None:
     env = app.environments / "app/.env"
     env.write_text(env.read_text().replace("LOG_LEVEL=info", "LOG_LEVEL=debug"))
 
-    assert diff(app) == (2, [{"service": "web", "action": "recreate", "causes": ["environment LOG_LEVEL changed"]}])
+    assert diff(app) == (
+        2,
+        [{"service": "web", "action": "recreate", "causes": ["environment LOG_LEVEL changed"]}],
+    )
     assert_redeploy_fixes(app)
 
 
@@ -122,7 +145,13 @@ def test_changed_value_inside_a_services_env_file(app: Workspace) -> None:
 
     assert diff(app) == (
         2,
-        [{"service": "worker", "action": "recreate", "causes": ["environment CONCURRENCY changed"]}],
+        [
+            {
+                "service": "worker",
+                "action": "recreate",
+                "causes": ["environment CONCURRENCY changed"],
+            }
+        ],
     )
     assert_redeploy_fixes(app)
     [worker] = app.containers("worker")
@@ -133,7 +162,9 @@ def test_changed_command_and_port(app: Workspace) -> None:
     deployed(app)
     compose = app.environments / "app/compose.yml"
     text = compose.read_text()
-    text = text.replace('"-h", "/www"]', '"-h", "/www", "-v"]').replace("127.0.0.1::8080", "127.0.0.1::8081")
+    text = text.replace('"-h", "/www"]', '"-h", "/www", "-v"]').replace(
+        "127.0.0.1::8080", "127.0.0.1::8081"
+    )
     compose.write_text(text)
 
     assert diff(app) == (
@@ -148,9 +179,15 @@ def test_changed_command_and_port(app: Workspace) -> None:
 
 def test_changed_replica_count_scales(app: Workspace) -> None:
     before = deployed(app)
-    app.write("test.yml", (app.environments / "test.yml").read_text() + "services:\n  worker: {replicas: 3}\n")
+    app.write(
+        "test.yml",
+        (app.environments / "test.yml").read_text() + "services:\n  worker: {replicas: 3}\n",
+    )
 
-    assert diff(app) == (2, [{"service": "worker", "action": "scale", "causes": ["replicas 1 -> 3"]}])
+    assert diff(app) == (
+        2,
+        [{"service": "worker", "action": "scale", "causes": ["replicas 1 -> 3"]}],
+    )
     assert_redeploy_fixes(app)
     assert len(app.containers("worker")) == 3
     assert app.ids()[f"{app.project}-worker-1"] == before[f"{app.project}-worker-1"]
@@ -205,7 +242,10 @@ def test_service_removed_from_compose_file_is_an_orphan_and_removed(app: Workspa
     compose = app.environments / "app/compose.yml"
     compose.write_text(compose.read_text().split("  worker:")[0])
 
-    assert diff(app) == (2, [{"service": "worker", "action": "remove", "causes": ["orphan: not in the spec"]}])
+    assert diff(app) == (
+        2,
+        [{"service": "worker", "action": "remove", "causes": ["orphan: not in the spec"]}],
+    )
     assert_redeploy_fixes(app)
     assert [c.name for c in app.containers()] == [f"{app.project}-web-1"]
 
@@ -234,12 +274,17 @@ def test_engine_unreachable_names_the_host(app: Workspace, tmp_path: Path) -> No
 
 def test_tag_missing_from_registry_fails_before_touching_running_containers(app: Workspace) -> None:
     before = deployed(app)
-    app.write("test.yml", (app.environments / "test.yml").read_text() + "services:\n  web: {tag: '9.9.9'}\n")
+    app.write(
+        "test.yml",
+        (app.environments / "test.yml").read_text() + "services:\n  web: {tag: '9.9.9'}\n",
+    )
 
     result = app.deploy("test", "--yes")
 
     assert result.returncode == 1
-    assert result.stderr.splitlines()[-1].startswith(f"error: cannot pull {REGISTRY}/testapp:9.9.9: ")
+    assert result.stderr.splitlines()[-1].startswith(
+        f"error: cannot pull {REGISTRY}/testapp:9.9.9: "
+    )
     assert app.ids() == before
     assert all(c.status == "running" for c in app.containers())
 
@@ -248,13 +293,16 @@ def test_registry_unreachable_fails_before_touching_running_containers(app: Work
     before = deployed(app)
     app.write(
         "test.yml",
-        (app.environments / "test.yml").read_text() + "services:\n  web: {image: '127.0.0.1:5999/testapp:1.0.0'}\n",
+        (app.environments / "test.yml").read_text()
+        + "services:\n  web: {image: '127.0.0.1:5999/testapp:1.0.0'}\n",
     )
 
     result = app.deploy("test", "--yes")
 
     assert result.returncode == 1
-    assert result.stderr.splitlines()[-1].startswith("error: cannot pull 127.0.0.1:5999/testapp:1.0.0: ")
+    assert result.stderr.splitlines()[-1].startswith(
+        "error: cannot pull 127.0.0.1:5999/testapp:1.0.0: "
+    )
     assert app.ids() == before
 
 
@@ -269,7 +317,9 @@ def test_service_that_never_becomes_healthy_is_named_with_its_logs(app: Workspac
 
     assert result.returncode == 1
     lines = result.stderr.splitlines()
-    assert any(line.startswith("error: service web did not become healthy within 8s") for line in lines)
+    assert any(
+        line.startswith("error: service web did not become healthy within 8s") for line in lines
+    )
     assert "error: last log lines of web:" in lines
     assert "error:   app 1.0.0 starting: httpd -f -p 8080 -h /www" in lines
 
@@ -297,5 +347,8 @@ def test_compose_cli_missing_is_reported(app: Workspace) -> None:
     result = app.deploy("render", "test", env={"PATH": str(bin_dir)})
 
     assert result.returncode == 1
-    assert result.stderr == "error: Docker Compose v2 is required (`docker compose`), found: no `docker` command on PATH\n"
+    assert (
+        result.stderr
+        == "error: Docker Compose v2 is required (`docker compose`), found: no `docker` command on PATH\n"
+    )
     assert os.environ["PATH"]  # the test's own PATH is untouched

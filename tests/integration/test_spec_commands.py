@@ -14,7 +14,11 @@ pytestmark = pytest.mark.integration
 
 def test_validate_render_and_env_on_the_shipped_example(example: Workspace) -> None:
     validated = example.deploy("validate")
-    assert (validated.returncode, validated.stdout, validated.stderr) == (0, "ok: production, staging\n", "")
+    assert (validated.returncode, validated.stdout, validated.stderr) == (
+        0,
+        "ok: production, staging\n",
+        "",
+    )
 
     rendered = example.deploy("render", "staging", "--json")
     assert rendered.returncode == 0, rendered.stderr
@@ -28,7 +32,11 @@ def test_validate_render_and_env_on_the_shipped_example(example: Workspace) -> N
     assert document["env"]["DB_PASSWORD"] == "***"
     web = document["model"]["services"]["web"]
     assert web["image"].endswith("/shop-web:1.1.0")
-    assert web["environment"] == {"DB_PASSWORD": "***", "GREETING": "Hello from the shop (staging)", "LOG_LEVEL": "debug"}
+    assert web["environment"] == {
+        "DB_PASSWORD": "***",
+        "GREETING": "Hello from the shop (staging)",
+        "LOG_LEVEL": "debug",
+    }
     assert document["model"]["services"]["worker"]["scale"] == 2
     assert "staging-db-password" not in rendered.stdout
 
@@ -51,7 +59,9 @@ def test_validate_render_and_env_on_the_shipped_example(example: Workspace) -> N
 
 
 def test_validate_reports_every_problem_of_every_environment_at_once(workspace: Workspace) -> None:
-    workspace.write("app/compose.yml", "services:\n  web:\n    image: ${REGISTRY:?set REGISTRY}/web:1\n")
+    workspace.write(
+        "app/compose.yml", "services:\n  web:\n    image: ${REGISTRY:?set REGISTRY}/web:1\n"
+    )
     workspace.write("unset.yml", "project: a\ncompose_files: [app/compose.yml]\n")
     workspace.write(
         "ghost.yml",
@@ -87,4 +97,3 @@ def test_compose_rejecting_the_model_is_a_config_error(workspace: Workspace) -> 
         "error: environments/app/compose.yml: compose: validating "
         f"{workspace.environments / 'app/compose.yml'}: services.web additional properties 'imag' not allowed\n"
     )
-

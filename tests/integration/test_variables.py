@@ -29,7 +29,9 @@ TAB="a	b"
 UNICODE=héllo wörld ✓ 日本語 🚀
 SPACES="  padded  "
 """
-NAMES = [line.split("=", 1)[0] for line in AWKWARD_ENV.split("\n") if "=" in line and line[0].isupper()]
+NAMES = [
+    line.split("=", 1)[0] for line in AWKWARD_ENV.split("\n") if "=" in line and line[0].isupper()
+]
 
 
 def test_awkward_values_reach_the_container_byte_for_byte(workspace: Workspace) -> None:
@@ -40,7 +42,10 @@ def test_awkward_values_reach_the_container_byte_for_byte(workspace: Workspace) 
         "      PASSED_THROUGH:\n",
     )
     workspace.write("app/.env", AWKWARD_ENV + "PASSED_THROUGH='x $y \"z\"'\n")
-    workspace.write("test.yml", f"project: {workspace.project}\ncompose_files: [app/compose.yml]\nenv_files: [app/.env]\n")
+    workspace.write(
+        "test.yml",
+        f"project: {workspace.project}\ncompose_files: [app/compose.yml]\nenv_files: [app/.env]\n",
+    )
     expected = dotenv_values(stream=io.StringIO(AWKWARD_ENV + "PASSED_THROUGH='x $y \"z\"'\n"))
     assert expected["NEWLINE"] == "first line\nsecond line"  # the test's own premise
 

@@ -18,7 +18,9 @@ def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
 
 
 def test_reserved_names_are_exactly_the_commands() -> None:
-    names = {c.name or (c.callback.__name__ if c.callback else '') for c in cli.app.registered_commands}
+    names = {
+        c.name or (c.callback.__name__ if c.callback else "") for c in cli.app.registered_commands
+    }
     assert names == COMMAND_NAMES
 
 
@@ -35,21 +37,35 @@ def environments(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     (folder / "app").mkdir(parents=True)
     (folder / "app/compose.yml").write_text("services:\n  web:\n    image: web:1\n")
     (folder / "app/.env").write_text("A=1\nAPI_TOKEN=tok-canary-123\n")
-    (folder / "good.yml").write_text("project: good\ncompose_files: [app/compose.yml]\nenv_files: [app/.env]\n")
+    (folder / "good.yml").write_text(
+        "project: good\ncompose_files: [app/compose.yml]\nenv_files: [app/.env]\n"
+    )
     monkeypatch.chdir(tmp_path)
     return folder
 
 
 BAD_INPUTS = {
-    "malformed YAML": ("project: [\n", ":2: invalid YAML: expected the node content, but found '<stream end>'"),
-    "not a mapping": ("just text\n", ":1: expected a mapping with project and compose_files, got a string"),
+    "malformed YAML": (
+        "project: [\n",
+        ":2: invalid YAML: expected the node content, but found '<stream end>'",
+    ),
+    "not a mapping": (
+        "just text\n",
+        ":1: expected a mapping with project and compose_files, got a string",
+    ),
     "empty file": ("", ": empty file: expected a mapping with project and compose_files"),
     "unknown key": (
         "project: p\ncompose_files: [app/compose.yml]\nfoo: 1\n",
         ":3: foo: unknown key",
     ),
-    "wrong type": ("project: p\ncompose_files: [app/compose.yml]\ndeploy: {confirm: maybe}\n", ":3: deploy.confirm: expected a boolean, got a string"),
-    "missing compose file": ("project: p\ncompose_files: [app/nope.yml]\n", ":2: compose_files.0: file not found: {folder}/app/nope.yml"),
+    "wrong type": (
+        "project: p\ncompose_files: [app/compose.yml]\ndeploy: {confirm: maybe}\n",
+        ":3: deploy.confirm: expected a boolean, got a string",
+    ),
+    "missing compose file": (
+        "project: p\ncompose_files: [app/nope.yml]\n",
+        ":2: compose_files.0: file not found: {folder}/app/nope.yml",
+    ),
     "missing env file": (
         "project: p\ncompose_files: [app/compose.yml]\nenv_files: [app/.env.nope]\n",
         ":3: env_files.0: file not found: {folder}/app/.env.nope",
@@ -62,7 +78,9 @@ BAD_INPUTS = {
 
 
 @pytest.mark.parametrize("case", sorted(BAD_INPUTS))
-def test_bad_spec_one_clear_line_exit_1(case: str, environments: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_spec_one_clear_line_exit_1(
+    case: str, environments: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     text, suffix = BAD_INPUTS[case]
     (environments / "bad.yml").write_text(text)
     before = sorted(p.name for p in environments.parent.rglob("*"))
@@ -77,18 +95,25 @@ def test_bad_spec_one_clear_line_exit_1(case: str, environments: Path, capsys: p
 def test_env_file_not_utf8(environments: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (environments / "app/.env").write_bytes(b"A=1\nB=\xff\n")
     code, out, err = run(capsys, "env", "good")
-    assert (code, out, err) == (1, "", "error: environments/app/.env:2: env file is not valid UTF-8 text\n")
+    assert (code, out, err) == (
+        1,
+        "",
+        "error: environments/app/.env:2: env file is not valid UTF-8 text\n",
+    )
 
 
 def test_unknown_environment(environments: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run(capsys, "diff", "stagign")
-    assert (code, err) == (1, "error: unknown environment 'stagign' in environments (known: good)\n")
+    assert (code, err) == (
+        1,
+        "error: unknown environment 'stagign' in environments (known: good)\n",
+    )
 
 
 def test_usage_errors_exit_1_not_2(environments: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run(capsys, "diff", "good", "--bogus")
     assert code == 1
-    assert err.splitlines()[0] == "error: No such option: --bogus"
+    assert err.splitlines()[0] == "error: No such option '--bogus'."
 
 
 def test_debug_shows_the_traceback(environments: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -23,10 +23,26 @@ def test_up_argv_env_and_stdin() -> None:
 
     assert command == Command(
         argv=(
-            "docker", "compose", "--project-name", "shop-staging", "--env-file", "/dev/null",
-            "--file", "/srv/shop/compose.yml", "--file", "/srv/shop/compose.prod.yml", "--file", "-",
-            "up", "--detach", "--pull", "never", "--remove-orphans", "web", "worker",
-        ),  # fmt: skip
+            "docker",
+            "compose",
+            "--project-name",
+            "shop-staging",
+            "--env-file",
+            "/dev/null",
+            "--file",
+            "/srv/shop/compose.yml",
+            "--file",
+            "/srv/shop/compose.prod.yml",
+            "--file",
+            "-",
+            "up",
+            "--detach",
+            "--pull",
+            "never",
+            "--remove-orphans",
+            "web",
+            "worker",
+        ),
         env={
             "TAG": "1.4.2",
             "DB_PASSWORD": "hunter2",
@@ -58,6 +74,9 @@ def test_shell_form_is_quoted_and_masks_secrets() -> None:
 
 
 def test_engine_choice_spec_then_docker_host_then_default() -> None:
-    assert Engine.choose("ssh://deploy@host", {"DOCKER_HOST": "tcp://x:2376"}).host == "ssh://deploy@host"
+    assert (
+        Engine.choose("ssh://deploy@host", {"DOCKER_HOST": "tcp://x:2376"}).host
+        == "ssh://deploy@host"
+    )
     assert Engine.choose(None, {"DOCKER_HOST": "tcp://x:2376"}).host == "tcp://x:2376"
     assert Engine.choose(None, {}).host == "unix:///var/run/docker.sock"

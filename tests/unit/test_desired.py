@@ -6,7 +6,17 @@ from pathlib import Path
 
 import pytest
 
-from deployer.desired import compose_issue, desired_services, fingerprint, spec_override, with_labels, with_tag
+from deployer.desired import (
+    check_services_exist,
+    compose_issue,
+    desired_services,
+    environment_override,
+    fingerprint,
+    labelled_override,
+    spec_overrides,
+    with_overrides,
+    with_tag,
+)
 from deployer.errors import ConfigError, ConfigIssue
 from deployer.spec import ServiceOverride, Spec
 
@@ -33,41 +43,57 @@ def test_with_tag(image: str, tag: str, expected: str) -> None:
     assert with_tag(image, tag) == expected
 
 
-def test_spec_override(tmp_path: Path) -> None:
-    base = {
+def test_spec_overrides_and_the_model_they_give(tmp_path: Path) -> None:
+    model = {
         "services": {
-            "web": {"image": "ghcr.io/acme/web:1.4.1"},
-            "worker": {"image": "w:1", "deploy": {"replicas": 2}},
+            "web": {"image": "ghcr.io/acme/web:1.4.1", "environment": {"GREETING": "hi (staging)"}},
+            "worker": {"image": "w:1", "deploy": {"replicas": 2, "resources": {}}},
             "db": {"image": "db:1"},
         }
     }
     the_spec = spec(
         tmp_path,
         {
-            "web": ServiceOverride(tag="1.4.2", replicas=3, environment={"GREETING": "${GREETING} (staging)"}),
+            "web": ServiceOverride(
+                tag="1.4.2", replicas=3, environment={"GREETING": "${GREETING} (staging)"}
+            ),
             "worker": ServiceOverride(image="w:2", replicas=1),
             "db": ServiceOverride(),
         },
     )
 
-    assert spec_override(the_spec, base) == (
-        "services:\n"
-        "  web:\n"
-        "    environment:\n"
-        "      GREETING: ${GREETING} (staging)\n"
-        "    image: ghcr.io/acme/web:1.4.2\n"
-        "    scale: 3\n"
-        "  worker:\n"
-        "    deploy:\n"
-        "      replicas: 1\n"
-        "    image: w:2\n"
+    entries = spec_overrides(the_spec, model)
+
+    assert (
+        environment_override(the_spec)
+        == "services:\n  web:\n    environment:\n      GREETING: ${GREETING} (staging)\n"
     )
+    assert entries == {
+        "web": {
+            "image": "ghcr.io/acme/web:1.4.2",
+            "scale": 3,
+            "environment": {"GREETING": "${GREETING} (staging)"},
+        },
+        "worker": {"image": "w:2", "deploy": {"replicas": 1}},
+    }
+    assert with_overrides(model, entries) == {
+        "services": {
+            "web": {
+                "image": "ghcr.io/acme/web:1.4.2",
+                "environment": {"GREETING": "hi (staging)"},
+                "scale": 3,
+            },
+            "worker": {"image": "w:2", "deploy": {"replicas": 1, "resources": {}}},
+            "db": {"image": "db:1"},
+        }
+    }
+    assert model["services"]["worker"]["image"] == "w:1"  # the input is left as it was
 
 
 def test_override_of_a_service_that_does_not_exist(tmp_path: Path) -> None:
     the_spec = spec(tmp_path, {"api": ServiceOverride(tag="2")})
     with pytest.raises(ConfigError) as caught:
-        spec_override(the_spec, {"services": {"web": {}, "db": {}}})
+        check_services_exist(the_spec, {"services": {"web": {}, "db": {}}})
     assert caught.value.lines() == [
         f"{tmp_path / 'staging.yml'}:6: services.api: no service 'api' in the compose files (services: db, web)"
     ]
@@ -88,20 +114,43 @@ def test_fingerprint_leaves_out_what_compose_does_not_hash() -> None:
 
     parts, secret_parts = fingerprint(service, frozenset())
 
-    assert sorted(parts) == ["command", "deploy", "environment.A", "environment.DB_PASSWORD", "image", "labels"]
+    assert sorted(parts) == [
+        "command",
+        "deploy",
+        "environment.A",
+        "environment.DB_PASSWORD",
+        "image",
+        "labels",
+    ]
     assert secret_parts == frozenset({"environment.DB_PASSWORD"})
-    assert fingerprint({**service, "scale": 1, "deploy": {"replicas": 1, "resources": {}}}, frozenset())[0] == parts
-    assert fingerprint({**service, "labels": {"team": "ops"}}, frozenset())[0]["labels"] != parts["labels"]
+    assert (
+        fingerprint(
+            {**service, "scale": 1, "deploy": {"replicas": 1, "resources": {}}}, frozenset()
+        )[0]
+        == parts
+    )
+    assert (
+        fingerprint({**service, "labels": {"team": "ops"}}, frozenset())[0]["labels"]
+        != parts["labels"]
+    )
 
 
 def test_desired_services_and_labels() -> None:
-    model = {"services": {"web": {"image": "web:1", "scale": 2}, "db": {"image": "db:1", "deploy": {"replicas": 1}}}}
+    model = {
+        "services": {
+            "web": {"image": "web:1", "scale": 2},
+            "db": {"image": "db:1", "deploy": {"replicas": 1}},
+        }
+    }
 
     services = desired_services(model, frozenset())
 
-    assert [(s.name, s.image, s.replicas) for s in services.values()] == [("db", "db:1", 1), ("web", "web:1", 2)]
+    assert [(s.name, s.image, s.replicas) for s in services.values()] == [
+        ("db", "db:1", 1),
+        ("web", "web:1", 2),
+    ]
     web_print = '{"image":"' + services["web"].fingerprint["image"] + '"}'
-    assert with_labels("services:\n  web:\n    scale: 2\n", "staging", {"web": services["web"]}) == (
+    assert labelled_override({"web": {"scale": 2}}, "staging", {"web": services["web"]}) == (
         "services:\n"
         "  web:\n"
         "    labels:\n"
@@ -116,9 +165,17 @@ def test_compose_errors_are_placed_in_the_compose_file(tmp_path: Path) -> None:
     compose = the_spec.compose_files[0]
 
     required = compose_issue(
-        the_spec, "error while interpolating services.web.image: required variable REGISTRY is missing a value: set REGISTRY\n"
+        the_spec,
+        "error while interpolating services.web.image: required variable REGISTRY is missing a value: set REGISTRY\n",
     )
-    invalid = compose_issue(the_spec, f"validating {compose}: services.web additional properties 'imag' not allowed\n")
+    invalid = compose_issue(
+        the_spec, f"validating {compose}: services.web additional properties 'imag' not allowed\n"
+    )
 
-    assert required == ConfigIssue(str(compose), 3, "", "compose: required variable REGISTRY is missing a value: set REGISTRY")
-    assert str(invalid) == f"{compose}: compose: validating {compose}: services.web additional properties 'imag' not allowed"
+    assert required == ConfigIssue(
+        str(compose), 3, "", "compose: required variable REGISTRY is missing a value: set REGISTRY"
+    )
+    assert (
+        str(invalid)
+        == f"{compose}: compose: validating {compose}: services.web additional properties 'imag' not allowed"
+    )

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from deployer.observed import ObservedContainer, container_from_summary, exit_code, image_ids, normalize_reference
+from deployer.observed import (
+    ObservedContainer,
+    container_from_summary,
+    exit_code,
+    image_ids,
+    normalize_reference,
+)
 
 
 @pytest.mark.parametrize(
@@ -59,6 +65,11 @@ def test_health_from_status_and_one_off_containers_left_out() -> None:
     base = {"Id": "x", "State": "running", "Labels": {"com.docker.compose.service": "web"}}
     healthy = container_from_summary({**base, "Status": "Up 5 seconds (healthy)"})
     starting = container_from_summary({**base, "Status": "Up 1 second (health: starting)"})
-    assert healthy is not None and healthy.health == "healthy" and healthy.ready and healthy.fingerprint is None
+    assert (
+        healthy is not None
+        and healthy.health == "healthy"
+        and healthy.ready
+        and healthy.fingerprint is None
+    )
     assert starting is not None and starting.health == "starting" and not starting.ready
     assert container_from_summary({**base, "Labels": {"com.docker.compose.oneoff": "True"}}) is None

@@ -12,21 +12,30 @@ from deployer.observed import ObservedContainer, ObservedState
 from deployer.plan import Change, Plan, plan
 
 REG = "ghcr.io/acme"
-WEB_PRINT = {"image": "i-142", "command": "c1", "environment.LOG_LEVEL": "l-info", "environment.DB_PASSWORD": "p1"}
+WEB_PRINT = {
+    "image": "i-142",
+    "command": "c1",
+    "environment.LOG_LEVEL": "l-info",
+    "environment.DB_PASSWORD": "p1",
+}
 WORKER_PRINT = {"image": "i-w", "command": "c2"}
 
 
 def desired(**overrides: DesiredService) -> DesiredState:
     services = {
-        "web": DesiredService("web", f"{REG}/web:1.4.2", 2, WEB_PRINT, frozenset({"environment.DB_PASSWORD"})),
+        "web": DesiredService(
+            "web", f"{REG}/web:1.4.2", 2, WEB_PRINT, frozenset({"environment.DB_PASSWORD"})
+        ),
         "worker": DesiredService("worker", f"{REG}/worker:2.0", 1, WORKER_PRINT, frozenset()),
         **overrides,
     }
     project = ComposeProject("shop", (Path("compose.yml"),), Engine("unix:///x.sock"), {})
-    return DesiredState("staging", project, services, {}, 120.0)
+    return DesiredState("staging", project, {}, services, {}, 120.0)
 
 
-def container(service: str, number: int, fingerprint: dict[str, str] | None, **fields: str) -> ObservedContainer:
+def container(
+    service: str, number: int, fingerprint: dict[str, str] | None, **fields: str
+) -> ObservedContainer:
     values = {
         "state": "running",
         "status": "Up 3 hours (healthy)",
@@ -64,7 +73,12 @@ def test_in_sync() -> None:
 
 
 def test_every_kind_of_change_with_its_causes() -> None:
-    old_web = {**WEB_PRINT, "image": "i-141", "environment.LOG_LEVEL": "l-debug", "environment.DB_PASSWORD": "p0"}
+    old_web = {
+        **WEB_PRINT,
+        "image": "i-141",
+        "environment.LOG_LEVEL": "l-debug",
+        "environment.DB_PASSWORD": "p0",
+    }
     observed = ObservedState(
         "shop",
         (
@@ -83,11 +97,17 @@ def test_every_kind_of_change_with_its_causes() -> None:
         "shop",
         (
             Change("cron", "remove", ("orphan: not in the spec",)),
-            Change("web", "pull", (f"image {REG}/web:1.4.2 not present locally",), f"{REG}/web:1.4.2"),
+            Change(
+                "web", "pull", (f"image {REG}/web:1.4.2 not present locally",), f"{REG}/web:1.4.2"
+            ),
             Change(
                 "web",
                 "recreate",
-                ("secret DB_PASSWORD changed", "environment LOG_LEVEL changed", f"image {REG}/web:1.4.1 -> 1.4.2"),
+                (
+                    "secret DB_PASSWORD changed",
+                    "environment LOG_LEVEL changed",
+                    f"image {REG}/web:1.4.1 -> 1.4.2",
+                ),
             ),
             Change("worker", "start", ("shop-worker-1 exited (1) 3 minutes ago",)),
         ),
@@ -111,7 +131,10 @@ def test_scale_create_and_parts_added_or_removed() -> None:
     worker_print = {"image": "i-w", "command": "c2", "environment.NEW": "n"}
     observed = ObservedState(
         "shop",
-        (container("web", 1, WEB_PRINT), container("worker", 1, {"image": "i-w", "command": "c2", "ports": "p"})),
+        (
+            container("web", 1, WEB_PRINT),
+            container("worker", 1, {"image": "i-w", "command": "c2", "ports": "p"}),
+        ),
         IMAGES,
     )
     wanted = desired(
@@ -126,7 +149,11 @@ def test_scale_create_and_parts_added_or_removed() -> None:
         "changes": [
             {"service": "api", "action": "create", "causes": ["no container"]},
             {"service": "web", "action": "scale", "causes": ["replicas 1 -> 2"]},
-            {"service": "worker", "action": "recreate", "causes": ["environment NEW added", "ports removed"]},
+            {
+                "service": "worker",
+                "action": "recreate",
+                "causes": ["environment NEW added", "ports removed"],
+            },
         ],
     }
 
@@ -134,12 +161,20 @@ def test_scale_create_and_parts_added_or_removed() -> None:
 def test_retagged_image_and_containers_not_made_by_deployer() -> None:
     observed = ObservedState(
         "shop",
-        (container("web", 1, WEB_PRINT), container("web", 2, WEB_PRINT), container("worker", 1, None)),
+        (
+            container("web", 1, WEB_PRINT),
+            container("web", 2, WEB_PRINT),
+            container("worker", 1, None),
+        ),
         {**IMAGES, f"{REG}/web:1.4.2": "sha256:0123456789abcdef"},
     )
 
     assert plan(desired(), observed).changes == (
-        Change("web", "recreate", (f"image {REG}/web:1.4.2 now points to 0123456789ab (container runs web-id)",)),
+        Change(
+            "web",
+            "recreate",
+            (f"image {REG}/web:1.4.2 now points to 0123456789ab (container runs web-id)",),
+        ),
         Change("worker", "recreate", ("not deployed by deployer (no fingerprint label)",)),
     )
 

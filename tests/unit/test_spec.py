@@ -52,7 +52,11 @@ def test_full_spec_loads(folder: Path) -> None:
         compose_files=((folder / "app/compose.yml").resolve(),),
         env_files=((folder / "app/.env").resolve(),),
         secrets=frozenset({"DB_PASSWORD"}),
-        services={"web": ServiceOverride(None, "1.4.2", 2, {"LOG_LEVEL": "info", "DEBUG": "false", "WORKERS": "4"})},
+        services={
+            "web": ServiceOverride(
+                None, "1.4.2", 2, {"LOG_LEVEL": "info", "DEBUG": "false", "WORKERS": "4"}
+            )
+        },
         confirm=False,
         wait_timeout=30.0,
         engine_host="unix:///run/other.sock",
@@ -71,12 +75,16 @@ def test_malformed_yaml(folder: Path) -> None:
 
 def test_document_that_is_not_a_mapping(folder: Path) -> None:
     path = write(folder, "s.yml", "- project\n- p\n")
-    assert errors(path) == [f"{path}:1: expected a mapping with project and compose_files, got a list"]
+    assert errors(path) == [
+        f"{path}:1: expected a mapping with project and compose_files, got a list"
+    ]
 
 
 def test_empty_file(folder: Path) -> None:
     path = write(folder, "s.yml", "# nothing here\n")
-    assert errors(path) == [f"{path}: empty file: expected a mapping with project and compose_files"]
+    assert errors(path) == [
+        f"{path}: empty file: expected a mapping with project and compose_files"
+    ]
 
 
 def test_alias_bomb_is_refused_without_expanding(folder: Path) -> None:
@@ -84,7 +92,9 @@ def test_alias_bomb_is_refused_without_expanding(folder: Path) -> None:
     bomb += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 10)]
     path = write(folder, "s.yml", "\n".join(bomb) + "\n")
 
-    assert errors(path) == [f"{path}:1: YAML expands to more than 100000 nodes (alias bomb?); refused"]
+    assert errors(path) == [
+        f"{path}:1: YAML expands to more than 100000 nodes (alias bomb?); refused"
+    ]
 
 
 def test_unknown_keys_wrong_types_and_bad_project_all_at_once(folder: Path) -> None:
@@ -111,7 +121,9 @@ def test_missing_required_keys(folder: Path) -> None:
 
 
 def test_missing_compose_and_env_files(folder: Path) -> None:
-    path = write(folder, "s.yml", "project: p\ncompose_files: [nope.yml]\nenv_files: [app/.env, .env.nope]\n")
+    path = write(
+        folder, "s.yml", "project: p\ncompose_files: [nope.yml]\nenv_files: [app/.env, .env.nope]\n"
+    )
     assert errors(path) == [
         f"{path}:2: compose_files.0: file not found: {folder / 'nope.yml'}",
         f"{path}:3: env_files.1: file not found: {folder / '.env.nope'}",
@@ -152,4 +164,7 @@ def test_unknown_environment_lists_the_known_ones(folder: Path) -> None:
     write(folder, "production.yaml", "project: p\n")
     with pytest.raises(UnknownEnvironmentError) as caught:
         spec_path(folder, "stagign")
-    assert caught.value.message == f"unknown environment 'stagign' in {folder} (known: production, staging)"
+    assert (
+        caught.value.message
+        == f"unknown environment 'stagign' in {folder} (known: production, staging)"
+    )

@@ -7,7 +7,14 @@ from pathlib import Path
 import pytest
 
 from deployer.errors import ConfigError
-from deployer.variables import PROCESS_ENVIRONMENT, Redactor, Variable, Variables, is_secret, load_variables
+from deployer.variables import (
+    PROCESS_ENVIRONMENT,
+    Redactor,
+    Variable,
+    Variables,
+    is_secret,
+    load_variables,
+)
 
 
 def test_later_files_win_and_the_process_environment_wins_over_all(tmp_path: Path) -> None:
@@ -31,13 +38,18 @@ def test_later_files_win_and_the_process_environment_wins_over_all(tmp_path: Pat
 
 def test_values_are_python_dotenvs(tmp_path: Path) -> None:
     env = tmp_path / ".env"
-    env.write_text("X=1\nSINGLE='${X} too'\nDOUBLE=\"${X} and more\"\nMULTI=\"a\nb\"\nBARE\n")
+    env.write_text('X=1\nSINGLE=\'${X} too\'\nDOUBLE="${X} and more"\nMULTI="a\nb"\nBARE\n')
 
     variables = load_variables([env], {}, secrets=[])
 
     # python-dotenv interpolates inside single quotes too, where Compose would not: its reading
     # is the one that counts. A bare name has no value, as in Compose.
-    assert variables.values() == {"X": "1", "SINGLE": "1 too", "DOUBLE": "1 and more", "MULTI": "a\nb"}
+    assert variables.values() == {
+        "X": "1",
+        "SINGLE": "1 too",
+        "DOUBLE": "1 and more",
+        "MULTI": "a\nb",
+    }
 
 
 def test_env_file_that_is_not_utf8(tmp_path: Path) -> None:
@@ -60,7 +72,16 @@ def test_unparsable_lines_are_errors_that_do_not_show_the_line(tmp_path: Path) -
 
 
 def test_secret_names() -> None:
-    names = ["DB_PASSWORD", "db_passwd", "API_SECRET", "GITHUB_TOKEN", "SSH_KEY", "AWS_CREDENTIALS", "DSN", "HOST"]
+    names = [
+        "DB_PASSWORD",
+        "db_passwd",
+        "API_SECRET",
+        "GITHUB_TOKEN",
+        "SSH_KEY",
+        "AWS_CREDENTIALS",
+        "DSN",
+        "HOST",
+    ]
     assert [n for n in names if is_secret(n, ["DSN"])] == names[:-1]
 
 
