@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, TextIO
 
@@ -22,7 +23,9 @@ class Console:
     def __init__(self, out: TextIO | None = None, err: TextIO | None = None) -> None:
         self._out, self._err = out, err
         self.redact = Redactor()
-        self._live: str | None = None
+        self._live: str | None = None  # the progress line shown on a terminal, if any
+        self._started: set[str] = set()
+        self._lock = threading.Lock()
 
     # Looked up when used, so that a stream replaced after start-up (tests, wrappers) is honoured.
     @property
@@ -48,26 +51,29 @@ class Console:
     def live(self) -> bool:
         return self.err.isatty()
 
-    # Progress, as apply reports it: one rewritten line on a terminal, plain lines otherwise.
+    # Progress, as apply reports it: one rewritten line on a terminal; plain lines otherwise,
+    # one when a step starts and one when it ends, so that logs stay short.
+    # Parallel pulls report from several threads.
     def update(self, subject: str, text: str) -> None:
-        if self.live:
-            line = self.redact(text)[:120]
-            self.err.write(f"\r\033[K{line}")
-            self.err.flush()
-            self._live = line
-        elif subject != self._live:
-            self._live = subject  # plain output: one line when a step starts, not per event
-            print(self.redact(text), file=self.err, flush=True)
+        with self._lock:
+            if self.live:
+                self._live = self.redact(text)[:120]
+                self.err.write(f"\r\033[K{self._live}")
+                self.err.flush()
+            elif subject not in self._started:
+                self._started.add(subject)
+                print(self.redact(text), file=self.err, flush=True)
 
     def done(self, subject: str, text: str) -> None:
-        self._end_live()
-        print(self.redact(text), file=self.err, flush=True)
+        with self._lock:
+            self._end_live()
+            print(self.redact(text), file=self.err, flush=True)
 
     def _end_live(self) -> None:
-        if self._live is not None and self.live:
+        if self._live is not None:
             self.err.write("\r\033[K")
             self.err.flush()
-        self._live = None
+            self._live = None
 
 
 def plan_document(plan: Plan) -> dict[str, Any]:

@@ -13,7 +13,6 @@ import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cache
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,8 @@ import yaml
 from deployer.errors import ConfigError, ConfigIssue, UnknownEnvironmentError, shown_path
 
 SPEC_SUFFIXES = (".yml", ".yaml")
+# Shipped inside the package; schemas/environment.schema.json at the top of the repository links here.
+SCHEMA_PATH = Path(__file__).with_name("environment.schema.json")
 ENVIRONMENTS_VARIABLE = "DEPLOYER_ENVIRONMENTS"
 DEFAULT_WAIT_TIMEOUT = 120.0
 # Names the CLI uses for commands: an environment may not take one (`deploy diff` must stay a command).
@@ -198,7 +199,7 @@ def load_yaml(path: Path) -> tuple[Any, dict[str, int]]:
 
 @cache
 def schema() -> dict[str, Any]:
-    text = resources.files("deployer").joinpath("environment.schema.json").read_text("utf-8")
+    text = SCHEMA_PATH.read_text(encoding="utf-8")
     return json.loads(text)  # type: ignore[no-any-return]
 
 

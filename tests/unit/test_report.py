@@ -1,0 +1,57 @@
+"""What leaves the program: masked, and progress short when not on a terminal."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+from deployer import report
+from deployer.compose import ComposeProject, up
+from deployer.engine import Engine
+
+
+def test_console_masks_every_line_it_prints() -> None:
+    out, err = io.StringIO(), io.StringIO()
+    console = report.Console(out, err)
+    console.redact.add(["hunter22"])
+
+    console.print("password is hunter22")
+    console.error("error: login with hunter22 failed")
+    console.json({"value": "hunter22"})
+
+    assert out.getvalue() == 'password is ***\n{\n  "value": "***"\n}\n'
+    assert err.getvalue() == "error: login with *** failed\n"
+
+
+def test_progress_without_a_terminal_is_one_line_per_step_start_and_end() -> None:
+    err = io.StringIO()
+    console = report.Console(io.StringIO(), err)
+
+    console.update("web", "waiting for web: starting")
+    console.update("worker", "waiting for worker: starting")
+    console.update("web", "waiting for web: still starting")
+    console.done("web", "web: healthy")
+    console.done("worker", "worker: healthy")
+
+    assert err.getvalue() == (
+        "waiting for web: starting\nwaiting for worker: starting\nweb: healthy\nworker: healthy\n"
+    )
+
+
+def test_render_text_shows_the_invocation_and_the_masked_model() -> None:
+    project = ComposeProject(
+        "shop", (Path("/srv/compose.yml"),), Engine("unix:///var/run/docker.sock"),
+        {"DB_PASSWORD": "hunter22"}, frozenset({"DB_PASSWORD"}), "services:\n  web:\n    scale: 2\n",
+    )  # fmt: skip
+    model = {"name": "shop", "services": {"web": {"image": "web:1", "environment": {"DB_PASSWORD": "hunter22", "A": "1"}}}}
+
+    text = report.render_text(up(project, [], True), report.masked_model(model, ["DB_PASSWORD"]))
+
+    assert text == (
+        "# invocation\n"
+        "DB_PASSWORD=*** DOCKER_HOST=unix:///var/run/docker.sock docker compose --project-name shop "
+        "--env-file /dev/null --file /srv/compose.yml --file - up --detach --pull never --remove-orphans"
+        " <<'OVERRIDE'\nservices:\n  web:\n    scale: 2\nOVERRIDE\n"
+        "\n# resolved compose model\n"
+        "name: shop\nservices:\n  web:\n    image: web:1\n    environment:\n      DB_PASSWORD: '***'\n      A: '1'\n"
+    )
