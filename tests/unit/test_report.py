@@ -43,7 +43,12 @@ def test_render_text_shows_the_invocation_and_the_masked_model() -> None:
         "shop", (Path("/srv/compose.yml"),), Engine("unix:///var/run/docker.sock"),
         {"DB_PASSWORD": "hunter22"}, frozenset({"DB_PASSWORD"}), "services:\n  web:\n    scale: 2\n",
     )  # fmt: skip
-    model = {"name": "shop", "services": {"web": {"image": "web:1", "environment": {"DB_PASSWORD": "hunter22", "A": "1"}}}}
+    model = {
+        "name": "shop",
+        "services": {
+            "web": {"image": "web:1", "environment": {"DB_PASSWORD": "hunter22", "A": "1"}}
+        },
+    }
 
     text = report.render_text(up(project, [], True), report.masked_model(model, ["DB_PASSWORD"]))
 
