@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import traceback
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated
 
@@ -13,7 +15,8 @@ import typer
 from typer.core import TyperGroup
 
 from deployer import __version__, operations, report
-from deployer.errors import ConfirmationRefusedError, DeployerError
+from deployer.apply import Applied
+from deployer.errors import ConfirmationRefusedError, DeployerError, Interrupted
 from deployer.plan import Plan
 from deployer.spec import environments_folder
 
@@ -118,16 +121,14 @@ def diff(name: Name, environments: Folder = None, json: Json = False) -> None:
     raise typer.Exit(EXIT_OK if plan.in_sync else EXIT_PENDING)
 
 
-@app.command("up")
-def up(
-    name: Name,
-    environments: Folder = None,
-    json: Json = False,
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Answer yes to confirmation.")] = False,
-) -> None:
-    """Deploy ENV: show the plan, confirm where the spec asks, apply, wait until healthy."""
-    loaded = _load(environments, name)
+Yes = Annotated[bool, typer.Option("--yes", "-y", help="Answer yes to confirmation.")]
+LockWait = Annotated[
+    float,
+    typer.Option("--lock-wait", metavar="SECONDS", help="Wait this long for a held lock."),
+]
 
+
+def _interaction(name: str, yes: bool, json: bool) -> operations.Interaction:
     def confirm(plan: Plan) -> bool:
         if yes:
             return True
@@ -137,17 +138,123 @@ def up(
             )
         return typer.confirm(f"Apply {len(plan.changes)} change(s) to {name}?", default=False)
 
-    result = operations.deploy(
-        loaded, console.redact, console, confirm, lambda plan: None if json else _show(plan, False)
-    )
+    def show_plan(plan: Plan) -> None:
+        if not json:
+            _show(plan, False)
+
+    return operations.Interaction(console, confirm, show_plan, console.redact)
+
+
+def _show_result(result: Applied | Plan, json: bool) -> None:
     if isinstance(result, Plan):
         if json:
             _show(result, True)
-        return
-    if json:
+    elif json:
         console.json(report.applied_document(result))
     else:
         console.print(report.applied_text(result))
+
+
+@app.command("up")
+def up(
+    name: Name,
+    environments: Folder = None,
+    json: Json = False,
+    yes: Yes = False,
+    lock_wait: LockWait = 0.0,
+) -> None:
+    """Deploy ENV: show the plan, confirm where the spec asks, apply, wait until healthy."""
+    loaded = _load(environments, name)
+    result = operations.deploy(loaded, _interaction(name, yes, json), f"deploy {name}", lock_wait)
+    _show_result(result, json)
+
+
+@app.command()
+def rollback(
+    name: Name,
+    to: Annotated[
+        int | None,
+        typer.Option(
+            "--to",
+            metavar="N",
+            help="Release number (default: the last good one before the current).",
+        ),
+    ] = None,
+    environments: Folder = None,
+    json: Json = False,
+    yes: Yes = False,
+    lock_wait: LockWait = 0.0,
+) -> None:
+    """Redeploy an earlier release by the exact images it ran."""
+    loaded = _load(environments, name)
+    _show_result(operations.rollback(loaded, _interaction(name, yes, json), to, lock_wait), json)
+
+
+@app.command()
+def history(name: Name, environments: Folder = None, json: Json = False) -> None:
+    """The releases of ENV, newest first, with what changed in each."""
+    releases = operations.history_of(_load(environments, name))
+    if json:
+        console.json([r.record() for r in releases])
+    else:
+        console.print(report.history_text(name, releases))
+
+
+@app.command()
+def audit(name: Name, environments: Folder = None, json: Json = False) -> None:
+    """Every state-changing command run on ENV: who, when, what, with what result."""
+    entries = operations.audit_of(_load(environments, name))
+    if json:
+        console.json([asdict(e) for e in entries])
+    else:
+        console.print(report.audit_text(name, entries))
+
+
+lock_app = typer.Typer(
+    help="The environment lock: one deploy at a time, across machines.", no_args_is_help=True
+)
+app.add_typer(lock_app, name="lock")
+
+
+@lock_app.command("status")
+def lock_status(name: Name, environments: Folder = None, json: Json = False) -> None:
+    """Who holds the lock of ENV, since when and why; whether it is stale."""
+    held, stale = operations.lock_status(_load(environments, name))
+    if json:
+        console.json(report.lock_document(name, held, stale))
+    else:
+        console.print(report.lock_text(name, held, stale))
+
+
+@lock_app.command("acquire")
+def lock_acquire(
+    name: Name,
+    reason: Annotated[str, typer.Option("--reason", help="Why, shown to whoever finds it locked.")],
+    ttl: Annotated[
+        float, typer.Option("--ttl", metavar="SECONDS", help="After this the lock counts as stale.")
+    ] = 24 * 3600.0,
+    environments: Folder = None,
+) -> None:
+    """Lock ENV for a maintenance window: deploys and rollbacks are refused until it is released."""
+    held = operations.lock_acquire(_load(environments, name), reason, ttl, console.redact)
+    console.print(f"locked {name}: {held.reason} (until released, or stale after {ttl:g}s)")
+
+
+@lock_app.command("release")
+def lock_release(
+    name: Name,
+    force: Annotated[
+        bool, typer.Option("--force", help="Also break a deploy's lock, e.g. a stale one.")
+    ] = False,
+    environments: Folder = None,
+) -> None:
+    """Release the lock of ENV."""
+    held = operations.lock_release(_load(environments, name), force, console.redact)
+    console.print(
+        f"released the lock of {name} held by {held.describe()}"
+        if held
+        else f"{name} was not locked"
+    )
 
 
 @app.command()
@@ -167,7 +274,12 @@ def _str(path: Path | None) -> str | None:
     return str(path) if path else None
 
 
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise Interrupted()
+
+
 def main(argv: list[str] | None = None) -> None:
+    signal.signal(signal.SIGTERM, _on_sigterm)
     command = typer.main.get_command(app)
     debug = "--debug" in (argv or sys.argv[1:]) or os.environ.get("DEPLOYER_DEBUG") == "1"
     try:
@@ -186,6 +298,8 @@ def main(argv: list[str] | None = None) -> None:
             console.error(ctx.get_usage())
         code = EXIT_ERROR
     except (click.Abort, KeyboardInterrupt):
-        console.error("interrupted")
+        console.error(
+            "interrupted: no service was left stopped; `deploy diff ENV` shows what is left to do"
+        )
         code = 130
     sys.exit(code if isinstance(code, int) else EXIT_OK)

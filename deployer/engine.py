@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -16,6 +17,8 @@ DEFAULT_ENGINE_HOST = "unix:///var/run/docker.sock"
 # Docker Engine 20.10's API: fixed rather than negotiated, which would cost a round trip per run.
 API_VERSION = "1.41"
 PROJECT_LABEL = "com.docker.compose.project"
+STATE_IMAGE = "deployer-state:1"
+_EMPTY_TAR = bytes(1024)  # a tar archive with no members: two zero blocks
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,65 @@ class EngineClient:
                 if "error" in event:
                     raise PullError(image, str(event["error"]))
                 yield event
+
+    def image_digests(self) -> dict[str, list[str]]:
+        """Image ID -> the `repo@sha256:...` references it is known by."""
+        with self._errors():
+            return {i["Id"]: list(i.get("RepoDigests") or []) for i in self._api.images()}
+
+    # deployer's own state on the engine: volumes with labels for records, a created (never
+    # started) container for the lock, since a container name is claimed atomically.
+    def volumes(self, labels: list[str]) -> list[dict[str, Any]]:
+        with self._errors():
+            found = self._api.volumes(filters={"label": labels}).get("Volumes") or []
+        return list(found)
+
+    def create_volume(self, name: str, labels: dict[str, str]) -> None:
+        with self._errors():
+            self._api.create_volume(name=name, labels=labels)
+
+    def remove_volume(self, name: str) -> None:
+        with self._errors():
+            self._api.remove_volume(name)
+
+    def claim_name(self, name: str, labels: dict[str, str]) -> bool:
+        """Create the marker container `name`; False when that name is taken already."""
+        import docker.errors
+
+        self._ensure_state_image()
+        with self._errors():
+            try:
+                self._api.create_container(STATE_IMAGE, command=["none"], name=name, labels=labels)
+            except docker.errors.APIError as e:
+                if e.status_code == 409:
+                    return False
+                raise
+        return True
+
+    def marker(self, name: str) -> dict[str, str] | None:
+        """The labels of marker container `name`, None when there is none."""
+        import docker.errors
+
+        with self._errors():
+            try:
+                found = self._api.inspect_container(name)
+            except docker.errors.NotFound:
+                return None
+        return dict(found["Config"]["Labels"] or {})
+
+    def remove_marker(self, name: str) -> None:
+        import docker.errors
+
+        with self._errors(), contextlib.suppress(docker.errors.NotFound):
+            self._api.remove_container(name, force=True)
+
+    def _ensure_state_image(self) -> None:
+        """An empty image to create marker containers from, made on the engine itself."""
+        with self._errors():
+            if self._api.images(name=STATE_IMAGE):
+                return
+            repository, tag = STATE_IMAGE.split(":")
+            self._api.import_image_from_data(_EMPTY_TAR, repository=repository, tag=tag)
 
     def logs(self, container_id: str, tail: int) -> list[str]:
         with self._errors():

@@ -15,6 +15,10 @@ def shown_path(path: str) -> str:
     return path if relative.startswith("..") else relative
 
 
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C: locks are released and the outcome is recorded."""
+
+
 class DeployerError(Exception):
     """Base of every error deployer reports to its user."""
 
@@ -100,3 +104,34 @@ class UnhealthyServiceError(DeployerError):
 
 class ConfirmationRefusedError(DeployerError):
     """Raised when a change needs confirmation and none can be asked for or it was declined."""
+
+
+class LockedError(DeployerError):
+    """The environment's lock is held by someone else, or left stale by someone gone."""
+
+    def __init__(
+        self, environment: str, holder: str, since: str, reason: str, stale: str | None
+    ) -> None:
+        self.environment, self.holder, self.since = environment, holder, since
+        self.reason, self.stale = reason, stale
+        held = f"held by {holder} since {since} ({reason})"
+        if stale:
+            message = (
+                f"the lock of {environment} is stale: {stale}; {held}. "
+                f"Break it with `deploy lock release {environment} --force`"
+            )
+        else:
+            message = f"{environment} is locked: {held}. Wait with --lock-wait SECONDS"
+        super().__init__(message)
+
+
+class RolledBackError(DeployerError):
+    """A deploy failed and the changed services were put back as they were."""
+
+    def __init__(self, failure: UnhealthyServiceError, restored: Sequence[str]) -> None:
+        self.failure, self.restored = failure, list(restored)
+        what = ", ".join(self.restored) or "nothing (no service had an earlier container)"
+        super().__init__(f"{failure.message}; rolled back: {what}")
+
+    def lines(self) -> list[str]:
+        return [self.message, *self.failure.lines()[1:]]

@@ -11,9 +11,13 @@ from typing import Any, TextIO
 import yaml
 
 from deployer.apply import Applied
+from deployer.audit import AuditEntry
 from deployer.compose import Command
 from deployer.desired import SafeDumper
+from deployer.lock import Lock
 from deployer.plan import Plan
+from deployer.releases import Release
+from deployer.state import iso
 from deployer.variables import MASK, Redactor, Variables, is_secret
 
 
@@ -186,3 +190,61 @@ def _table(rows: Sequence[Sequence[str]]) -> str:
         "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
         for row in rows
     )
+
+
+def history_text(environment: str, releases: Sequence[Release]) -> str:
+    if not releases:
+        return f"{environment}: no releases yet"
+    lines = [
+        f"{environment}: {len(releases)} release{'s' if len(releases) != 1 else ''}, newest first"
+    ]
+    for release in releases:
+        lines.append(
+            f"#{release.number}  {release.time}  {release.performer}@{release.host}  "
+            f"{release.result}  ({release.command})"
+        )
+        for name, service in sorted(release.services.items()):
+            lines.append(f"    {name}: {service.image} ({_short_id(service.image_id)})")
+        lines.extend(f"    changed: {change}" for change in release.changes)
+    return "\n".join(lines)
+
+
+def audit_text(environment: str, entries: Sequence[AuditEntry]) -> str:
+    if not entries:
+        return f"{environment}: no audit entries yet"
+    rows = [("TIME", "WHO", "COMMAND", "RESULT", "DETAIL")]
+    for entry in entries:
+        detail = entry.error or "; ".join(entry.changes)
+        rows.append(
+            (entry.time, f"{entry.performer}@{entry.host}", entry.command, entry.result, detail)
+        )
+    return _table(rows)
+
+
+def lock_document(environment: str, lock: Lock | None, stale: str | None) -> dict[str, Any]:
+    return {
+        "environment": environment,
+        "locked": lock is not None,
+        "stale": stale,
+        "lock": None
+        if lock is None
+        else {**lock.record(), "since": iso(lock.since), "expires": iso(lock.expires)},
+    }
+
+
+def lock_text(environment: str, lock: Lock | None, stale: str | None) -> str:
+    if lock is None:
+        return f"{environment}: not locked"
+    state = (
+        f"STALE ({stale}); break it with `deploy lock release {environment} --force`"
+        if stale
+        else "held"
+    )
+    return (
+        f"{environment}: locked by {lock.describe()} since {iso(lock.since)}: {lock.reason}\n"
+        f"  kind {lock.kind}, expires {iso(lock.expires)}; {state}"
+    )
+
+
+def _short_id(image_id: str) -> str:
+    return image_id.removeprefix("sha256:")[:12]

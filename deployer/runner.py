@@ -19,25 +19,40 @@ class Completed:
 
 
 def run(command: Command, check: bool = True) -> Completed:
+    """Run `command` to its end. An interrupt (Ctrl-C, SIGTERM) does not cut it short: the
+    process runs in its own session, out of reach of the terminal's Ctrl-C, and is waited for,
+    so that `docker compose up` never stops halfway between two releases. The interrupt is
+    raised once it has finished."""
     env = {**os.environ, **command.env}
     try:
-        proc = subprocess.run(
+        proc = subprocess.Popen(
             list(command.argv),
-            input=command.stdin,
+            stdin=subprocess.PIPE if command.stdin is not None else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             env=env,
-            capture_output=True,
             text=True,
             encoding="utf-8",
             errors="replace",
-            check=False,
+            start_new_session=True,
         )
     except FileNotFoundError as e:
         raise ComposeUnavailableError(f"no `{command.argv[0]}` command on PATH") from e
-    result = Completed(proc.returncode, proc.stdout, proc.stderr)
+    interrupted: KeyboardInterrupt | None = None
+    stdin = command.stdin
+    while True:
+        try:
+            stdout, stderr = proc.communicate(stdin)
+            break
+        except KeyboardInterrupt as e:
+            interrupted, stdin = e, None
+    if interrupted is not None:
+        raise interrupted
+    result = Completed(proc.returncode, stdout, stderr)
     if check and proc.returncode != 0:
-        if command.argv[:2] == ("docker", "compose") and _compose_missing(proc.stderr):
+        if command.argv[:2] == ("docker", "compose") and _compose_missing(stderr):
             raise ComposeUnavailableError(_describe_compose(command))
-        raise CommandFailedError(command.argv, proc.returncode, proc.stderr or proc.stdout)
+        raise CommandFailedError(command.argv, proc.returncode, stderr or stdout)
     return result
 
 

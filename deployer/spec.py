@@ -26,7 +26,9 @@ SCHEMA_PATH = Path(__file__).with_name("environment.schema.json")
 ENVIRONMENTS_VARIABLE = "DEPLOYER_ENVIRONMENTS"
 DEFAULT_WAIT_TIMEOUT = 120.0
 # Names the CLI uses for commands: an environment may not take one (`deploy diff` must stay a command).
-COMMAND_NAMES = frozenset({"diff", "env", "render", "up", "validate", "version"})
+COMMAND_NAMES = frozenset(
+    {"audit", "diff", "env", "history", "lock", "render", "rollback", "up", "validate", "version"}
+)
 # A spec is a small file: far more nodes than this means an alias bomb, refused before it expands.
 MAX_YAML_NODES = 100_000
 TAG_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
@@ -66,6 +68,7 @@ class Spec:
     confirm: bool
     wait_timeout: float
     engine_host: str | None
+    on_failure: str = "rollback"
     lines: Mapping[str, int] = field(default_factory=dict, compare=False, repr=False)
 
     def issue(self, path: str, message: str) -> ConfigIssue:
@@ -386,6 +389,7 @@ def load_spec(path: Path) -> Spec:
         confirm=deploy.get("confirm", name == "production"),
         wait_timeout=float(deploy.get("wait_timeout", DEFAULT_WAIT_TIMEOUT)),
         engine_host=data.get("engine", {}).get("host"),
+        on_failure=deploy.get("on_failure", "rollback"),
         lines=lines,
     )
 

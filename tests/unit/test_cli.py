@@ -18,17 +18,20 @@ def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
 
 
 def test_reserved_names_are_exactly_the_commands() -> None:
-    names = {
+    commands = {
         c.name or (c.callback.__name__ if c.callback else "") for c in cli.app.registered_commands
     }
-    assert names == COMMAND_NAMES
+    groups = {g.name for g in cli.app.registered_groups}
+    assert commands | groups == COMMAND_NAMES
 
 
 def test_help_lists_the_commands(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "--help")
     assert code == 0
     listed = [line.split()[0] for line in out.split("Commands:")[1].strip().splitlines()]
-    assert listed == ["validate", "render", "env", "diff", "up", "version"]
+    assert listed == [
+        "validate", "render", "env", "diff", "up", "rollback", "history", "audit", "version", "lock",
+    ]  # fmt: skip
 
 
 @pytest.fixture

@@ -26,7 +26,7 @@ def spec(tmp_path: Path, services: dict[str, ServiceOverride]) -> Spec:
     compose.write_text("services:\n  web:\n    image: ${REGISTRY:?set REGISTRY}/web:1\n")
     return Spec(
         "staging", tmp_path / "staging.yml", "shop", (compose,), (), frozenset(), services, False, 60.0, None,
-        {"services": 5, "services.api": 6},
+        lines={"services": 5, "services.api": 6},
     )  # fmt: skip
 
 

@@ -1,0 +1,62 @@
+"""The audit trail: one record per state-changing command, kept on the engine."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from deployer.state import Actor, StateStore, iso, now
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    time: str
+    performer: str
+    host: str
+    environment: str
+    command: str
+    result: str
+    changes: Sequence[str] = field(default_factory=list)
+    error: str = ""
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> AuditEntry:
+        known = {k: record[k] for k in cls.__dataclass_fields__ if k in record}
+        return cls(**known)
+
+
+def write(
+    store: StateStore,
+    actor: Actor,
+    environment: str,
+    command: str,
+    result: str,
+    redact: Callable[[str], str],
+    changes: Sequence[str] = (),
+    error: str = "",
+) -> AuditEntry:
+    """Append an entry; every text in it passes through `redact`, so no secret is stored."""
+    entry = AuditEntry(
+        time=iso(now()),
+        performer=actor.performer,
+        host=actor.host,
+        environment=environment,
+        command=redact(command),
+        result=result,
+        changes=[redact(c) for c in changes],
+        error=redact(error),
+    )
+    store.add_unique("audit", asdict(entry))
+    return entry
+
+
+def entries(store: StateStore) -> list[AuditEntry]:
+    """Every entry, oldest first."""
+    found = []
+    for record in store.records("audit"):
+        try:
+            found.append(AuditEntry.from_record(record))
+        except TypeError:
+            continue
+    return sorted(found, key=lambda e: e.time)

@@ -1,0 +1,111 @@
+"""deployer's own state, kept on the engine so that every operator of an environment sees it.
+
+Records (releases, audit entries) are Docker volumes whose labels hold the record as JSON: they
+need no image or container, survive `docker container prune`, and are listed by label. The lock is
+a container that is created but never started: the engine claims a container name atomically, so
+of two deployers only one can hold it. See docs/state.md.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import secrets
+import socket
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from deployer.compose import Command
+from deployer.engine import EngineClient
+from deployer.runner import run
+
+KIND_LABEL = "dev.deployer.state"  # release | audit | lock
+PROJECT_LABEL = "dev.deployer.project"
+RECORD_LABEL = "dev.deployer.record"
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who does something, from where."""
+
+    performer: str
+    host: str
+    pid: int
+
+    @classmethod
+    def current(cls) -> Actor:
+        name = run(Command(("git", "config", "user.name")), check=False).stdout.strip()
+        if not name:
+            name = os.environ.get("USER") or _login() or "unknown"
+        return cls(name, socket.gethostname(), os.getpid())
+
+
+def _login() -> str | None:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return None
+
+
+def now() -> float:
+    return time.time()
+
+
+def iso(timestamp: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(timestamp))
+
+
+class StateStore:
+    """The records and the lock of one Compose project on one engine."""
+
+    def __init__(self, client: EngineClient, project: str) -> None:
+        self.client, self.project = client, project
+
+    def _labels(self, kind: str, record: Mapping[str, Any]) -> dict[str, str]:
+        return {
+            KIND_LABEL: kind,
+            PROJECT_LABEL: self.project,
+            RECORD_LABEL: json.dumps(record, sort_keys=True, separators=(",", ":")),
+        }
+
+    def records(self, kind: str) -> list[dict[str, Any]]:
+        volumes = self.client.volumes([f"{KIND_LABEL}={kind}", f"{PROJECT_LABEL}={self.project}"])
+        found = []
+        for volume in volumes:
+            try:
+                found.append(json.loads((volume.get("Labels") or {})[RECORD_LABEL]))
+            except (KeyError, ValueError):
+                continue  # not one of ours, or damaged: shown nowhere rather than failing
+        return found
+
+    def add(self, kind: str, key: str, record: Mapping[str, Any]) -> None:
+        self.client.create_volume(
+            f"deployer_{self.project}_{kind}_{key}", self._labels(kind, record)
+        )
+
+    def add_unique(self, kind: str, record: Mapping[str, Any]) -> None:
+        key = f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}_{secrets.token_hex(4)}"
+        self.add(kind, key, record)
+
+    @property
+    def lock_name(self) -> str:
+        return f"deployer_{self.project}_lock"
+
+    def claim_lock(self, record: Mapping[str, Any]) -> bool:
+        return self.client.claim_name(self.lock_name, self._labels("lock", record))
+
+    def lock(self) -> dict[str, Any] | None:
+        labels = self.client.marker(self.lock_name)
+        if labels is None:
+            return None
+        try:
+            record: dict[str, Any] = json.loads(labels[RECORD_LABEL])
+        except (KeyError, ValueError):
+            record = {"holder": "unknown (unreadable lock)"}
+        return record
+
+    def remove_lock(self) -> None:
+        self.client.remove_marker(self.lock_name)
