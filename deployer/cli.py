@@ -20,7 +20,7 @@ from deployer.errors import ConfirmationRefusedError, DeployerError, Interrupted
 from deployer.plan import Plan
 from deployer.spec import environments_folder
 
-EXIT_OK, EXIT_ERROR, EXIT_PENDING = 0, 1, 2
+EXIT_OK, EXIT_ERROR, EXIT_PENDING, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 class _Group(TyperGroup):
@@ -298,8 +298,10 @@ def main(argv: list[str] | None = None) -> None:
             console.error(ctx.get_usage())
         code = EXIT_ERROR
     except (click.Abort, KeyboardInterrupt):
+        code = EXIT_INTERRUPTED
+    # typer turns an interrupt inside a command into exit 130 without a word: say what it means.
+    if code == EXIT_INTERRUPTED:
         console.error(
             "interrupted: no service was left stopped; `deploy diff ENV` shows what is left to do"
         )
-        code = 130
     sys.exit(code if isinstance(code, int) else EXIT_OK)

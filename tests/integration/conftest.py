@@ -39,6 +39,7 @@ TEST_IMAGES = [
 ]
 TEST_REFS = [f"{REGISTRY}/{':'.join(image.split(':')[:2])}" for image in TEST_IMAGES]
 PROJECT_LABEL = "com.docker.compose.project"
+STATE_PROJECT_LABEL = "dev.deployer.project"
 
 
 @pytest.fixture(scope="session")
@@ -52,6 +53,9 @@ def engine() -> Iterator[docker.DockerClient]:
             pytest.fail(message)
         pytest.skip(message)
     yield client
+    # deployer's empty image for lock markers, made on first use; in use only while a lock is held.
+    with contextlib.suppress(docker.errors.APIError):
+        client.images.remove("deployer-state:1")
     client.close()
 
 
@@ -73,13 +77,15 @@ def untag(engine: docker.DockerClient, reference: str) -> None:
 
 
 def remove_project(engine: docker.DockerClient, project: str) -> None:
-    label = {"label": f"{PROJECT_LABEL}={project}"}
-    for container in engine.containers.list(all=True, filters=label):
-        container.remove(force=True, v=True)
-    for network in engine.networks.list(filters=label):
-        network.remove()
-    for volume in engine.volumes.list(filters=label):
-        volume.remove(force=True)
+    """Remove what Compose and deployer made for `project`: containers, networks, volumes, records."""
+    for label in (f"{PROJECT_LABEL}={project}", f"{STATE_PROJECT_LABEL}={project}"):
+        filters = {"label": label}
+        for container in engine.containers.list(all=True, filters=filters):
+            container.remove(force=True, v=True)
+        for network in engine.networks.list(filters=filters):
+            network.remove()
+        for volume in engine.volumes.list(filters=filters):
+            volume.remove(force=True)
 
 
 @dataclass
