@@ -1,0 +1,107 @@
+"""Pure parts of the lock and of releases: staleness, rollback targets, pinning."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from deployer.errors import DeployerError, LockedError
+from deployer.lock import Lock, stale_reason
+from deployer.releases import (
+    Release,
+    pinned_reference,
+    pinned_spec,
+    rollback_target,
+)
+from deployer.spec import ServiceOverride, Spec
+
+LOCK = Lock(
+    "alice",
+    "host-a",
+    4242,
+    since=1000.0,
+    expires=4600.0,
+    reason="deploy staging",
+    kind="process",
+    token="t",
+)
+
+
+def test_a_live_lock_is_not_stale() -> None:
+    assert stale_reason(LOCK, 2000.0, "host-a", alive=lambda pid: True) is None
+    assert (
+        stale_reason(LOCK, 2000.0, "host-b", alive=lambda pid: False) is None
+    )  # another host: cannot tell
+
+
+def test_a_lock_whose_process_is_gone_or_past_its_ttl_is_stale() -> None:
+    assert (
+        stale_reason(LOCK, 2000.0, "host-a", alive=lambda pid: False)
+        == "process 4242 on host-a is gone"
+    )
+    assert stale_reason(LOCK, 5000.0, "host-b", alive=lambda pid: True) == (
+        "older than its time to live (expired 1970-01-01T01:16:40Z)"
+    )
+    manual = Lock("bob", "host-a", 1, 1000.0, 90000.0, "db migration", "manual", "t")
+    assert stale_reason(manual, 2000.0, "host-a", alive=lambda pid: False) is None
+
+
+def test_locked_error_messages() -> None:
+    held = LockedError(
+        "staging", "alice on host-a (pid 4242)", "2026-11-28T04:00:00Z", "deploy staging", None
+    )
+    stale = LockedError(
+        "staging",
+        "alice on host-a (pid 4242)",
+        "2026-11-28T04:00:00Z",
+        "deploy staging",
+        "process 4242 on host-a is gone",
+    )
+    assert held.message == (
+        "staging is locked: held by alice on host-a (pid 4242) since 2026-11-28T04:00:00Z (deploy staging). "
+        "Wait with --lock-wait SECONDS"
+    )
+    assert stale.message == (
+        "the lock of staging is stale: process 4242 on host-a is gone; held by alice on host-a (pid 4242) "
+        "since 2026-11-28T04:00:00Z (deploy staging). Break it with `deploy lock release staging --force`"
+    )
+
+
+def release(number: int, result: str) -> Release:
+    return Release(number, "t", "alice", "h", "deploy", "s", "v", result, {})
+
+
+def test_rollback_target_is_the_good_release_before_the_current_one() -> None:
+    history = [
+        release(4, "rolled back"),
+        release(3, "success"),
+        release(2, "failed"),
+        release(1, "success"),
+    ]
+    assert rollback_target(history, None).number == 1
+    assert rollback_target(history, 2).number == 2
+    with pytest.raises(DeployerError, match=r"^no release 9 \(releases: 4, 3, 2, 1\)$"):
+        rollback_target(history, 9)
+    with pytest.raises(DeployerError, match="no earlier good release"):
+        rollback_target([release(1, "success")], None)
+
+
+def test_pinned_reference_prefers_a_digest_of_the_same_repository() -> None:
+    digests = {"sha256:1": ["other/web@sha256:aa", "reg:5000/web@sha256:bb"], "sha256:2": []}
+    assert pinned_reference("reg:5000/web:1.0", "sha256:1", digests) == "reg:5000/web@sha256:bb"
+    assert pinned_reference("reg:5000/web:1.0", "sha256:2", digests) == "sha256:2"
+
+
+def test_pinned_spec_replaces_images_and_keeps_other_overrides(tmp_path: Path) -> None:
+    spec = Spec(
+        "staging", tmp_path / "staging.yml", "shop", (), (), frozenset(),
+        {"web": ServiceOverride(tag="1.1", replicas=2, environment={"A": "1"})}, False, 60.0, None,
+    )  # fmt: skip
+    pinned = pinned_spec(spec, {"web": "reg/web@sha256:bb", "worker": "sha256:2"})
+    assert pinned.services == {
+        "web": ServiceOverride(
+            image="reg/web@sha256:bb", tag=None, replicas=2, environment={"A": "1"}
+        ),
+        "worker": ServiceOverride(image="sha256:2"),
+    }
