@@ -5,13 +5,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from deployer import compose
 from deployer.desired import DesiredState
 from deployer.engine import EngineClient
-from deployer.errors import UnhealthyServiceError
+from deployer.errors import PullError, RegistryLoginError, UnhealthyServiceError
 from deployer.observed import ObservedContainer, observe_containers
 from deployer.plan import Plan
 from deployer.runner import Completed
@@ -37,15 +37,41 @@ class Applied:
     containers: tuple[ObservedContainer, ...]  # the changed services' containers afterwards
 
 
+@dataclass(frozen=True)
+class Login:
+    """Credentials for one registry, handed to the engine with each pull from it."""
+
+    server: str
+    username: str
+    password: str = field(repr=False)
+
+    def auth_for(self, image: str) -> dict[str, str] | None:
+        if registry_of(image) != self.server:
+            return None
+        return {"username": self.username, "password": self.password, "serveraddress": self.server}
+
+
+def registry_of(image: str) -> str:
+    """The registry host of an image reference, as Docker reads it."""
+    first, _, rest = image.partition("/")
+    if rest and ("." in first or ":" in first or first == "localhost"):
+        return first
+    return "docker.io"
+
+
+_AUTH_FAILURES = ("unauthorized", "authentication required", "no basic auth credentials", "denied")
+
+
 def apply(
     plan: Plan,
     desired: DesiredState,
     client: EngineClient,
     run: Callable[[compose.Command], Completed],
     progress: Progress,
+    login: Login | None = None,
 ) -> Applied:
     started = time.monotonic()
-    pull_all(client, plan.pulls, progress)
+    pull_all(client, plan.pulls, progress, login)
     if plan.services_to_up or plan.removes_orphans:
         progress.update("compose", f"docker compose up {' '.join(plan.services_to_up)}".rstrip())
         run(compose.up(desired.project, plan.services_to_up, plan.removes_orphans))
@@ -54,21 +80,37 @@ def apply(
     return Applied(plan, time.monotonic() - started, containers)
 
 
-def pull_all(client: EngineClient, images: list[str], progress: Progress) -> None:
+def pull_all(
+    client: EngineClient, images: list[str], progress: Progress, login: Login | None = None
+) -> None:
     """Pull images in parallel; the first failure is raised once all pulls have ended."""
     if not images:
         return
     with ThreadPoolExecutor(max_workers=PARALLEL_PULLS) as pool:
-        futures = [pool.submit(_pull, client, image, progress) for image in images]
+        futures = [pool.submit(_pull, client, image, progress, login) for image in images]
         for future in futures:
             future.result()
 
 
-def _pull(client: EngineClient, image: str, progress: Progress) -> None:
+def _pull(client: EngineClient, image: str, progress: Progress, login: Login | None) -> None:
+    auth = login.auth_for(image) if login else None
+    try:
+        _pull_with_progress(client, image, progress, auth)
+    except PullError as e:
+        if not any(word in e.reason.lower() for word in _AUTH_FAILURES):
+            raise
+        if login is not None and auth is not None:
+            raise RegistryLoginError(login.server, login.username, e.reason) from e
+        raise RegistryLoginError(registry_of(image), None, e.reason) from e
+
+
+def _pull_with_progress(
+    client: EngineClient, image: str, progress: Progress, auth: dict[str, str] | None
+) -> None:
     started = time.monotonic()
     layers: dict[str, tuple[int, int]] = {}
     progress.update(image, f"pulling {image}")
-    for event in client.pull(image):
+    for event in client.pull(image, auth):
         detail: dict[str, Any] = event.get("progressDetail") or {}
         if event.get("id") and detail.get("total"):
             layers[event["id"]] = (int(detail.get("current", 0)), int(detail["total"]))

@@ -19,6 +19,7 @@ class AuditEntry:
     result: str
     changes: Sequence[str] = field(default_factory=list)
     error: str = ""
+    at: float = 0.0  # seconds since the epoch: orders entries made within the same second
 
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> AuditEntry:
@@ -37,8 +38,9 @@ def write(
     error: str = "",
 ) -> AuditEntry:
     """Append an entry; every text in it passes through `redact`, so no secret is stored."""
+    moment = now()
     entry = AuditEntry(
-        time=iso(now()),
+        time=iso(moment),
         performer=actor.performer,
         host=actor.host,
         environment=environment,
@@ -46,6 +48,7 @@ def write(
         result=result,
         changes=[redact(c) for c in changes],
         error=redact(error),
+        at=moment,
     )
     store.add_unique("audit", asdict(entry))
     return entry
@@ -59,4 +62,4 @@ def entries(store: StateStore) -> list[AuditEntry]:
             found.append(AuditEntry.from_record(record))
         except TypeError:
             continue
-    return sorted(found, key=lambda e: e.time)
+    return sorted(found, key=lambda e: e.at)

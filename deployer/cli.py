@@ -129,14 +129,14 @@ LockWait = Annotated[
 
 
 def _interaction(name: str, yes: bool, json: bool) -> operations.Interaction:
-    def confirm(plan: Plan) -> bool:
+    def confirm(question: str) -> bool:
         if yes:
             return True
         if not sys.stdin.isatty():
             raise ConfirmationRefusedError(
                 f"{name} asks for confirmation and there is no terminal to ask on: pass --yes"
             )
-        return typer.confirm(f"Apply {len(plan.changes)} change(s) to {name}?", default=False)
+        return typer.confirm(question, default=False)
 
     def show_plan(plan: Plan) -> None:
         if not json:
@@ -162,11 +162,15 @@ def up(
     json: Json = False,
     yes: Yes = False,
     lock_wait: LockWait = 0.0,
+    save_login: Annotated[
+        bool,
+        typer.Option("--save-login", help="Also save the registry login in ~/.docker/config.json."),
+    ] = False,
 ) -> None:
     """Deploy ENV: show the plan, confirm where the spec asks, apply, wait until healthy."""
     loaded = _load(environments, name)
-    result = operations.deploy(loaded, _interaction(name, yes, json), f"deploy {name}", lock_wait)
-    _show_result(result, json)
+    ui = _interaction(name, yes, json)
+    _show_result(operations.deploy(loaded, ui, f"deploy {name}", lock_wait, save_login), json)
 
 
 @app.command()
@@ -210,6 +214,101 @@ def audit(name: Name, environments: Folder = None, json: Json = False) -> None:
         console.print(report.audit_text(name, entries))
 
 
+@app.command()
+def status(name: Name, environments: Folder = None, json: Json = False) -> None:
+    """Per service: images, state, health, replicas, release. Exit 0 when all is running and healthy."""
+    current = operations.status(_load(environments, name), console.redact)
+    if json:
+        console.json(report.status_document(current))
+    else:
+        console.print(report.status_text(current))
+    raise typer.Exit(EXIT_OK if current.healthy else EXIT_ERROR)
+
+
+Services = Annotated[
+    list[str] | None, typer.Argument(metavar="[SERVICE]...", help="Services (default: all).")
+]
+
+
+@app.command()
+def logs(
+    name: Name,
+    services: Services = None,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep printing new lines.")
+    ] = False,
+    since: Annotated[
+        str | None,
+        typer.Option("--since", metavar="DURATION", help="Only lines since, e.g. 10m or 2h."),
+    ] = None,
+    tail: Annotated[
+        int | None,
+        typer.Option("--tail", metavar="N", help="Only the last N lines of each container."),
+    ] = None,
+    environments: Folder = None,
+) -> None:
+    """The services' logs (secret values masked)."""
+    for line in operations.logs(_load(environments, name), services or [], follow, since, tail):
+        console.print(line)
+
+
+@app.command()
+def restart(
+    name: Name,
+    services: Services = None,
+    environments: Folder = None,
+    yes: Yes = False,
+    lock_wait: LockWait = 0.0,
+) -> None:
+    """Restart services (default: all) and wait until they are running and healthy again."""
+    loaded = _load(environments, name)
+    containers = operations.restart(
+        loaded, _interaction(name, yes, False), services or [], lock_wait
+    )
+    console.print("\n".join(f"restarted {c.name}: {c.status}" for c in containers))
+
+
+@app.command()
+def down(
+    name: Name,
+    volumes: Annotated[
+        bool, typer.Option("--volumes", help="Also remove the project's volumes.")
+    ] = False,
+    environments: Folder = None,
+    yes: Yes = False,
+    lock_wait: LockWait = 0.0,
+) -> None:
+    """Stop and remove ENV's containers and networks (volumes only with --volumes)."""
+    operations.down(_load(environments, name), _interaction(name, yes, False), volumes, lock_wait)
+    console.print(f"{name} is down" + (" (volumes removed)" if volumes else ""))
+
+
+@app.command()
+def prune(
+    name: Name,
+    aggressive: Annotated[
+        bool,
+        typer.Option(
+            "--aggressive", help="Also this environment's unused images, except the last releases'."
+        ),
+    ] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Only list what would be removed.")
+    ] = False,
+    environments: Folder = None,
+    json: Json = False,
+    yes: Yes = False,
+    lock_wait: LockWait = 0.0,
+) -> None:
+    """Remove dangling images (and with --aggressive unused ones of ENV); never an image in use."""
+    loaded = _load(environments, name)
+    pruned = operations.prune(loaded, _interaction(name, yes, json), aggressive, dry_run, lock_wait)
+    if json:
+        console.json(report.prune_document(pruned))
+    else:
+        console.print(report.prune_text(pruned))
+
+
 lock_app = typer.Typer(
     help="The environment lock: one deploy at a time, across machines.", no_args_is_help=True
 )
@@ -230,6 +329,7 @@ def lock_status(name: Name, environments: Folder = None, json: Json = False) -> 
 def lock_acquire(
     name: Name,
     reason: Annotated[str, typer.Option("--reason", help="Why, shown to whoever finds it locked.")],
+    yes: Yes = False,
     ttl: Annotated[
         float, typer.Option("--ttl", metavar="SECONDS", help="After this the lock counts as stale.")
     ] = 24 * 3600.0,
@@ -243,6 +343,7 @@ def lock_acquire(
 @lock_app.command("release")
 def lock_release(
     name: Name,
+    yes: Yes = False,
     force: Annotated[
         bool, typer.Option("--force", help="Also break a deploy's lock, e.g. a stale one.")
     ] = False,

@@ -72,3 +72,34 @@ def up(project: ComposeProject, services: Sequence[str], remove_orphans: bool) -
 
 def compose_version(engine: Engine) -> Command:
     return Command(("docker", "compose", "version", "--short"), {"DOCKER_HOST": engine.host})
+
+
+def logs(
+    project: ComposeProject,
+    services: Sequence[str],
+    follow: bool,
+    since: str | None,
+    tail: int | None,
+) -> Command:
+    args = ["logs", "--no-color"]
+    if follow:
+        args.append("--follow")
+    if since:
+        args += ["--since", since]
+    if tail is not None:
+        args += ["--tail", str(tail)]
+    return project.command(*args, *services)
+
+
+def restart(project: ComposeProject, services: Sequence[str]) -> Command:
+    return project.command("restart", *services)
+
+
+def down(project: ComposeProject, volumes: bool) -> Command:
+    return project.command("down", "--remove-orphans", *(["--volumes"] if volumes else []))
+
+
+def docker_login(engine: Engine, server: str, username: str, password: str) -> Command:
+    """`docker login` with the password on stdin, never on the command line."""
+    argv = ("docker", "login", "--username", username, "--password-stdin", server)
+    return Command(argv, {"DOCKER_HOST": engine.host}, stdin=password)

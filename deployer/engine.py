@@ -68,19 +68,40 @@ class EngineClient:
         with self._errors():
             return self._api.images()  # type: ignore[no-any-return]
 
-    def pull(self, image: str) -> Iterator[dict[str, Any]]:
-        """Pull `image`, yielding the engine's progress events."""
+    def pull(self, image: str, auth: Mapping[str, str] | None = None) -> Iterator[dict[str, Any]]:
+        """Pull `image`, yielding the engine's progress events; `auth` goes to the engine only."""
         repository, tag = split_tag(image)
         with self._errors(image):
-            for event in self._api.pull(repository, tag=tag, stream=True, decode=True):
+            events = self._api.pull(
+                repository,
+                tag=tag,
+                stream=True,
+                decode=True,
+                auth_config=dict(auth) if auth else None,
+            )
+            for event in events:
                 if "error" in event:
                     raise PullError(image, str(event["error"]))
                 yield event
 
-    def image_digests(self) -> dict[str, list[str]]:
-        """Image ID -> the `repo@sha256:...` references it is known by."""
+    def images_in_use(self) -> set[str]:
+        """IDs of the images any container on the engine was created from, running or not."""
         with self._errors():
-            return {i["Id"]: list(i.get("RepoDigests") or []) for i in self._api.images()}
+            return {c["ImageID"] for c in self._api.containers(all=True)}
+
+    def dangling_images(self) -> list[dict[str, Any]]:
+        with self._errors():
+            return self._api.images(filters={"dangling": True})  # type: ignore[no-any-return]
+
+    def remove_image(self, image_id: str) -> None:
+        """Remove an image no container uses, with all its tags."""
+        with self._errors():
+            self._api.remove_image(image_id, force=True)
+
+    def layers_size(self) -> int:
+        """Bytes the engine's image layers take on disk."""
+        with self._errors():
+            return int(self._api.df().get("LayersSize") or 0)
 
     # deployer's own state on the engine: volumes with labels for records, a created (never
     # started) container for the lock, since a container name is claimed atomically.

@@ -135,3 +135,18 @@ class RolledBackError(DeployerError):
 
     def lines(self) -> list[str]:
         return [self.message, *self.failure.lines()[1:]]
+
+
+class RegistryLoginError(DeployerError):
+    """A registry refused a pull: wrong credentials, or none where some are needed."""
+
+    def __init__(self, server: str, username: str | None, reason: str) -> None:
+        self.server, self.username, self.reason = server, username, reason
+        if username is None:
+            message = (
+                f"registry {server} refused the pull without a login ({reason}): "
+                "set `registry: {server, username, password_env}` in the spec"
+            )
+        else:
+            message = f"login to registry {server} as {username} failed: {reason}"
+        super().__init__(message)

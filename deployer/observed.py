@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from deployer.desired import FINGERPRINT_LABEL
@@ -40,7 +40,8 @@ class ObservedContainer:
 class ObservedState:
     project: str
     containers: tuple[ObservedContainer, ...]  # sorted by service, then number
-    image_ids: Mapping[str, str]  # normalized image reference -> local image ID
+    image_ids: Mapping[str, str]  # normalized image reference (or image ID) -> local image ID
+    digests: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # ID -> repo@sha256:...
 
     def of_service(self, service: str) -> list[ObservedContainer]:
         return [c for c in self.containers if c.service == service]
@@ -97,10 +98,15 @@ def exit_code(container: ObservedContainer) -> int | None:
 def image_ids(images: Iterable[Mapping[str, Any]]) -> dict[str, str]:
     ids = {}
     for image in images:
+        ids[image["Id"]] = image["Id"]  # a service may name its image by ID (a pinned rollback)
         for reference in [*(image.get("RepoTags") or []), *(image.get("RepoDigests") or [])]:
-            if reference != "<none>:<none>" and not reference.startswith("<none>"):
+            if not reference.startswith("<none>"):
                 ids[normalize_reference(reference)] = image["Id"]
     return ids
+
+
+def image_digests(images: Iterable[Mapping[str, Any]]) -> dict[str, tuple[str, ...]]:
+    return {i["Id"]: tuple(i.get("RepoDigests") or ()) for i in images}
 
 
 def observe_containers(client: EngineClient, project: str) -> tuple[ObservedContainer, ...]:
@@ -109,4 +115,7 @@ def observe_containers(client: EngineClient, project: str) -> tuple[ObservedCont
 
 
 def observe(client: EngineClient, project: str) -> ObservedState:
-    return ObservedState(project, observe_containers(client, project), image_ids(client.images()))
+    images = client.images()
+    return ObservedState(
+        project, observe_containers(client, project), image_ids(images), image_digests(images)
+    )

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TypeVar
 
-from deployer import audit, releases, runner
+from deployer import audit, compose, releases, runner
 from deployer import lock as lock_module
-from deployer.apply import Applied, Progress, apply
-from deployer.compose import Command, up
-from deployer.desired import DesiredState, resolve
+from deployer.apply import Applied, Login, Progress, apply, registry_of, wait_ready
+from deployer.compose import Command, docker_login, up
+from deployer.desired import DesiredState, compose_project, resolve
 from deployer.engine import Engine, EngineClient
 from deployer.errors import (
     ConfigError,
@@ -23,8 +25,15 @@ from deployer.errors import (
     UnhealthyServiceError,
 )
 from deployer.lock import DEPLOY_TTL, Lock, holding
-from deployer.observed import ObservedState, observe
+from deployer.observed import (
+    ObservedContainer,
+    ObservedState,
+    image_ids,
+    normalize_reference,
+    observe,
+)
 from deployer.plan import Plan, plan
+from deployer.prune import Pruned, prunable, repository_of
 from deployer.releases import (
     FAILED,
     INTERRUPTED,
@@ -39,7 +48,11 @@ from deployer.releases import (
 )
 from deployer.spec import Spec, find_specs, load_spec, spec_path
 from deployer.state import Actor, StateStore
+from deployer.status import EnvironmentStatus
+from deployer.status import status as environment_status
 from deployer.variables import Redactor, Variables, is_secret, load_variables
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -115,17 +128,78 @@ class Interaction:
     """How an operation talks to its user; the CLI provides it."""
 
     progress: Progress
-    confirm: Callable[[Plan], bool]
+    confirm: Callable[[str], bool]  # asks a yes/no question (or refuses without a terminal)
     show_plan: Callable[[Plan], None]
     redact: Redactor
 
 
-def _confirmed(loaded: Loaded, the_plan: Plan, ui: Interaction) -> None:
-    if loaded.spec.confirm and not ui.confirm(the_plan):
+def _confirmed(loaded: Loaded, ui: Interaction, question: str) -> None:
+    """Ask where the spec says so; a "no" changes nothing."""
+    if loaded.spec.confirm and not ui.confirm(question):
         raise ConfirmationRefusedError(f"{loaded.spec.name}: not confirmed; nothing changed")
 
 
-def deploy(loaded: Loaded, ui: Interaction, command: str, lock_wait: float = 0.0) -> Applied | Plan:
+def _plan_question(loaded: Loaded, the_plan: Plan) -> str:
+    return f"Apply {len(the_plan.changes)} change(s) to {loaded.spec.name}?"
+
+
+@contextmanager
+def _locked(
+    loaded: Loaded, client: EngineClient, what: str, lock_wait: float
+) -> Iterator[tuple[StateStore, Actor]]:
+    """Hold the environment lock for a state-changing command."""
+    store = StateStore(client, loaded.spec.project)
+    actor = Actor.current()
+    lock = Lock.new(actor, f"{what} {loaded.spec.name}", "process", DEPLOY_TTL)
+    with holding(store, loaded.spec.name, lock, lock_wait):
+        yield store, actor
+
+
+def _audited(
+    store: StateStore,
+    actor: Actor,
+    loaded: Loaded,
+    command: str,
+    redact: Redactor,
+    action: Callable[[], T],
+    changes: Sequence[str] = (),
+) -> T:
+    """Run a state-changing action and append its audit entry, whatever its outcome."""
+    name = loaded.spec.name
+    try:
+        result = action()
+    except DeployerError as e:
+        audit.write(store, actor, name, command, FAILED, redact, changes, e.message)
+        raise
+    except KeyboardInterrupt:
+        audit.write(store, actor, name, command, INTERRUPTED, redact, changes)
+        raise
+    audit.write(store, actor, name, command, SUCCESS, redact, changes)
+    return result
+
+
+def registry_login(loaded: Loaded, pulls: Sequence[str], redact: Redactor) -> Login | None:
+    """The spec's registry credentials, when a pull needs them; None when none is set up."""
+    registry = loaded.spec.registry
+    if registry is None:
+        return None
+    password = loaded.variables.values().get(registry.password_env) or os.environ.get(
+        registry.password_env
+    )
+    if not password:
+        if not any(registry_of(image) == registry.server for image in pulls):
+            return None
+        raise DeployerError(
+            f"registry {registry.server}: set the variable {registry.password_env} "
+            f"(in the environment or an env file) to the password of {registry.username}"
+        )
+    redact.add([password])
+    return Login(registry.server, registry.username, password)
+
+
+def deploy(
+    loaded: Loaded, ui: Interaction, command: str, lock_wait: float = 0.0, save_login: bool = False
+) -> Applied | Plan:
     """Plan, confirm where the spec asks, apply under the environment lock, record the release.
 
     The first plan is made without the lock, so that a deploy with nothing to do stays cheap and
@@ -135,17 +209,20 @@ def deploy(loaded: Loaded, ui: Interaction, command: str, lock_wait: float = 0.0
     if the_plan.in_sync:
         ui.show_plan(the_plan)
         return the_plan
-    store = StateStore(client, loaded.spec.project)
-    actor = Actor.current()
-    lock = Lock.new(actor, f"deploy {loaded.spec.name}", "process", DEPLOY_TTL)
-    with holding(store, loaded.spec.name, lock, lock_wait):
+    with _locked(loaded, client, "deploy", lock_wait) as (store, actor):
         before = observe(client, loaded.spec.project)
         the_plan = plan(desired, before)
         ui.show_plan(the_plan)
         if the_plan.in_sync:
             return the_plan
-        _confirmed(loaded, the_plan, ui)
-        return _apply_recorded(loaded, ui, store, actor, command, the_plan, desired, before)
+        login = registry_login(loaded, the_plan.pulls, ui.redact)
+        _confirmed(loaded, ui, _plan_question(loaded, the_plan))
+        applied = _apply_recorded(
+            loaded, ui, store, actor, command, the_plan, desired, before, login
+        )
+        if save_login and login is not None:
+            runner.run(docker_login(loaded.engine, login.server, login.username, login.password))
+        return applied
 
 
 def _apply_recorded(
@@ -157,12 +234,13 @@ def _apply_recorded(
     the_plan: Plan,
     desired: DesiredState,
     before: ObservedState,
+    login: Login | None,
 ) -> Applied:
     """Apply a plan and record the outcome as a release and an audit entry, whatever it is."""
     client = store.client
 
     def finish(result: str, error: str = "") -> None:
-        services = running_services(observe(client, loaded.spec.project), client.image_digests())
+        services = running_services(observe(client, loaded.spec.project))
         releases.record(
             store, actor, command, result, loaded.spec, loaded.variables, services, the_plan
         )
@@ -178,7 +256,7 @@ def _apply_recorded(
         )
 
     try:
-        applied = apply(the_plan, desired, client, runner.run, ui.progress)
+        applied = apply(the_plan, desired, client, runner.run, ui.progress, login)
     except UnhealthyServiceError as failure:
         if loaded.spec.on_failure != "rollback":
             finish(FAILED, failure.message)
@@ -201,12 +279,10 @@ def _restore(
 ) -> list[str]:
     """Put the changed services back on the exact images they ran before the deploy."""
     changed = set(failed.services_to_up)
-    previous = ObservedState(
-        before.project,
-        tuple(c for c in before.containers if c.service in changed),
-        before.image_ids,
+    previous = replace(
+        before, containers=tuple(c for c in before.containers if c.service in changed)
     )
-    images = {n: s.pinned for n, s in running_services(previous, client.image_digests()).items()}
+    images = {n: s.pinned for n, s in running_services(previous).items()}
     if not images:
         return []
     pinned = Loaded(pinned_spec(loaded.spec, images), loaded.variables, loaded.engine)
@@ -221,10 +297,7 @@ def rollback(
 ) -> Applied | Plan:
     """Redeploy release `to` (default: the last good one before the current) by its exact images."""
     client = EngineClient(loaded.engine)
-    store = StateStore(client, loaded.spec.project)
-    actor = Actor.current()
-    lock = Lock.new(actor, f"rollback {loaded.spec.name}", "process", DEPLOY_TTL)
-    with holding(store, loaded.spec.name, lock, lock_wait):
+    with _locked(loaded, client, "rollback", lock_wait) as (store, actor):
         target = rollback_target(history(store), to)
         known = desired_state(loaded, ui.redact).services
         images = {n: s.pinned for n, s in target.services.items() if n in known}
@@ -235,9 +308,10 @@ def rollback(
         ui.show_plan(the_plan)
         if the_plan.in_sync:
             return the_plan
-        _confirmed(loaded, the_plan, ui)
+        login = registry_login(loaded, the_plan.pulls, ui.redact)
+        _confirmed(loaded, ui, _plan_question(loaded, the_plan))
         command = f"rollback to release {target.number}"
-        return _apply_recorded(pinned, ui, store, actor, command, the_plan, desired, before)
+        return _apply_recorded(pinned, ui, store, actor, command, the_plan, desired, before, login)
 
 
 def history_of(loaded: Loaded) -> list[Release]:
@@ -291,3 +365,100 @@ def lock_release(loaded: Loaded, force: bool, redact: Redactor) -> Lock | None:
         error=f"released the lock of {held.describe()}",
     )
     return held
+
+
+def status(loaded: Loaded, redact: Redactor) -> EnvironmentStatus:
+    _, desired, client = diff(loaded, redact)
+    observed = observe(client, loaded.spec.project)
+    return environment_status(desired, observed, history(StateStore(client, loaded.spec.project)))
+
+
+def logs(
+    loaded: Loaded, services: Sequence[str], follow: bool, since: str | None, tail: int | None
+) -> Iterator[str]:
+    """The services' log lines, as Compose prints them (all services when none named)."""
+    project = compose_project(loaded.spec, loaded.variables, loaded.engine)
+    return runner.stream(compose.logs(project, services, follow, since, tail))
+
+
+def restart(
+    loaded: Loaded, ui: Interaction, services: Sequence[str], lock_wait: float = 0.0
+) -> tuple[ObservedContainer, ...]:
+    """Restart the services (all when none named) and wait until they are ready again."""
+    desired = desired_state(loaded, ui.redact)
+    unknown = sorted(set(services) - set(desired.services))
+    if unknown:
+        raise DeployerError(
+            f"no service {', '.join(unknown)} in {loaded.spec.name} (services: {', '.join(desired.services)})"
+        )
+    targets = list(services) or sorted(desired.services)
+    client = EngineClient(loaded.engine)
+    with _locked(loaded, client, "restart", lock_wait) as (store, actor):
+        _confirmed(loaded, ui, f"Restart {', '.join(targets)} in {loaded.spec.name}?")
+
+        def restart_and_wait() -> tuple[ObservedContainer, ...]:
+            runner.run(compose.restart(desired.compose, targets))
+            return wait_ready(client, desired, targets, ui.progress)
+
+        command = f"restart {' '.join(services)}".rstrip()
+        return _audited(store, actor, loaded, command, ui.redact, restart_and_wait, targets)
+
+
+def down(loaded: Loaded, ui: Interaction, volumes: bool, lock_wait: float = 0.0) -> None:
+    """Stop and remove the environment's containers and networks (volumes only if asked).
+
+    deployer's own records (history, audit) stay: they are not the project's volumes."""
+    client = EngineClient(loaded.engine)
+    project = compose_project(loaded.spec, loaded.variables, loaded.engine)
+    with _locked(loaded, client, "down", lock_wait) as (store, actor):
+        what = "containers, networks and volumes" if volumes else "containers and networks"
+        _confirmed(loaded, ui, f"Stop and remove the {what} of {loaded.spec.name}?")
+        command = "down --volumes" if volumes else "down"
+        _audited(
+            store,
+            actor,
+            loaded,
+            command,
+            ui.redact,
+            lambda: runner.run(compose.down(project, volumes)),
+        )
+
+
+def prune(
+    loaded: Loaded, ui: Interaction, aggressive: bool, dry_run: bool, lock_wait: float = 0.0
+) -> Pruned:
+    """Remove dangling images; with `aggressive`, also this environment's unused images except
+    those of the last `deploy.keep_releases` releases. Never an image a container uses."""
+    desired = desired_state(loaded, ui.redact)
+    client = EngineClient(loaded.engine)
+    with _locked(loaded, client, "prune", lock_wait) as (store, actor):
+        releases_kept = history(store)[: loaded.spec.keep_releases]
+        local = client.images()
+        local_ids = image_ids(local)
+        # Kept: the images of the last releases, and those the spec names now.
+        keep = {s.image_id for r in releases_kept for s in r.services.values()}
+        keep |= {local_ids.get(normalize_reference(s.image), "") for s in desired.services.values()}
+        repositories = {repository_of(s.image) for s in desired.services.values()}
+        repositories |= {
+            repository_of(s.image) for r in history(store) for s in r.services.values()
+        }
+        images = client.dangling_images() + (local if aggressive else [])
+        unique = list({i["Id"]: i for i in images}.values())
+        candidates = prunable(unique, client.images_in_use(), keep, repositories, aggressive)
+        if dry_run or not candidates:
+            return Pruned(tuple(candidates), dry_run, 0)
+        _confirmed(
+            loaded, ui, f"Remove {len(candidates)} image(s) from the engine of {loaded.spec.name}?"
+        )
+
+        def remove() -> Pruned:
+            before = client.layers_size()
+            for candidate in candidates:
+                client.remove_image(candidate.image_id)
+            return Pruned(tuple(candidates), False, max(0, before - client.layers_size()))
+
+        command = "prune --aggressive" if aggressive else "prune"
+        removed = [
+            f"{c.image_id[7:19]} {' '.join(c.references) or '(dangling)'}" for c in candidates
+        ]
+        return _audited(store, actor, loaded, command, ui.redact, remove, removed)

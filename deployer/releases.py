@@ -89,14 +89,12 @@ def pinned_reference(image: str, image_id: str, digests: Mapping[str, Sequence[s
     return image_id
 
 
-def running_services(
-    observed: ObservedState, digests: Mapping[str, Sequence[str]]
-) -> dict[str, ServiceRelease]:
+def running_services(observed: ObservedState) -> dict[str, ServiceRelease]:
     """Per service, the image its first container runs."""
     services: dict[str, ServiceRelease] = {}
     for container in observed.containers:
         if container.service not in services:
-            pinned = pinned_reference(container.image, container.image_id, digests)
+            pinned = pinned_reference(container.image, container.image_id, observed.digests)
             services[container.service] = ServiceRelease(
                 container.image, container.image_id, pinned
             )

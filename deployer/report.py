@@ -6,6 +6,7 @@ import json
 import sys
 import threading
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict
 from typing import Any, TextIO
 
 import yaml
@@ -16,8 +17,10 @@ from deployer.compose import Command
 from deployer.desired import SafeDumper
 from deployer.lock import Lock
 from deployer.plan import Plan
+from deployer.prune import Pruned
 from deployer.releases import Release
 from deployer.state import iso
+from deployer.status import EnvironmentStatus
 from deployer.variables import MASK, Redactor, Variables, is_secret
 
 
@@ -248,3 +251,85 @@ def lock_text(environment: str, lock: Lock | None, stale: str | None) -> str:
 
 def _short_id(image_id: str) -> str:
     return image_id.removeprefix("sha256:")[:12]
+
+
+def status_document(status: EnvironmentStatus) -> dict[str, Any]:
+    return {
+        "environment": status.environment,
+        "project": status.project,
+        "in_sync": status.in_sync,
+        "healthy": status.healthy,
+        "services": [
+            {
+                "service": s.service,
+                "desired_image": s.desired_image,
+                "replicas": {"ready": s.ready, "desired": s.desired_replicas},
+                "healthy": s.healthy,
+                "containers": [asdict(c) for c in s.containers],
+            }
+            for s in status.services
+        ],
+        "orphans": list(status.orphans),
+    }
+
+
+def status_text(status: EnvironmentStatus) -> str:
+    sync = "in sync" if status.in_sync else "NOT in sync (see `deploy diff`)"
+    health = "healthy" if status.healthy else "NOT healthy"
+    rows = [("SERVICE", "READY", "CONTAINER", "IMAGE", "ID", "RELEASE", "STATUS")]
+    for service in status.services:
+        ready = f"{service.ready}/{service.desired_replicas}"
+        if not service.containers:
+            rows.append(
+                (service.service, ready, "-", service.desired_image, "-", "-", "no container")
+            )
+        for index, c in enumerate(service.containers):
+            first = index == 0
+            release = f"#{c.release}" if c.release else "-"
+            rows.append(
+                (
+                    service.service if first else "",
+                    ready if first else "",
+                    c.name,
+                    c.image,
+                    _short_id(c.image_id),
+                    release,
+                    c.status,
+                )
+            )
+    lines = [f"{status.environment} (project {status.project}): {health}, {sync}", _table(rows)]
+    lines.extend(
+        f"orphan: {name} (not in the spec; `deploy {status.environment}` removes it)"
+        for name in status.orphans
+    )
+    return "\n".join(lines)
+
+
+def prune_document(pruned: Pruned) -> dict[str, Any]:
+    return {
+        "dry_run": pruned.dry_run,
+        "images": [asdict(c) for c in pruned.candidates],
+        "freed_bytes": pruned.freed,
+    }
+
+
+def prune_text(pruned: Pruned) -> str:
+    if not pruned.candidates:
+        return "nothing to remove"
+    verb = "would remove" if pruned.dry_run else "removed"
+    lines = [
+        f"{verb} {_short_id(c.image_id)} {' '.join(c.references) or '<none>'} ({_megabytes(c.size)}, {c.why})"
+        for c in pruned.candidates
+    ]
+    if pruned.dry_run:
+        total = sum(c.size for c in pruned.candidates)
+        lines.append(
+            f"{len(pruned.candidates)} image(s), up to {_megabytes(total)} (layers shared with kept images stay)"
+        )
+    else:
+        lines.append(f"{len(pruned.candidates)} image(s) removed, {_megabytes(pruned.freed)} freed")
+    return "\n".join(lines)
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / 1e6:.1f} MB"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from deployer.compose import Command, compose_version
@@ -54,6 +55,41 @@ def run(command: Command, check: bool = True) -> Completed:
             raise ComposeUnavailableError(_describe_compose(command))
         raise CommandFailedError(command.argv, proc.returncode, stderr or stdout)
     return result
+
+
+def stream(command: Command) -> Iterator[str]:
+    """Run `command`, yielding its output lines (stdout and stderr) as they come.
+
+    Unlike run(), an interrupt stops the process too: it only reads (`logs --follow`)."""
+    try:
+        proc = subprocess.Popen(
+            list(command.argv),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **command.env},
+            text=True,
+            encoding="utf-8",
+            errors="replace",
+        )
+    except FileNotFoundError as e:
+        raise ComposeUnavailableError(f"no `{command.argv[0]}` command on PATH") from e
+    last: list[str] = []
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            last = [*last[-4:], line]
+            yield line.rstrip("\n")
+        returncode = proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait()
+    if returncode != 0:
+        output = "".join(last)
+        if command.argv[:2] == ("docker", "compose") and _compose_missing(output):
+            raise ComposeUnavailableError(_describe_compose(command))
+        raise CommandFailedError(command.argv, returncode, output)
 
 
 def _compose_missing(stderr: str) -> bool:

@@ -27,7 +27,8 @@ ENVIRONMENTS_VARIABLE = "DEPLOYER_ENVIRONMENTS"
 DEFAULT_WAIT_TIMEOUT = 120.0
 # Names the CLI uses for commands: an environment may not take one (`deploy diff` must stay a command).
 COMMAND_NAMES = frozenset(
-    {"audit", "diff", "env", "history", "lock", "render", "rollback", "up", "validate", "version"}
+    {"audit", "diff", "down", "env", "history", "lock", "logs", "prune", "render", "restart"}
+    | {"rollback", "status", "up", "validate", "version"}
 )
 # A spec is a small file: far more nodes than this means an alias bomb, refused before it expands.
 MAX_YAML_NODES = 100_000
@@ -55,6 +56,15 @@ class ServiceOverride:
 
 
 @dataclass(frozen=True)
+class Registry:
+    """Credentials for pulls from one registry; the password is read from a variable."""
+
+    server: str
+    username: str
+    password_env: str
+
+
+@dataclass(frozen=True)
 class Spec:
     """A checked environment declaration; paths are absolute."""
 
@@ -69,6 +79,8 @@ class Spec:
     wait_timeout: float
     engine_host: str | None
     on_failure: str = "rollback"
+    keep_releases: int = 3
+    registry: Registry | None = None
     lines: Mapping[str, int] = field(default_factory=dict, compare=False, repr=False)
 
     def issue(self, path: str, message: str) -> ConfigIssue:
@@ -384,12 +396,16 @@ def load_spec(path: Path) -> Spec:
         project=data["project"],
         compose_files=compose_files,
         env_files=env_files,
-        secrets=frozenset(data.get("secrets", [])),
+        # The registry password's variable is a secret whatever its name.
+        secrets=frozenset(data.get("secrets", []))
+        | ({data["registry"]["password_env"]} if "registry" in data else set()),
         services=services,
         confirm=deploy.get("confirm", name == "production"),
         wait_timeout=float(deploy.get("wait_timeout", DEFAULT_WAIT_TIMEOUT)),
         engine_host=data.get("engine", {}).get("host"),
         on_failure=deploy.get("on_failure", "rollback"),
+        keep_releases=deploy.get("keep_releases", 3),
+        registry=Registry(**data["registry"]) if "registry" in data else None,
         lines=lines,
     )
 

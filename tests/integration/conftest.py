@@ -26,6 +26,9 @@ ROOT = Path(__file__).resolve().parents[2]
 # The tests' own namespace in the local registry, apart from the example's images.
 REGISTRY = os.environ.get("DEPLOYER_TEST_REGISTRY", "127.0.0.1:5000") + "/deployer-test"
 AUTH_REGISTRY = os.environ.get("DEPLOYER_TEST_AUTH_REGISTRY", "127.0.0.1:5001")
+AUTH_USER = os.environ.get("DEPLOYER_TEST_AUTH_USER", "deployer")
+AUTH_PASSWORD = os.environ.get("DEPLOYER_TEST_AUTH_PASSWORD", "deployer-test-password")
+AUTH_IMAGE = f"{AUTH_REGISTRY}/deployer-test/private:1.0.0"
 # Every image the tests use: REPO:TAG[:MODE] as scripts/build-images takes them.
 TEST_IMAGES = [
     "testapp:1.0.0",
@@ -71,6 +74,21 @@ def images(engine: docker.DockerClient) -> list[str]:
     return TEST_REFS
 
 
+@pytest.fixture(scope="session")
+def private_image(engine: docker.DockerClient, images: list[str]) -> str:
+    """The test app in the registry that needs a login (scripts/test-engine's credentials)."""
+    auth = {"username": AUTH_USER, "password": AUTH_PASSWORD}
+    source = f"{REGISTRY}/testapp:1.0.0"
+    engine.images.pull(source)
+    repository, tag = AUTH_IMAGE.rsplit(":", 1)
+    engine.images.get(source).tag(repository, tag)
+    for line in engine.images.push(repository, tag, auth_config=auth, stream=True, decode=True):
+        assert "error" not in line, line
+    untag(engine, AUTH_IMAGE)
+    untag(engine, source)
+    return AUTH_IMAGE
+
+
 def untag(engine: docker.DockerClient, reference: str) -> None:
     with contextlib.suppress(docker.errors.ImageNotFound):
         engine.images.remove(reference, force=True, noprune=False)
@@ -106,6 +124,7 @@ class Workspace:
     project: str
     engine: docker.DockerClient
     env: dict[str, str] = field(default_factory=dict)
+    other_projects: list[str] = field(default_factory=list)  # removed afterwards too
 
     @property
     def environments(self) -> Path:
@@ -168,8 +187,9 @@ def workspace(
     try:
         yield space
     finally:
-        remove_project(engine, project)
-        for reference in images:
+        for name in [project, *space.other_projects]:
+            remove_project(engine, name)
+        for reference in [*images, AUTH_IMAGE]:
             untag(engine, reference)
 
 
@@ -207,11 +227,13 @@ def app(workspace: Workspace) -> Workspace:
 
 @pytest.fixture
 def example(workspace: Workspace) -> Workspace:
-    """The shipped example environments, under this test's own project name and a free port."""
+    """The shipped example environments, under this test's own project names and free ports."""
     shutil.copytree(ROOT / "environments", workspace.environments)
-    for name in ("staging", "production"):
+    # staging deploys as the workspace's project, production as a second one of its own.
+    production = f"{workspace.project}-production"
+    workspace.other_projects.append(production)
+    for name, project in (("staging", workspace.project), ("production", production)):
         path = workspace.environments / f"{name}.yml"
-        text = path.read_text().replace(f"project: shop-{name}", f"project: {workspace.project}")
-        path.write_text(text)
+        path.write_text(path.read_text().replace(f"project: shop-{name}", f"project: {project}"))
     workspace.env.update({"WEB_PUBLISH": "127.0.0.1::8080", "IMAGE_REGISTRY": REGISTRY})
     return workspace

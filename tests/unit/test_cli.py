@@ -30,7 +30,8 @@ def test_help_lists_the_commands(capsys: pytest.CaptureFixture[str]) -> None:
     assert code == 0
     listed = [line.split()[0] for line in out.split("Commands:")[1].strip().splitlines()]
     assert listed == [
-        "validate", "render", "env", "diff", "up", "rollback", "history", "audit", "version", "lock",
+        "validate", "render", "env", "diff", "up", "rollback", "history", "audit",
+        "status", "logs", "restart", "down", "prune", "version", "lock",
     ]  # fmt: skip
 
 

@@ -8,6 +8,7 @@ from deployer.observed import (
     ObservedContainer,
     container_from_summary,
     exit_code,
+    image_digests,
     image_ids,
     normalize_reference,
 )
@@ -33,7 +34,13 @@ def test_image_ids_by_tag_and_digest() -> None:
         {"Id": "sha256:1", "RepoTags": ["busybox:latest"], "RepoDigests": ["busybox@sha256:d1"]},
         {"Id": "sha256:2", "RepoTags": ["<none>:<none>"], "RepoDigests": None},
     ]
-    assert image_ids(listed) == {"busybox:latest": "sha256:1", "busybox@sha256:d1": "sha256:1"}
+    assert image_ids(listed) == {
+        "sha256:1": "sha256:1",
+        "busybox:latest": "sha256:1",
+        "busybox@sha256:d1": "sha256:1",
+        "sha256:2": "sha256:2",
+    }
+    assert image_digests(listed) == {"sha256:1": ("busybox@sha256:d1",), "sha256:2": ()}
 
 
 def test_container_from_summary() -> None:

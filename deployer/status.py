@@ -1,0 +1,95 @@
+"""What runs, against what is declared and which release put it there. Pure."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from deployer.desired import DesiredState
+from deployer.observed import ObservedContainer, ObservedState
+from deployer.plan import plan
+from deployer.releases import Release, pinned_reference
+
+
+@dataclass(frozen=True)
+class ContainerStatus:
+    name: str
+    image: str
+    image_id: str
+    pinned: str  # repo@sha256:... where known, else the image ID
+    state: str
+    health: str | None
+    status: str  # the engine's words, with since when: "Up 5 minutes (healthy)"
+    release: int | None  # the newest release that ran this image for this service
+
+
+@dataclass(frozen=True)
+class ServiceStatus:
+    service: str
+    desired_image: str
+    desired_replicas: int
+    containers: tuple[ContainerStatus, ...]
+
+    @property
+    def ready(self) -> int:
+        return sum(
+            1 for c in self.containers if c.state == "running" and c.health in (None, "healthy")
+        )
+
+    @property
+    def healthy(self) -> bool:
+        return self.ready == self.desired_replicas == len(self.containers)
+
+
+@dataclass(frozen=True)
+class EnvironmentStatus:
+    environment: str
+    project: str
+    in_sync: bool
+    services: tuple[ServiceStatus, ...]
+    orphans: tuple[str, ...]
+
+    @property
+    def healthy(self) -> bool:
+        return all(s.healthy for s in self.services)
+
+
+def release_of(service: str, image_id: str, releases: Sequence[Release]) -> int | None:
+    for release in releases:  # newest first
+        ran = release.services.get(service)
+        if ran is not None and ran.image_id == image_id:
+            return release.number
+    return None
+
+
+def _container(
+    container: ObservedContainer, observed: ObservedState, releases: Sequence[Release]
+) -> ContainerStatus:
+    return ContainerStatus(
+        name=container.name,
+        image=container.image,
+        image_id=container.image_id,
+        pinned=pinned_reference(container.image, container.image_id, observed.digests),
+        state=container.state,
+        health=container.health,
+        status=container.status,
+        release=release_of(container.service, container.image_id, releases),
+    )
+
+
+def status(
+    desired: DesiredState, observed: ObservedState, releases: Sequence[Release]
+) -> EnvironmentStatus:
+    services = tuple(
+        ServiceStatus(
+            name,
+            service.image,
+            service.replicas,
+            tuple(_container(c, observed, releases) for c in observed.of_service(name)),
+        )
+        for name, service in sorted(desired.services.items())
+    )
+    orphans = tuple(sorted({c.service for c in observed.containers} - set(desired.services)))
+    return EnvironmentStatus(
+        desired.environment, observed.project, plan(desired, observed).in_sync, services, orphans
+    )
