@@ -18,7 +18,7 @@ class Command:
 
     argv: tuple[str, ...]
     env: Mapping[str, str] = field(default_factory=dict)
-    stdin: str | None = None
+    stdin: str | None = field(default=None, repr=False)  # may hold a password (docker login)
     secret_names: frozenset[str] = frozenset()
 
     def shell(self) -> str:

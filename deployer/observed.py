@@ -18,6 +18,11 @@ _HEALTH = re.compile(r"\((healthy|unhealthy|health: starting)\)")
 _EXIT_CODE = re.compile(r"^Exited \((-?\d+)\)")
 
 
+def is_ready(state: str, health: str | None) -> bool:
+    """Running and, where the container has a health check, healthy."""
+    return state == "running" and health in (None, "healthy")
+
+
 @dataclass(frozen=True)
 class ObservedContainer:
     id: str
@@ -33,7 +38,7 @@ class ObservedContainer:
 
     @property
     def ready(self) -> bool:
-        return self.state == "running" and self.health in (None, "healthy")
+        return is_ready(self.state, self.health)
 
 
 @dataclass(frozen=True)

@@ -210,19 +210,33 @@ def deploy(
         ui.show_plan(the_plan)
         return the_plan
     with _locked(loaded, client, "deploy", lock_wait) as (store, actor):
-        before = observe(client, loaded.spec.project)
-        the_plan = plan(desired, before)
-        ui.show_plan(the_plan)
-        if the_plan.in_sync:
-            return the_plan
-        login = registry_login(loaded, the_plan.pulls, ui.redact)
-        _confirmed(loaded, ui, _plan_question(loaded, the_plan))
-        applied = _apply_recorded(
-            loaded, ui, store, actor, command, the_plan, desired, before, login
-        )
-        if save_login and login is not None:
-            runner.run(docker_login(loaded.engine, login.server, login.username, login.password))
-        return applied
+        return _plan_and_apply(loaded, loaded, ui, store, actor, command, desired, save_login)
+
+
+def _plan_and_apply(
+    loaded: Loaded,
+    deployed: Loaded,
+    ui: Interaction,
+    store: StateStore,
+    actor: Actor,
+    command: str,
+    desired: DesiredState,
+    save_login: bool = False,
+) -> Applied | Plan:
+    """Under the lock: plan against what runs now, show it, confirm, apply and record.
+
+    `deployed` is what the release records: the spec itself, or for a rollback the pinned one."""
+    before = observe(store.client, loaded.spec.project)
+    the_plan = plan(desired, before)
+    ui.show_plan(the_plan)
+    if the_plan.in_sync:
+        return the_plan
+    login = registry_login(loaded, the_plan.pulls, ui.redact)
+    _confirmed(loaded, ui, _plan_question(loaded, the_plan))
+    applied = _apply_recorded(deployed, ui, store, actor, command, the_plan, desired, before, login)
+    if save_login and login is not None:
+        runner.run(docker_login(loaded.engine, login.server, login.username, login.password))
+    return applied
 
 
 def _apply_recorded(
@@ -303,15 +317,8 @@ def rollback(
         images = {n: s.pinned for n, s in target.services.items() if n in known}
         pinned = Loaded(pinned_spec(loaded.spec, images), loaded.variables, loaded.engine)
         desired = desired_state(pinned, ui.redact)
-        before = observe(client, loaded.spec.project)
-        the_plan = plan(desired, before)
-        ui.show_plan(the_plan)
-        if the_plan.in_sync:
-            return the_plan
-        login = registry_login(loaded, the_plan.pulls, ui.redact)
-        _confirmed(loaded, ui, _plan_question(loaded, the_plan))
         command = f"rollback to release {target.number}"
-        return _apply_recorded(pinned, ui, store, actor, command, the_plan, desired, before, login)
+        return _plan_and_apply(loaded, pinned, ui, store, actor, command, desired)
 
 
 def history_of(loaded: Loaded) -> list[Release]:

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from deployer.desired import DesiredState
-from deployer.observed import ObservedContainer, ObservedState
+from deployer.observed import ObservedContainer, ObservedState, is_ready
 from deployer.plan import plan
 from deployer.releases import Release, pinned_reference
 
@@ -32,9 +32,7 @@ class ServiceStatus:
 
     @property
     def ready(self) -> int:
-        return sum(
-            1 for c in self.containers if c.state == "running" and c.health in (None, "healthy")
-        )
+        return sum(1 for c in self.containers if is_ready(c.state, c.health))
 
     @property
     def healthy(self) -> bool:
