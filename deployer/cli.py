@@ -17,6 +17,7 @@ from typer.core import TyperGroup
 from deployer import __version__, operations, report
 from deployer.apply import Applied
 from deployer.errors import ConfirmationRefusedError, DeployerError, Interrupted
+from deployer.lock import MANUAL_TTL
 from deployer.plan import Plan
 from deployer.spec import environments_folder
 
@@ -332,7 +333,7 @@ def lock_acquire(
     yes: Yes = False,
     ttl: Annotated[
         float, typer.Option("--ttl", metavar="SECONDS", help="After this the lock counts as stale.")
-    ] = 24 * 3600.0,
+    ] = MANUAL_TTL,
     environments: Folder = None,
 ) -> None:
     """Lock ENV for a maintenance window: deploys and rollbacks are refused until it is released."""

@@ -15,7 +15,6 @@ SERVICE_LABEL = "com.docker.compose.service"
 NUMBER_LABEL = "com.docker.compose.container-number"
 ONEOFF_LABEL = "com.docker.compose.oneoff"
 _HEALTH = re.compile(r"\((healthy|unhealthy|health: starting)\)")
-_EXIT_CODE = re.compile(r"^Exited \((-?\d+)\)")
 
 
 def is_ready(state: str, health: str | None) -> bool:
@@ -93,11 +92,6 @@ def container_from_summary(summary: Mapping[str, Any]) -> ObservedContainer | No
         image_id=summary.get("ImageID", ""),
         fingerprint=fingerprint,
     )
-
-
-def exit_code(container: ObservedContainer) -> int | None:
-    match = _EXIT_CODE.match(container.status)
-    return int(match.group(1)) if match else None
 
 
 def image_ids(images: Iterable[Mapping[str, Any]]) -> dict[str, str]:
