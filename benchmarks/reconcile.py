@@ -130,6 +130,19 @@ def bench(size: int, runs: int) -> dict[str, Any]:
             )
         finally:
             sh(["docker", "compose", "-p", project, "down", "--timeout", "1"], check=False)
+            records = sh(
+                [
+                    "docker",
+                    "volume",
+                    "ls",
+                    "-q",
+                    "--filter",
+                    f"label=dev.deployer.project={project}",
+                ],
+                check=False,
+            )
+            if records.split():
+                sh(["docker", "volume", "rm", *records.split()], check=False)
     return {
         "services": size,
         "first_deploy_s": round(first, 2),
