@@ -275,7 +275,11 @@ def _apply_recorded(
         if loaded.spec.on_failure != "rollback":
             finish(FAILED, failure.message)
             raise
-        restored = _restore(loaded, ui, client, the_plan, before)
+        try:
+            restored = _restore(loaded, ui, client, the_plan, before)
+        except DeployerError as e:
+            finish(FAILED, f"{failure.message}; the rollback failed too: {e.message}")
+            raise
         finish(ROLLED_BACK, failure.message)
         raise RolledBackError(failure, restored) from failure
     except DeployerError as e:
