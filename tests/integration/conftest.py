@@ -136,6 +136,11 @@ class Workspace:
         path.write_text(text, encoding="utf-8")
         return path
 
+    def append(self, relative: str, text: str) -> None:
+        """Add `text` at the end of a file under environments/ (e.g. overrides to a spec)."""
+        path = self.environments / relative
+        path.write_text(path.read_text(encoding="utf-8") + text, encoding="utf-8")
+
     def deploy(
         self, *args: str, env: dict[str, str] | None = None, stdin: str | None = None
     ) -> Result:

@@ -28,11 +28,6 @@ def ok(result: Result) -> Result:
     return result
 
 
-def set_spec(space: Workspace, extra: str) -> None:
-    spec = space.environments / "test.yml"
-    spec.write_text(spec.read_text() + extra)
-
-
 def test_status_of_a_healthy_environment(app: Workspace) -> None:
     ok(app.deploy("test", "--yes"))
 
@@ -91,7 +86,7 @@ def test_logs_tail_service_selection_and_masking(app: Workspace) -> None:
             'command: ["sh", "-c", "echo password is $$DB_PASSWORD; exec httpd -f -p 8080 -h /www"]',
         )
     )
-    set_spec(app, "services:\n  worker: {environment: {DB_PASSWORD: '${DB_PASSWORD}'}}\n")
+    app.append("test.yml", "services:\n  worker: {environment: {DB_PASSWORD: '${DB_PASSWORD}'}}\n")
     ok(app.deploy("test", "--yes"))
 
     worker = ok(app.deploy("logs", "test", "worker"))
@@ -190,10 +185,10 @@ def test_commands_that_change_state_refuse_without_yes_or_terminal(app: Workspac
 
 
 def private_app(app: Workspace, image: str, password_line: str, registry: bool = True) -> None:
-    set_spec(app, f"services:\n  web: {{image: '{image}'}}\n")
+    app.append("test.yml", f"services:\n  web: {{image: '{image}'}}\n")
     if registry:
-        set_spec(
-            app,
+        app.append(
+            "test.yml",
             f"registry: {{server: '{AUTH_REGISTRY}', username: {AUTH_USER}, password_env: REGISTRY_PASSWORD}}\n",
         )
     env_file = app.environments / "app/.env"

@@ -86,10 +86,7 @@ def test_diff_json_shape_and_exit_codes(app: Workspace) -> None:
 
 def test_changed_tag_recreates_only_that_service_and_pulls_the_missing_tag(app: Workspace) -> None:
     before = deployed(app)
-    app.write(
-        "test.yml",
-        (app.environments / "test.yml").read_text() + "services:\n  web: {tag: '1.1.0'}\n",
-    )
+    app.append("test.yml", "services:\n  web: {tag: '1.1.0'}\n")
 
     assert diff(app) == (
         2,
@@ -179,10 +176,7 @@ def test_changed_command_and_port(app: Workspace) -> None:
 
 def test_changed_replica_count_scales(app: Workspace) -> None:
     before = deployed(app)
-    app.write(
-        "test.yml",
-        (app.environments / "test.yml").read_text() + "services:\n  worker: {replicas: 3}\n",
-    )
+    app.append("test.yml", "services:\n  worker: {replicas: 3}\n")
 
     assert diff(app) == (
         2,
@@ -274,10 +268,7 @@ def test_engine_unreachable_names_the_host(app: Workspace, tmp_path: Path) -> No
 
 def test_tag_missing_from_registry_fails_before_touching_running_containers(app: Workspace) -> None:
     before = deployed(app)
-    app.write(
-        "test.yml",
-        (app.environments / "test.yml").read_text() + "services:\n  web: {tag: '9.9.9'}\n",
-    )
+    app.append("test.yml", "services:\n  web: {tag: '9.9.9'}\n")
 
     result = app.deploy("test", "--yes")
 
@@ -291,11 +282,7 @@ def test_tag_missing_from_registry_fails_before_touching_running_containers(app:
 
 def test_registry_unreachable_fails_before_touching_running_containers(app: Workspace) -> None:
     before = deployed(app)
-    app.write(
-        "test.yml",
-        (app.environments / "test.yml").read_text()
-        + "services:\n  web: {image: '127.0.0.1:5999/testapp:1.0.0'}\n",
-    )
+    app.append("test.yml", "services:\n  web: {image: '127.0.0.1:5999/testapp:1.0.0'}\n")
 
     result = app.deploy("test", "--yes")
 

@@ -18,11 +18,6 @@ from tests.integration.conftest import REGISTRY, Result, Workspace
 pytestmark = pytest.mark.integration
 
 
-def add_to_spec(space: Workspace, text: str) -> None:
-    spec = space.environments / "test.yml"
-    spec.write_text(spec.read_text() + text)
-
-
 def ok(result: Result) -> Result:
     assert result.returncode == 0, result.stderr
     return result
@@ -49,7 +44,7 @@ def lock_state(space: Workspace) -> dict[str, object]:
 def test_failed_health_check_rolls_back_by_itself(app: Workspace) -> None:
     ok(app.deploy("test", "--yes"))
     [old_web] = app.containers("web")
-    add_to_spec(app, f"services:\n  web: {{image: '{REGISTRY}/testapp-unhealthy:1.0.0'}}\n")
+    app.append("test.yml", f"services:\n  web: {{image: '{REGISTRY}/testapp-unhealthy:1.0.0'}}\n")
     spec = app.environments / "test.yml"
     spec.write_text(spec.read_text().replace("wait_timeout: 30", "wait_timeout: 6"))
 
@@ -80,7 +75,7 @@ def test_rollback_without_number_restores_the_previous_release_by_its_exact_imag
 ) -> None:
     ok(app.deploy("test", "--yes"))
     first_image = app.containers("web")[0].image.id
-    add_to_spec(app, "services:\n  web: {tag: '1.1.0'}\n")
+    app.append("test.yml", "services:\n  web: {tag: '1.1.0'}\n")
     ok(app.deploy("test", "--yes"))
     assert app.http("web", "/version") == "1.1.0"
 
@@ -174,7 +169,7 @@ def test_history_and_lock_are_seen_by_a_second_operator(app: Workspace, tmp_path
     seen = app.deploy("history", "test", "--json", env=env)
     assert [r["number"] for r in seen.json()] == [1]  # type: ignore[union-attr]
     ok(app.deploy("lock", "acquire", "test", "--reason", "db migration", env=env))
-    add_to_spec(app, "services:\n  web: {tag: '1.1.0'}\n")
+    app.append("test.yml", "services:\n  web: {tag: '1.1.0'}\n")
 
     refused = app.deploy("test", "--yes")
 
@@ -235,8 +230,8 @@ def test_canary_secret_never_appears(app: Workspace) -> None:
     assert "secret DB_PASSWORD changed" in run("diff", "test").stdout
     run("diff", "test", "--json")
     ok(run("test", "--yes"))
-    add_to_spec(
-        app,
+    app.append(
+        "test.yml",
         f"services:\n  web: {{image: '{REGISTRY}/testapp-unhealthy:1.0.0', environment: {{ECHO: '${{DB_PASSWORD}}'}}}}\n",
     )
     spec = app.environments / "test.yml"
