@@ -392,6 +392,9 @@ def main(argv: list[str] | None = None) -> None:
         for line in e.lines():
             console.error(f"error: {line}")
         code = EXIT_ERROR
+    except click.exceptions.NoArgsIsHelpError as e:
+        console.print(e.format_message())  # `deploy` or `deploy lock` alone: the help, as asked
+        code = EXIT_OK
     except click.ClickException as e:
         # Usage errors exit 1, not 2: 2 means "changes pending" for `deploy diff`.
         console.error(f"error: {e.format_message()}")

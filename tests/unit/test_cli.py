@@ -35,6 +35,15 @@ def test_help_lists_the_commands(capsys: pytest.CaptureFixture[str]) -> None:
     ]  # fmt: skip
 
 
+def test_no_command_shows_the_help(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys)
+    assert (code, err) == (0, "")
+    assert out.startswith("Usage: deploy [OPTIONS] COMMAND [ARGS]...\n")
+    code, out, err = run(capsys, "lock")
+    assert (code, err) == (0, "")
+    assert out.startswith("Usage: deploy lock [OPTIONS] COMMAND [ARGS]...\n")
+
+
 @pytest.fixture
 def environments(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     folder = tmp_path / "environments"
