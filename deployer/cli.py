@@ -64,9 +64,7 @@ Name = Annotated[
 
 
 def _load(folder: Path | None, name: str) -> operations.Loaded:
-    return operations.load(
-        environments_folder(str(folder) if folder else None), name, console.redact
-    )
+    return operations.load(environments_folder(_str(folder)), name, console.redact)
 
 
 @app.callback()

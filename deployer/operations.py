@@ -110,6 +110,13 @@ def render(loaded: Loaded, redact: Redactor) -> tuple[Command, DesiredState]:
 
 
 def diff(loaded: Loaded, redact: Redactor) -> tuple[Plan, DesiredState, EngineClient]:
+    desired, observed, client = _desired_and_observed(loaded, redact)
+    return plan(desired, observed), desired, client
+
+
+def _desired_and_observed(
+    loaded: Loaded, redact: Redactor
+) -> tuple[DesiredState, ObservedState, EngineClient]:
     # Compose resolves the model in its own process while this one reads the engine.
     with ThreadPoolExecutor(max_workers=1) as pool:
         resolving = pool.submit(desired_state, loaded, redact)
@@ -120,7 +127,7 @@ def diff(loaded: Loaded, redact: Redactor) -> tuple[Plan, DesiredState, EngineCl
             resolving.result()  # a problem in the spec is reported before one with the engine
             raise
         desired = resolving.result()
-    return plan(desired, observed), desired, client
+    return desired, observed, client
 
 
 @dataclass(frozen=True)
@@ -379,8 +386,7 @@ def lock_release(loaded: Loaded, force: bool, redact: Redactor) -> Lock | None:
 
 
 def status(loaded: Loaded, redact: Redactor) -> EnvironmentStatus:
-    _, desired, client = diff(loaded, redact)
-    observed = observe(client, loaded.spec.project)
+    desired, observed, client = _desired_and_observed(loaded, redact)
     return environment_status(desired, observed, history(StateStore(client, loaded.spec.project)))
 
 
@@ -443,16 +449,15 @@ def prune(
     desired = desired_state(loaded, ui.redact)
     client = EngineClient(loaded.engine)
     with _locked(loaded, client, "prune", lock_wait) as (store, actor):
-        releases_kept = history(store)[: loaded.spec.keep_releases]
+        recorded = history(store)
         local = client.images()
         local_ids = image_ids(local)
         # Kept: the images of the last releases, and those the spec names now.
-        keep = {s.image_id for r in releases_kept for s in r.services.values()}
+        kept = recorded[: loaded.spec.keep_releases]
+        keep = {s.image_id for r in kept for s in r.services.values()}
         keep |= {local_ids.get(normalize_reference(s.image), "") for s in desired.services.values()}
         repositories = {repository_of(s.image) for s in desired.services.values()}
-        repositories |= {
-            repository_of(s.image) for r in history(store) for s in r.services.values()
-        }
+        repositories |= {repository_of(s.image) for r in recorded for s in r.services.values()}
         images = client.dangling_images() + (local if aggressive else [])
         unique = list({i["Id"]: i for i in images}.values())
         candidates = prunable(unique, client.images_in_use(), keep, repositories, aggressive)

@@ -116,6 +116,12 @@ class Result:
         return json.loads(self.stdout)
 
 
+def ok(result: Result) -> Result:
+    """`result`, after checking that its command succeeded (its stderr shown if not)."""
+    assert result.returncode == 0, result.stderr
+    return result
+
+
 @dataclass
 class Workspace:
     """A folder with environments/ for one test, and the project name it deploys as."""

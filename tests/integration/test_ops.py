@@ -16,16 +16,11 @@ from tests.integration.conftest import (
     AUTH_REGISTRY,
     AUTH_USER,
     REGISTRY,
-    Result,
     Workspace,
+    ok,
 )
 
 pytestmark = pytest.mark.integration
-
-
-def ok(result: Result) -> Result:
-    assert result.returncode == 0, result.stderr
-    return result
 
 
 def test_status_of_a_healthy_environment(app: Workspace) -> None:
@@ -191,8 +186,7 @@ def private_app(app: Workspace, image: str, password_line: str, registry: bool =
             "test.yml",
             f"registry: {{server: '{AUTH_REGISTRY}', username: {AUTH_USER}, password_env: REGISTRY_PASSWORD}}\n",
         )
-    env_file = app.environments / "app/.env"
-    env_file.write_text(env_file.read_text() + password_line)
+    app.append("app/.env", password_line)
 
 
 def test_login_with_the_right_credentials_pulls_and_saves_nothing(

@@ -13,14 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import REGISTRY, Result, Workspace
+from tests.integration.conftest import REGISTRY, Result, Workspace, ok
 
 pytestmark = pytest.mark.integration
-
-
-def ok(result: Result) -> Result:
-    assert result.returncode == 0, result.stderr
-    return result
 
 
 def start(space: Workspace, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
