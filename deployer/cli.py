@@ -85,7 +85,9 @@ def validate(
     checked = operations.validate(
         environments_folder(_str(environments)), names or [], console.redact
     )
-    console.print(f"ok: {', '.join(checked)}" if checked else "no environments found")
+    for warning in checked.warnings:
+        console.notice(f"warning: {warning}")
+    console.emit(f"ok: {', '.join(checked.names)}" if checked.names else "no environments found")
 
 
 @app.command()
@@ -93,13 +95,11 @@ def render(name: Name, environments: Folder = None, json: Json = False) -> None:
     """Print the exact `docker compose` invocation and the resolved compose model."""
     loaded = _load(environments, name)
     command, desired = operations.render(loaded, console.redact)
-    model = report.masked_model(
-        desired.model, loaded.variables.secret_names() | loaded.spec.secrets
-    )
+    model = report.masked_model(desired.model, loaded.spec.is_secret, console.redact)
     if json:
-        console.json(report.render_document(command, model))
+        console.json(report.render_document(command, model, console.redact))
     else:
-        console.print(report.render_text(command, model))
+        console.emit(report.render_text(command, model, console.redact))
 
 
 @app.command()
@@ -107,9 +107,9 @@ def env(name: Name, environments: Folder = None, json: Json = False) -> None:
     """Each variable with its value (secrets masked) and where it came from."""
     loaded = _load(environments, name)
     if json:
-        console.json(report.variables_rows(loaded.variables))
+        console.json(report.variables_rows(loaded.variables, console.redact))
     else:
-        console.print(report.variables_text(loaded.variables))
+        console.emit(report.variables_text(loaded.variables, console.redact))
 
 
 @app.command()
@@ -151,7 +151,7 @@ def _show_result(result: Applied | Plan, json: bool) -> None:
     elif json:
         console.json(report.applied_document(result))
     else:
-        console.print(report.applied_text(result))
+        console.emit(report.applied_text(result))
 
 
 @app.command("up")
@@ -200,7 +200,7 @@ def history(name: Name, environments: Folder = None, json: Json = False) -> None
     if json:
         console.json([r.record() for r in releases])
     else:
-        console.print(report.history_text(name, releases))
+        console.emit(report.history_text(name, releases))
 
 
 @app.command()
@@ -210,7 +210,7 @@ def audit(name: Name, environments: Folder = None, json: Json = False) -> None:
     if json:
         console.json([asdict(e) for e in entries])
     else:
-        console.print(report.audit_text(name, entries))
+        console.emit(report.audit_text(name, entries))
 
 
 @app.command()
@@ -220,7 +220,7 @@ def status(name: Name, environments: Folder = None, json: Json = False) -> None:
     if json:
         console.json(report.status_document(current))
     else:
-        console.print(report.status_text(current))
+        console.emit(report.status_text(current))
     raise typer.Exit(EXIT_OK if current.healthy else EXIT_ERROR)
 
 
@@ -264,7 +264,7 @@ def restart(
     containers = operations.restart(
         loaded, _interaction(name, yes, False), services or [], lock_wait
     )
-    console.print("\n".join(f"restarted {c.name}: {c.status}" for c in containers))
+    console.emit("\n".join(f"restarted {c.name}: {c.status}" for c in containers))
 
 
 @app.command()
@@ -279,7 +279,7 @@ def down(
 ) -> None:
     """Stop and remove ENV's containers and networks (volumes only with --volumes)."""
     operations.down(_load(environments, name), _interaction(name, yes, False), volumes, lock_wait)
-    console.print(f"{name} is down" + (" (volumes removed)" if volumes else ""))
+    console.emit(f"{name} is down" + (" (volumes removed)" if volumes else ""))
 
 
 @app.command()
@@ -305,7 +305,7 @@ def prune(
     if json:
         console.json(report.prune_document(pruned))
     else:
-        console.print(report.prune_text(pruned))
+        console.emit(report.prune_text(pruned))
 
 
 lock_app = typer.Typer(
@@ -321,7 +321,7 @@ def lock_status(name: Name, environments: Folder = None, json: Json = False) -> 
     if json:
         console.json(report.lock_document(name, held, stale))
     else:
-        console.print(report.lock_text(name, held, stale))
+        console.emit(report.lock_text(name, held, stale))
 
 
 @lock_app.command("acquire")
@@ -360,14 +360,14 @@ def lock_release(
 @app.command()
 def version() -> None:
     """Print deployer's version."""
-    console.print(f"deployer {__version__}")
+    console.emit(f"deployer {__version__}")
 
 
 def _show(plan: Plan, json: bool) -> None:
     if json:
         console.json(report.plan_document(plan))
     else:
-        console.print(report.plan_text(plan))
+        console.emit(report.plan_text(plan))
 
 
 def _str(path: Path | None) -> str | None:

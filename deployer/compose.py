@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import shlex
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,11 +21,18 @@ class Command:
     stdin: str | None = field(default=None, repr=False)  # may hold a password (docker login)
     secret_names: frozenset[str] = frozenset()
 
-    def shell(self) -> str:
+    def shown_env(self, redact: Callable[[str], str]) -> dict[str, str]:
+        """The added variables as shown to people: secret ones masked, and secrets inside others."""
+        return {
+            name: MASK if name in self.secret_names else redact(value)
+            for name, value in self.env.items()
+        }
+
+    def shell(self, redact: Callable[[str], str]) -> str:
         """The command as a person would type it, shell-quoted, secret values masked."""
         assignments = [
-            f"{name}={MASK if name in self.secret_names else shlex.quote(value)}"
-            for name, value in self.env.items()
+            f"{name}={value if value == MASK else shlex.quote(value)}"
+            for name, value in self.shown_env(redact).items()
         ]
         return " ".join([*assignments, *(shlex.quote(a) for a in self.argv)])
 
@@ -68,6 +75,21 @@ def up(project: ComposeProject, services: Sequence[str], remove_orphans: bool) -
     if remove_orphans:
         args.append("--remove-orphans")
     return project.command(*args, *services)
+
+
+# An empty project: enough for Compose to read env files without any compose file's demands.
+EMPTY_PROJECT = "services: {}\n"
+
+
+def env_files_reading(
+    project: str, env_files: Sequence[Path], process_variables: Mapping[str, str]
+) -> Command:
+    """Compose's own reading of env files (`--env-file` in order), as `NAME=value` lines."""
+    argv = ["docker", "compose", "--project-name", project]
+    for path in env_files:
+        argv += ["--env-file", str(path)]
+    argv += ["--file", "-", "config", "--environment"]
+    return Command(tuple(argv), dict(process_variables), EMPTY_PROJECT)
 
 
 def compose_version(engine: Engine) -> Command:

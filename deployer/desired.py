@@ -26,7 +26,7 @@ from deployer.engine import Engine
 from deployer.errors import CommandFailedError, ConfigError, ConfigIssue
 from deployer.runner import Completed
 from deployer.spec import IMAGE_PATTERN, Spec
-from deployer.variables import Variables, is_secret
+from deployer.variables import SecretPolicy, Variables
 
 FINGERPRINT_LABEL = "dev.deployer.fingerprint"
 ENVIRONMENT_LABEL = "dev.deployer.environment"
@@ -90,7 +90,7 @@ def resolve(spec: Spec, variables: Variables, engine: Engine, run: Runner) -> De
     check_services_exist(spec, model)
     entries = spec_overrides(spec, model)
     model = with_overrides(model, entries)
-    services = desired_services(model, spec.secrets | variables.secret_names())
+    services = desired_services(model, spec.is_secret)
     _check_images(spec, services)
     return DesiredState(spec.name, project, entries, services, model, spec.wait_timeout)
 
@@ -106,6 +106,7 @@ def _config(spec: Spec, project: ComposeProject, run: Runner) -> dict[str, Any]:
 
 _REQUIRED = re.compile(r"required variable (\w+) is missing a value")
 _FILE_IN_MESSAGE = re.compile(r"(?:parse|validating) (\S+?):? ")
+_INTERPOLATING = re.compile(r"error while interpolating services\.([^.\s]+)\.environment\.(\S+?):")
 
 
 def compose_issue(spec: Spec, output: str) -> ConfigIssue:
@@ -115,9 +116,29 @@ def compose_issue(spec: Spec, output: str) -> ConfigIssue:
     if named := _FILE_IN_MESSAGE.search(message):
         file = named.group(1)
     if required := _REQUIRED.search(message):
-        file, line = _find_reference(spec.compose_files, required.group(1)) or (file, None)
         message = message.split(": ", 1)[-1] if message.startswith("error while") else message
+        in_spec = _spec_reference(spec, output, required.group(1))
+        if in_spec is not None:
+            return spec.issue(in_spec, f"compose: {message}")
+        file, line = _find_reference(spec.compose_files, required.group(1)) or (file, None)
     return ConfigIssue(file, line, "", f"compose: {message}")
+
+
+def _spec_reference(spec: Spec, output: str, variable: str) -> str | None:
+    """The path of the spec's `environment:` override that requires `variable`, if one does:
+    the one Compose names, else the first that refers to it."""
+    pattern = re.compile(r"\$\{" + re.escape(variable) + r"\b")
+    candidates = [
+        (service, name)
+        for service, override in sorted(spec.services.items())
+        for name, value in override.environment.items()
+        if pattern.search(value)
+    ]
+    if named := _INTERPOLATING.search(output):
+        if (named.group(1), named.group(2)) in candidates:
+            return f"services.{named.group(1)}.environment.{named.group(2)}"
+        return None  # Compose names an entry of a compose file
+    return f"services.{candidates[0][0]}.environment.{candidates[0][1]}" if candidates else None
 
 
 def _find_reference(files: tuple[Path, ...], name: str) -> tuple[str, int] | None:
@@ -146,7 +167,21 @@ def environment_override(spec: Spec) -> str | None:
         for name, override in sorted(spec.services.items())
         if override.environment
     }
-    return _dump({"services": services}) if services else None
+    return dump_yaml({"services": services}) if services else None
+
+
+def identifiers(model: Mapping[str, Any], project: str) -> set[str]:
+    """The names an environment's model uses for things: project, services, images (and each part
+    of their names), containers, hosts, networks and volumes."""
+    names = {project, *model.get("services", {})}
+    for kind in ("networks", "volumes"):
+        for key, entry in (model.get(kind) or {}).items():
+            names |= {key, str((entry or {}).get("name", key))}
+    for service in model.get("services", {}).values():
+        names |= {str(service.get(k)) for k in ("container_name", "hostname") if service.get(k)}
+        image = str(service.get("image", ""))
+        names |= {image, *re.split(r"[/:@]", image)}
+    return names - {""}
 
 
 def check_services_exist(spec: Spec, model: Mapping[str, Any]) -> None:
@@ -217,10 +252,10 @@ def labelled_override(
             ),
             ENVIRONMENT_LABEL: environment,
         }
-    return _dump({"services": document})
+    return dump_yaml({"services": document})
 
 
-def _dump(document: Mapping[str, Any]) -> str:
+def dump_yaml(document: Mapping[str, Any]) -> str:
     return yaml.dump(
         document, Dumper=SafeDumper, sort_keys=True, allow_unicode=True, default_flow_style=False
     )
@@ -239,7 +274,7 @@ def replicas_of(service: Mapping[str, Any]) -> int:
 
 
 def fingerprint(
-    service: Mapping[str, Any], secrets: frozenset[str]
+    service: Mapping[str, Any], is_secret: SecretPolicy
 ) -> tuple[dict[str, str], frozenset[str]]:
     """One hash per part of a resolved service; `environment` one per variable."""
     parts: dict[str, str] = {}
@@ -250,7 +285,7 @@ def fingerprint(
         if key == "environment":
             for name, env_value in (value or {}).items():
                 parts[f"environment.{name}"] = _digest(env_value)
-                if is_secret(name, secrets):
+                if is_secret(name):
                     secret_parts.add(f"environment.{name}")
             continue
         if key == "labels":
@@ -262,11 +297,11 @@ def fingerprint(
 
 
 def desired_services(
-    model: Mapping[str, Any], secrets: frozenset[str]
+    model: Mapping[str, Any], is_secret: SecretPolicy
 ) -> dict[str, DesiredService]:
     services = {}
     for name, service in sorted(model.get("services", {}).items()):
-        parts, secret_parts = fingerprint(service, secrets)
+        parts, secret_parts = fingerprint(service, is_secret)
         services[name] = DesiredService(
             name, str(service.get("image", "")), replicas_of(service), parts, secret_parts
         )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -13,8 +13,8 @@ from typing import TypeVar
 from deployer import audit, compose, releases, runner
 from deployer import lock as lock_module
 from deployer.apply import Applied, Login, Progress, apply, registry_of, wait_ready
-from deployer.compose import Command, docker_login, up
-from deployer.desired import DesiredState, compose_project, resolve
+from deployer.compose import Command, docker_login, env_files_reading, up
+from deployer.desired import DesiredState, compose_project, identifiers, resolve
 from deployer.engine import Engine, EngineClient
 from deployer.errors import (
     ConfigError,
@@ -50,7 +50,16 @@ from deployer.spec import Spec, find_specs, load_spec, spec_path
 from deployer.state import Actor, StateStore
 from deployer.status import EnvironmentStatus
 from deployer.status import status as environment_status
-from deployer.variables import Redactor, Variables, is_secret, load_variables
+from deployer.variables import (
+    PROCESS_ENVIRONMENT,
+    Redactor,
+    SecretPolicy,
+    Variables,
+    compose_reading_issues,
+    load_variables,
+    referenced_names,
+    weak_secret_issues,
+)
 
 T = TypeVar("T")
 
@@ -68,7 +77,8 @@ def load(
     """Spec and variables of one environment; their secret values are taught to `redact`."""
     environ = os.environ if process_env is None else process_env
     spec = load_spec(spec_path(folder, name))
-    variables = load_variables(spec.env_files, environ, spec.secrets)
+    referenced = referenced_names(spec.interpolated_texts())
+    variables = load_variables(spec.env_files, environ, spec.is_secret, referenced)
     redact.add(variables.secret_values())
     return Loaded(spec, variables, Engine.choose(spec.engine_host, environ))
 
@@ -76,32 +86,58 @@ def load(
 def desired_state(loaded: Loaded, redact: Redactor) -> DesiredState:
     desired = resolve(loaded.spec, loaded.variables, loaded.engine, runner.run)
     # Secrets that reach containers from elsewhere (env_file:, the process environment).
-    redact.add(_secret_values(desired, loaded.spec.secrets))
+    redact.add(_secret_values(desired, loaded.spec.is_secret))
     return desired
 
 
-def _secret_values(desired: DesiredState, declared: Iterable[str]) -> list[str]:
-    names = frozenset(declared)
+def _secret_values(desired: DesiredState, is_secret: SecretPolicy) -> list[str]:
     values = []
     for service in desired.model.get("services", {}).values():
         for name, value in (service.get("environment") or {}).items():
-            if value is not None and is_secret(name, names):
+            if value is not None and is_secret(name):
                 values.append(str(value).replace("$$", "$"))
     return values
 
 
-def validate(folder: Path, names: list[str], redact: Redactor) -> list[str]:
-    """Check each named environment (all when none named); returns the names checked."""
+@dataclass(frozen=True)
+class Validated:
+    names: list[str]  # the environments checked
+    warnings: list[
+        ConfigIssue
+    ]  # what works but is risky: weak secrets, env files Compose reads otherwise
+
+
+def validate(folder: Path, names: list[str], redact: Redactor) -> Validated:
+    """Check each named environment (all when none named); errors raise, warnings are returned."""
     names = names or sorted(find_specs(folder))
     issues: list[ConfigIssue] = []
+    warnings: list[ConfigIssue] = []
     for name in names:
         try:
-            desired_state(load(folder, name, redact), redact)
+            loaded = load(folder, name, redact)
+            desired = desired_state(loaded, redact)
         except ConfigError as e:
             issues.extend(e.issues)
+            continue
+        model_names = identifiers(desired.model, loaded.spec.project)
+        warnings += weak_secret_issues(loaded.variables, model_names)
+        warnings += _compose_reading_issues(loaded, redact)
     if issues:
         raise ConfigError(issues)
-    return names
+    return Validated(names, warnings)
+
+
+def _compose_reading_issues(loaded: Loaded, redact: Redactor) -> list[ConfigIssue]:
+    """Compare deployer's reading of the env files with Compose's own (`--env-file`)."""
+    if not loaded.spec.env_files:
+        return []
+    process = {
+        n: v.value for n, v in loaded.variables.items.items() if v.source == PROCESS_ENVIRONMENT
+    }
+    command = env_files_reading(loaded.spec.project, loaded.spec.env_files, process)
+    result = runner.run(command, check=False)
+    failure = redact(result.stderr or result.stdout) if result.returncode != 0 else None
+    return compose_reading_issues(loaded.variables, result.stdout, failure)
 
 
 def render(loaded: Loaded, redact: Redactor) -> tuple[Command, DesiredState]:
@@ -348,7 +384,7 @@ def lock_acquire(loaded: Loaded, reason: str, ttl: float, redact: Redactor) -> L
     """Take the lock for a maintenance window; it stays until released or its TTL passes."""
     store = StateStore(EngineClient(loaded.engine), loaded.spec.project)
     actor = Actor.current()
-    lock = Lock.new(actor, reason, "manual", ttl)
+    lock = Lock.new(actor, redact(reason), "manual", ttl)
     command = f"lock acquire --reason {reason!r}"
     try:
         lock_module.acquire(store, loaded.spec.name, lock, wait=0.0)

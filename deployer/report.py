@@ -1,11 +1,20 @@
-"""Stage 7: what the user sees. Every line leaves through a Console, which masks secret values."""
+"""Stage 7: what the user sees. Every line leaves through a Console.
+
+Secrets are masked at the source, in one of two ways. Output built from data (plans, status,
+history, the resolved model, JSON documents) is masked as data: secret values are replaced in the
+values of the structure before it is serialised, and identifiers (service, container, project,
+image, network, volume names), keys, booleans and numbers never are, so a weak secret that equals
+a service name does not hide the service, and JSON stays JSON. Free text that can carry values
+(logs, errors, Compose's and the engine's messages) goes through the Redactor, which also knows
+each secret's escaped forms.
+"""
 
 from __future__ import annotations
 
 import json
 import sys
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict
 from typing import Any, TextIO
 
@@ -14,14 +23,14 @@ import yaml
 from deployer.apply import Applied
 from deployer.audit import AuditEntry
 from deployer.compose import Command
-from deployer.desired import SafeDumper
+from deployer.desired import SafeDumper, dump_yaml
 from deployer.lock import Lock
 from deployer.plan import Plan
 from deployer.prune import Pruned
 from deployer.releases import Release
 from deployer.state import iso
 from deployer.status import EnvironmentStatus
-from deployer.variables import MASK, Redactor, Variables, is_secret
+from deployer.variables import MASK, Redactor, Variables
 
 
 class Console:
@@ -44,15 +53,26 @@ class Console:
         return self._err or sys.stderr
 
     def print(self, text: str = "") -> None:
-        self._end_live()
-        print(self.redact(text), file=self.out, flush=True)
+        """Free text to stdout: every secret value in it is masked."""
+        self.emit(self.redact(text))
 
     def error(self, text: str) -> None:
+        """Free text to stderr: every secret value in it is masked."""
+        self.notice(self.redact(text))
+
+    def emit(self, text: str) -> None:
+        """Text rendered from data that was masked at its source: printed as it is."""
         self._end_live()
-        print(self.redact(text), file=self.err, flush=True)
+        print(text, file=self.out, flush=True)
+
+    def notice(self, text: str) -> None:
+        """Like emit, to stderr (warnings)."""
+        self._end_live()
+        print(text, file=self.err, flush=True)
 
     def json(self, document: Any) -> None:
-        self.print(json.dumps(document, indent=2, ensure_ascii=False))
+        """A document built from masked data: always valid JSON."""
+        self.emit(json.dumps(document, indent=2, ensure_ascii=False))
 
     @property
     def live(self) -> bool:
@@ -60,21 +80,23 @@ class Console:
 
     # Progress, as apply reports it: one rewritten line on a terminal; plain lines otherwise,
     # one when a step starts and one when it ends, so that logs stay short.
-    # Parallel pulls report from several threads.
+    # Parallel pulls report from several threads. Progress is built from identifiers and the
+    # engine's states, never from values, so it is not redacted (a weak secret equal to an image
+    # name would hide the image).
     def update(self, subject: str, text: str) -> None:
         with self._lock:
             if self.live:
-                self._live = self.redact(text)[:120]
+                self._live = text[:120]
                 self.err.write(f"\r\033[K{self._live}")
                 self.err.flush()
             elif subject not in self._started:
                 self._started.add(subject)
-                print(self.redact(text), file=self.err, flush=True)
+                print(text, file=self.err, flush=True)
 
     def done(self, subject: str, text: str) -> None:
         with self._lock:
             self._end_live()
-            print(self.redact(text), file=self.err, flush=True)
+            print(text, file=self.err, flush=True)
 
     def _end_live(self) -> None:
         if self._live is not None:
@@ -135,16 +157,22 @@ def applied_document(applied: Applied) -> dict[str, Any]:
     }
 
 
-def variables_rows(variables: Variables) -> list[dict[str, str]]:
+def variables_rows(variables: Variables, redact: Redactor) -> list[dict[str, Any]]:
+    """Each variable; a secret's value is masked, and so is a secret inside another value."""
     return [
-        {"name": v.name, "value": v.shown, "source": v.source, "secret": str(v.secret).lower()}
+        {
+            "name": v.name,
+            "value": MASK if v.secret else redact(v.value),
+            "source": v.source,
+            "secret": v.secret,
+        }
         for v in sorted(variables.items.values(), key=lambda v: v.name)
     ]
 
 
-def variables_text(variables: Variables) -> str:
+def variables_text(variables: Variables, redact: Redactor) -> str:
     rows = [("NAME", "VALUE", "SOURCE")]
-    for row in variables_rows(variables):
+    for row in variables_rows(variables, redact):
         rows.append((row["name"], _one_line(row["value"]), row["source"]))
     return _table(rows)
 
@@ -156,33 +184,65 @@ def _one_line(value: str) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-def masked_model(model: Mapping[str, Any], secret_names: Iterable[str]) -> dict[str, Any]:
-    """The resolved compose model with the values of secret variables masked."""
-    declared = frozenset(secret_names)
-    document = json.loads(json.dumps(model))
+# Keys of a compose model whose values name things rather than carry configuration values.
+IDENTIFIER_KEYS = frozenset(
+    {"image", "container_name", "hostname", "domainname", "name", "network_mode", "driver"}
+    | {"source", "target", "platform", "pull_policy", "restart", "condition", "type"}
+)
+
+
+# Mappings whose keys are names chosen by the user, not compose keys: their values are all values.
+VALUE_MAPPINGS = frozenset({"environment", "labels", "annotations", "args", "sysctls"})
+
+
+def masked(value: Any, redact: Redactor, key: str = "") -> Any:
+    """`value` with secret values masked in every string except identifiers; keys, booleans and
+    numbers are never touched."""
+    if isinstance(value, Mapping):
+        if key in VALUE_MAPPINGS:
+            return {k: masked(v, redact) for k, v in value.items()}
+        return {k: masked(v, redact, str(k)) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [masked(v, redact, key) for v in value]
+    if isinstance(value, str) and key not in IDENTIFIER_KEYS:
+        return redact(value)
+    return value
+
+
+def masked_model(
+    model: Mapping[str, Any], is_secret: Callable[[str], bool], redact: Redactor
+) -> dict[str, Any]:
+    """The resolved compose model with secret variables' values masked, as data."""
+    document: dict[str, Any] = masked(model, redact)
     for service in document.get("services", {}).values():
         environment = service.get("environment") or {}
         for name in environment:
-            if is_secret(name, declared):
+            if is_secret(name):
                 environment[name] = MASK
-    return document  # type: ignore[no-any-return]
+    return document
 
 
-def render_text(command: Command, model: Mapping[str, Any]) -> str:
-    invocation = command.shell()
-    if command.stdin:
-        invocation += f" <<'OVERRIDE'\n{command.stdin}OVERRIDE"
+def _masked_override(command: Command, redact: Redactor) -> str | None:
+    if command.stdin is None:
+        return None
+    return dump_yaml(masked(yaml.safe_load(command.stdin), redact))
+
+
+def render_text(command: Command, model: Mapping[str, Any], redact: Redactor) -> str:
+    invocation = command.shell(redact)
+    override = _masked_override(command, redact)
+    if override:
+        invocation += f" <<'OVERRIDE'\n{override}OVERRIDE"
     dumped = yaml.dump(dict(model), Dumper=SafeDumper, sort_keys=False, allow_unicode=True)
     return f"# invocation\n{invocation}\n\n# resolved compose model\n{dumped}"
 
 
-def render_document(command: Command, model: Mapping[str, Any]) -> dict[str, Any]:
-    env = {k: MASK if k in command.secret_names else v for k, v in command.env.items()}
+def render_document(command: Command, model: Mapping[str, Any], redact: Redactor) -> dict[str, Any]:
     return {
         "argv": list(command.argv),
-        "env": env,
-        "stdin": command.stdin,
-        "shell": command.shell(),
+        "env": command.shown_env(redact),
+        "stdin": _masked_override(command, redact),
+        "shell": command.shell(redact),
         "model": dict(model),
     }
 

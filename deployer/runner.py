@@ -4,12 +4,31 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 from deployer.compose import Command, compose_version
 from deployer.engine import Engine
 from deployer.errors import CommandFailedError, ComposeUnavailableError
+
+# What the docker CLI and its plugins need from the process environment to run, find their
+# plugins and configuration, and reach an engine. Every other variable reaches a process only
+# through its Command, so Compose interpolates with exactly the variables deployer shows and hashes.
+TOOL_VARIABLES = frozenset(
+    {"PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "SSH_AUTH_SOCK"}
+    | {"HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"}
+    | {"no_proxy", "all_proxy"}
+)
+TOOL_PREFIXES = ("DOCKER_", "BUILDKIT_", "LC_", "XDG_")
+
+
+def tool_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    """The part of `environ` every process started here inherits."""
+    return {
+        name: value
+        for name, value in environ.items()
+        if name in TOOL_VARIABLES or name.startswith(TOOL_PREFIXES)
+    }
 
 
 @dataclass(frozen=True)
@@ -24,7 +43,7 @@ def run(command: Command, check: bool = True) -> Completed:
     process runs in its own session, out of reach of the terminal's Ctrl-C, and is waited for,
     so that `docker compose up` never stops halfway between two releases. The interrupt is
     raised once it has finished."""
-    env = {**os.environ, **command.env}
+    env = {**tool_environment(os.environ), **command.env}
     try:
         proc = subprocess.Popen(
             list(command.argv),
@@ -67,7 +86,7 @@ def stream(command: Command) -> Iterator[str]:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
-            env={**os.environ, **command.env},
+            env={**tool_environment(os.environ), **command.env},
             text=True,
             encoding="utf-8",
             errors="replace",

@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from deployer.errors import ConfigError, ConfigIssue, UnknownEnvironmentError, shown_path
+from deployer.variables import SecretPolicy
 
 SPEC_SUFFIXES = (".yml", ".yaml")
 # Shipped inside the package; schemas/environment.schema.json at the top of the repository links here.
@@ -73,7 +74,7 @@ class Spec:
     project: str
     compose_files: tuple[Path, ...]
     env_files: tuple[Path, ...]
-    secrets: frozenset[str]
+    secrets: frozenset[str]  # declared secret (the registry password's variable included)
     services: Mapping[str, ServiceOverride]
     confirm: bool
     wait_timeout: float
@@ -81,7 +82,22 @@ class Spec:
     on_failure: str = "rollback"
     keep_releases: int = 3
     registry: Registry | None = None
+    not_secret: frozenset[str] = (
+        frozenset()
+    )  # names that a secret word in them does not make secret
     lines: Mapping[str, int] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def is_secret(self) -> SecretPolicy:
+        return SecretPolicy(self.secrets, self.not_secret)
+
+    def interpolated_texts(self) -> list[str]:
+        """Every text Compose interpolates for this environment: the compose files and the
+        spec's overrides (a service's `env_file:` files are Compose's to read)."""
+        texts = [path.read_text(encoding="utf-8", errors="replace") for path in self.compose_files]
+        for override in self.services.values():
+            texts += [override.image or "", override.tag or "", *override.environment.values()]
+        return texts
 
     def issue(self, path: str, message: str) -> ConfigIssue:
         """A problem located at `path` in this spec (the line of its nearest known parent)."""
@@ -406,6 +422,7 @@ def load_spec(path: Path) -> Spec:
         on_failure=deploy.get("on_failure", "rollback"),
         keep_releases=deploy.get("keep_releases", 3),
         registry=Registry(**data["registry"]) if "registry" in data else None,
+        not_secret=frozenset(data.get("not_secret", [])),
         lines=lines,
     )
 

@@ -53,7 +53,7 @@ def test_validate_render_and_env_on_the_shipped_example(example: Workspace) -> N
         "name": "LOG_LEVEL",
         "value": "debug",
         "source": f"{example.environments / 'shop/.env.staging'}:2",
-        "secret": "false",
+        "secret": False,
     }
     assert rows["WEB_PUBLISH"]["source"] == "process environment"
 

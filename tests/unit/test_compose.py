@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from deployer import compose
 from deployer.compose import Command, ComposeProject
 from deployer.engine import Engine
+from deployer.runner import tool_environment
+from deployer.variables import Redactor
 
 PROJECT = ComposeProject(
     name="shop-staging",
@@ -65,12 +68,30 @@ def test_config_without_override_reads_no_stdin() -> None:
 
 
 def test_shell_form_is_quoted_and_masks_secrets() -> None:
-    command = compose.up(PROJECT, [], remove_orphans=False)
-    assert command.shell() == (
-        "TAG=1.4.2 DB_PASSWORD=*** GREETING='it'\"'\"'s me' DOCKER_HOST=unix:///var/run/docker.sock "
+    project = replace(PROJECT, variables={**PROJECT.variables, "DSN": "db://u:hunter2@db"})
+    command = compose.up(project, [], remove_orphans=False)
+    redact = Redactor()
+    redact.add(["hunter2"])
+    assert command.shell(redact) == (
+        "TAG=1.4.2 DB_PASSWORD=*** GREETING='it'\"'\"'s me' DSN='db://u:***@db' "
+        "DOCKER_HOST=unix:///var/run/docker.sock "
         "docker compose --project-name shop-staging --env-file /dev/null --file /srv/shop/compose.yml "
         "--file /srv/shop/compose.prod.yml --file - up --detach --pull never"
     )
+
+
+def test_compose_reading_of_env_files() -> None:
+    command = compose.env_files_reading(
+        "shop", [Path("/srv/.env"), Path("/srv/.env.staging")], {"TAG": "2.0"}
+    )
+    assert command == Command(
+        argv=(
+            "docker", "compose", "--project-name", "shop", "--env-file", "/srv/.env",
+            "--env-file", "/srv/.env.staging", "--file", "-", "config", "--environment",
+        ),
+        env={"TAG": "2.0"},
+        stdin="services: {}\n",
+    )  # fmt: skip
 
 
 def test_engine_choice_spec_then_docker_host_then_default() -> None:
@@ -80,3 +101,25 @@ def test_engine_choice_spec_then_docker_host_then_default() -> None:
     )
     assert Engine.choose(None, {"DOCKER_HOST": "tcp://x:2376"}).host == "tcp://x:2376"
     assert Engine.choose(None, {}).host == "unix:///var/run/docker.sock"
+
+
+def test_processes_inherit_only_what_the_docker_cli_needs() -> None:
+    environ = {
+        "PATH": "/usr/bin",
+        "HOME": "/root",
+        "DOCKER_CONFIG": "/root/.docker",
+        "DOCKER_HOST": "unix:///run/docker.sock",
+        "LC_ALL": "C.UTF-8",
+        "https_proxy": "http://proxy:3128",
+        "TAG": "2.0",
+        "DB_PASSWORD": "from-the-shell",
+        "COMPOSE_PROFILES": "debug",
+    }
+    assert tool_environment(environ) == {
+        "PATH": "/usr/bin",
+        "HOME": "/root",
+        "DOCKER_CONFIG": "/root/.docker",
+        "DOCKER_HOST": "unix:///run/docker.sock",
+        "LC_ALL": "C.UTF-8",
+        "https_proxy": "http://proxy:3128",
+    }

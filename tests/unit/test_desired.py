@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,7 @@ from deployer.desired import (
 )
 from deployer.errors import ConfigError, ConfigIssue
 from deployer.spec import ServiceOverride, Spec
+from deployer.variables import SecretPolicy
 
 
 def spec(tmp_path: Path, services: dict[str, ServiceOverride]) -> Spec:
@@ -112,7 +114,7 @@ def test_fingerprint_leaves_out_what_compose_does_not_hash() -> None:
         "x-note": "ignored",
     }
 
-    parts, secret_parts = fingerprint(service, frozenset())
+    parts, secret_parts = fingerprint(service, SecretPolicy())
 
     assert sorted(parts) == [
         "command",
@@ -125,12 +127,12 @@ def test_fingerprint_leaves_out_what_compose_does_not_hash() -> None:
     assert secret_parts == frozenset({"environment.DB_PASSWORD"})
     assert (
         fingerprint(
-            {**service, "scale": 1, "deploy": {"replicas": 1, "resources": {}}}, frozenset()
+            {**service, "scale": 1, "deploy": {"replicas": 1, "resources": {}}}, SecretPolicy()
         )[0]
         == parts
     )
     assert (
-        fingerprint({**service, "labels": {"team": "ops"}}, frozenset())[0]["labels"]
+        fingerprint({**service, "labels": {"team": "ops"}}, SecretPolicy())[0]["labels"]
         != parts["labels"]
     )
 
@@ -143,7 +145,7 @@ def test_desired_services_and_labels() -> None:
         }
     }
 
-    services = desired_services(model, frozenset())
+    services = desired_services(model, SecretPolicy())
 
     assert [(s.name, s.image, s.replicas) for s in services.values()] == [
         ("db", "db:1", 1),
@@ -178,4 +180,22 @@ def test_compose_errors_are_placed_in_the_compose_file(tmp_path: Path) -> None:
     assert (
         str(invalid)
         == f"{compose}: compose: validating {compose}: services.web additional properties 'imag' not allowed"
+    )
+
+
+def test_a_required_variable_of_the_specs_override_is_placed_in_the_spec(tmp_path: Path) -> None:
+    the_spec = replace(
+        spec(tmp_path, {"web": ServiceOverride(environment={"NEED": "${NOT_SET:?must be set}"})}),
+        lines={"services": 5, "services.web": 6, "services.web.environment.NEED": 8},
+    )
+
+    issue = compose_issue(
+        the_spec,
+        "error while interpolating services.web.environment.NEED: required variable NOT_SET is "
+        "missing a value: must be set\n",
+    )
+
+    assert str(issue) == (
+        f"{the_spec.path}:8: services.web.environment.NEED: compose: required variable NOT_SET "
+        "is missing a value: must be set"
     )

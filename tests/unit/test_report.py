@@ -8,19 +8,72 @@ from pathlib import Path
 from deployer import report
 from deployer.compose import ComposeProject, up
 from deployer.engine import Engine
+from deployer.variables import Redactor, SecretPolicy
 
 
-def test_console_masks_every_line_it_prints() -> None:
+def test_console_masks_free_text_and_prints_data_as_it_is() -> None:
     out, err = io.StringIO(), io.StringIO()
     console = report.Console(out, err)
-    console.redact.add(["hunter22"])
+    console.redact.add(["hunter22", "true"])
 
     console.print("password is hunter22")
     console.error("error: login with hunter22 failed")
-    console.json({"value": "hunter22"})
+    # Documents are masked as data before they reach the console: booleans and names stay.
+    console.json({"in_sync": True, "service": "true"})
+    console.emit("web  true")
 
-    assert out.getvalue() == 'password is ***\n{\n  "value": "***"\n}\n'
+    assert out.getvalue() == (
+        'password is ***\n{\n  "in_sync": true,\n  "service": "true"\n}\nweb  true\n'
+    )
     assert err.getvalue() == "error: login with *** failed\n"
+
+
+def test_data_masking_keeps_identifiers_booleans_and_numbers() -> None:
+    redact = Redactor()
+    redact.add(["postgres", 'pa"ss'])
+    model = {
+        "name": "postgres",
+        "services": {
+            "postgres": {
+                "image": "postgres:16",
+                "container_name": "postgres",
+                "command": ["postgres", "-c", 'password=pa"ss'],
+                "environment": {
+                    "POSTGRES_PASSWORD": "postgres",
+                    "POSTGRES_USER": "postgres",
+                    "URL": 'postgres://u:pa"ss@db',
+                    "image": "postgres",
+                },
+                "healthcheck": {"test": ["CMD", "pg_isready"], "retries": 5, "disable": False},
+                "volumes": [
+                    {"type": "volume", "source": "postgres", "target": "/var/lib/postgres"}
+                ],
+            }
+        },
+    }
+
+    masked = report.masked_model(model, SecretPolicy(), redact)
+
+    assert masked == {
+        "name": "postgres",
+        "services": {
+            "postgres": {
+                "image": "postgres:16",
+                "container_name": "postgres",
+                "command": ["***", "-c", "password=***"],
+                "environment": {
+                    "POSTGRES_PASSWORD": "***",
+                    "POSTGRES_USER": "***",
+                    "URL": "***://u:***@db",
+                    "image": "***",
+                },
+                "healthcheck": {"test": ["CMD", "pg_isready"], "retries": 5, "disable": False},
+                "volumes": [
+                    {"type": "volume", "source": "postgres", "target": "/var/lib/postgres"}
+                ],
+            }
+        },
+    }
 
 
 def test_progress_without_a_terminal_is_one_line_per_step_start_and_end() -> None:
@@ -50,7 +103,11 @@ def test_render_text_shows_the_invocation_and_the_masked_model() -> None:
         },
     }
 
-    text = report.render_text(up(project, [], True), report.masked_model(model, ["DB_PASSWORD"]))
+    redact = Redactor()
+    redact.add(["hunter22"])
+    masked = report.masked_model(model, SecretPolicy(frozenset({"DB_PASSWORD"})), redact)
+
+    text = report.render_text(up(project, [], True), masked, redact)
 
     assert text == (
         "# invocation\n"

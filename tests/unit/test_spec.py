@@ -38,7 +38,8 @@ def test_full_spec_loads(folder: Path) -> None:
         folder,
         "staging.yml",
         "project: shop-staging\ncompose_files: [app/compose.yml]\nenv_files: [app/.env]\n"
-        "secrets: [DB_PASSWORD]\nservices:\n  web:\n    tag: '1.4.2'\n    replicas: 2\n"
+        "secrets: [DB_PASSWORD]\nnot_secret: [KEY_ROTATION_DAYS]\n"
+        "services:\n  web:\n    tag: '1.4.2'\n    replicas: 2\n"
         "    environment: {LOG_LEVEL: info, DEBUG: false, WORKERS: 4}\n"
         "deploy: {wait_timeout: 30}\nengine: {host: 'unix:///run/other.sock'}\nx-team: shop\n",
     )
@@ -60,7 +61,13 @@ def test_full_spec_loads(folder: Path) -> None:
         confirm=False,
         wait_timeout=30.0,
         engine_host="unix:///run/other.sock",
+        not_secret=frozenset({"KEY_ROTATION_DAYS"}),
     )
+    assert [spec.is_secret(n) for n in ("DB_PASSWORD", "KEY_ROTATION_DAYS", "API_KEY")] == [
+        True,
+        False,
+        True,
+    ]
 
 
 def test_production_confirms_by_default(folder: Path) -> None:
