@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from deployer.errors import DeployerError, EngineUnreachableError, PullError
+from deployer.reference import ImageReference
 
 if TYPE_CHECKING:
     import docker
@@ -70,11 +71,11 @@ class EngineClient:
 
     def pull(self, image: str, auth: Mapping[str, str] | None = None) -> Iterator[dict[str, Any]]:
         """Pull `image`, yielding the engine's progress events; `auth` goes to the engine only."""
-        repository, tag = split_tag(image)
+        reference = ImageReference.parse(image)
         with self._errors(image):
             events = self._api.pull(
-                repository,
-                tag=tag,
+                reference.repository,
+                tag=reference.pull_tag,  # by digest where there is one: the tag may have moved
                 stream=True,
                 decode=True,
                 auth_config=dict(auth) if auth else None,
@@ -150,24 +151,13 @@ class EngineClient:
         with self._errors():
             if self._api.images(name=STATE_IMAGE):
                 return
-            repository, tag = STATE_IMAGE.split(":")
-            self._api.import_image_from_data(_EMPTY_TAR, repository=repository, tag=tag)
+            state = ImageReference.parse(STATE_IMAGE)
+            self._api.import_image_from_data(_EMPTY_TAR, repository=state.repository, tag=state.tag)
 
     def logs(self, container_id: str, tail: int) -> list[str]:
         with self._errors():
             raw: bytes = self._api.logs(container_id, tail=tail, timestamps=False)
         return raw.decode("utf-8", errors="replace").splitlines()
-
-
-def split_tag(image: str) -> tuple[str, str | None]:
-    """`repo:tag` -> (repo, tag); a digest reference keeps its digest as the tag part."""
-    if "@" in image:
-        name, digest = image.split("@", 1)
-        return name, digest
-    slash, colon = image.rfind("/"), image.rfind(":")
-    if colon > slash:
-        return image[:colon], image[colon + 1 :]
-    return image, "latest"
 
 
 def _explain(error: Exception) -> str:
