@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from deployer.compose import Command, compose_version
 from deployer.engine import Engine
-from deployer.errors import CommandFailedError, ComposeUnavailableError
+from deployer.errors import CommandFailedError, ComposeUnavailableError, ProgramNotFoundError
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,7 @@ def run(command: Command, check: bool = True) -> Completed:
             start_new_session=True,
         )
     except FileNotFoundError as e:
-        raise ComposeUnavailableError(f"no `{command.argv[0]}` command on PATH") from e
+        raise ProgramNotFoundError(command.argv[0]) from e
     interrupted: KeyboardInterrupt | None = None
     stdin = command.stdin
     while True:
@@ -73,7 +73,7 @@ def stream(command: Command) -> Iterator[str]:
             errors="replace",
         )
     except FileNotFoundError as e:
-        raise ComposeUnavailableError(f"no `{command.argv[0]}` command on PATH") from e
+        raise ProgramNotFoundError(command.argv[0]) from e
     last: list[str] = []
     try:
         assert proc.stdout is not None

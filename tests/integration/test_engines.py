@@ -3,6 +3,9 @@ set up differently from the test one."""
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import pytest
 
 from tests.integration.conftest import REGISTRY, Workspace, ok, untag
@@ -33,3 +36,30 @@ def test_tag_plus_digest_is_in_sync_after_a_deploy(workspace: Workspace) -> None
         assert workspace.ids() == before
     finally:
         untag(workspace.engine, f"{REGISTRY}/testapp@{digest}")
+
+
+def bin_folder(tmp_path: Path, *programs: str) -> str:
+    """A PATH of one folder holding only `programs` (links to the machine's own)."""
+    folder = tmp_path / "bin"
+    folder.mkdir()
+    for program in programs:
+        found = shutil.which(program)
+        assert found, f"{program} is needed for this test"
+        (folder / program).symlink_to(found)
+    return str(folder)
+
+
+def test_deploy_without_git_on_path(app: Workspace, tmp_path: Path) -> None:
+    result = app.deploy("test", "--yes", env={"PATH": bin_folder(tmp_path, "docker")})
+
+    assert result.returncode == 0, result.stderr
+    assert len(app.containers()) == 2
+
+
+def test_deploy_without_docker_on_path_names_docker(app: Workspace, tmp_path: Path) -> None:
+    result = app.deploy("test", "--yes", env={"PATH": bin_folder(tmp_path)})
+
+    assert (result.returncode, result.stderr) == (
+        1,
+        "error: `docker` is not installed (not found on PATH)\n",
+    )
