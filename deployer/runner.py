@@ -8,7 +8,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from deployer.compose import Command, compose_version
-from deployer.engine import Engine
 from deployer.errors import CommandFailedError, ComposeUnavailableError, ProgramNotFoundError
 
 
@@ -97,8 +96,7 @@ def _compose_missing(stderr: str) -> bool:
 
 
 def _describe_compose(command: Command) -> str:
-    engine = Engine(command.env.get("DOCKER_HOST", ""))
-    version = run(compose_version(engine), check=False)
+    version = run(compose_version(command.env), check=False)
     if version.returncode == 0:
         return f"docker compose {version.stdout.strip()}"
     client = run(Command(("docker", "--version")), check=False).stdout.strip()

@@ -3,12 +3,16 @@ set up differently from the test one."""
 
 from __future__ import annotations
 
+import re
 import shutil
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.integration.conftest import REGISTRY, Workspace, ok, untag
+from tests.integration.engine_proxy import EngineProxy
 
 pytestmark = pytest.mark.integration
 
@@ -63,3 +67,34 @@ def test_deploy_without_docker_on_path_names_docker(app: Workspace, tmp_path: Pa
         1,
         "error: `docker` is not installed (not found on PATH)\n",
     )
+
+
+@pytest.fixture
+def newer_engine() -> Iterator[EngineProxy]:
+    """The test engine behind a proxy that answers as an engine refusing API versions below 1.44."""
+    folder = Path(tempfile.mkdtemp(prefix="dt-engine-"))  # short: a socket path has 107 bytes
+    try:
+        with EngineProxy(folder / "docker.sock", "/var/run/docker.sock") as proxy:
+            yield proxy
+    finally:
+        shutil.rmtree(folder)
+
+
+def test_commands_negotiate_the_api_version_with_a_newer_engine(
+    app: Workspace, newer_engine: EngineProxy
+) -> None:
+    through_proxy = {"DOCKER_HOST": newer_engine.host}
+
+    pending = app.deploy("diff", "test", env=through_proxy)
+    ok(app.deploy("test", "--yes", env=through_proxy))
+    status = app.deploy("status", "test", env=through_proxy)
+    in_sync = app.deploy("diff", "test", env=through_proxy)
+
+    assert (pending.returncode, status.returncode, in_sync.returncode) == (2, 0, 0), (
+        pending.stderr + status.stderr + in_sync.stderr
+    )
+    assert len(app.containers()) == 2
+    versions = {re.sub(r"^\S+ /(v[0-9.]+)?.*$", r"\1", line) for line in newer_engine.requests}
+    assert versions == {"", "v1.45", "v1.47"}  # /_ping, the SDK's newest, the CLI's choice
+    # the SDK asks each engine its version once per command: four commands, four questions
+    assert sum(line.startswith("GET /version ") for line in newer_engine.requests) == 4

@@ -130,6 +130,10 @@ def test_ops_commands_as_data() -> None:
     )
     assert compose.docker_login(ENGINE, "ghcr.io", "bot", "t0ken") == Command(
         ("docker", "login", "--username", "bot", "--password-stdin", "ghcr.io"),
-        {"DOCKER_HOST": "unix:///var/run/docker.sock"},
+        {
+            "DOCKER_HOST": "unix:///var/run/docker.sock",
+            "DOCKER_TLS_VERIFY": "",
+            "DOCKER_CERT_PATH": "",
+        },
         stdin="t0ken",
     )
