@@ -8,7 +8,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from deployer.compose import Command, compose_version
-from deployer.errors import CommandFailedError, ComposeUnavailableError, ProgramNotFoundError
+from deployer.errors import (
+    CommandFailedError,
+    ComposeUnavailableError,
+    DeployerError,
+    ProgramNotFoundError,
+)
 
 
 @dataclass(frozen=True)
@@ -50,9 +55,7 @@ def run(command: Command, check: bool = True) -> Completed:
         raise interrupted
     result = Completed(proc.returncode, stdout, stderr)
     if check and proc.returncode != 0:
-        if command.argv[:2] == ("docker", "compose") and _compose_missing(stderr):
-            raise ComposeUnavailableError(_describe_compose(command))
-        raise CommandFailedError(command.argv, proc.returncode, stderr or stdout)
+        raise _failure(command, proc.returncode, stderr or stdout)
     return result
 
 
@@ -85,19 +88,21 @@ def stream(command: Command) -> Iterator[str]:
             proc.terminate()
             proc.wait()
     if returncode != 0:
-        output = "".join(last)
-        if command.argv[:2] == ("docker", "compose") and _compose_missing(output):
-            raise ComposeUnavailableError(_describe_compose(command))
-        raise CommandFailedError(command.argv, returncode, output)
+        raise _failure(command, returncode, "".join(last))
 
 
-def _compose_missing(stderr: str) -> bool:
-    return "'compose' is not a docker command" in stderr or "unknown command" in stderr
+# What the docker CLI says when it has no compose plugin: `docker compose --project-name ...`
+# reads as an unknown flag of `docker` itself, `docker compose up` as an unknown command.
+_NO_COMPOSE = ("'compose' is not a docker command", "unknown command", "unknown flag")
 
 
-def _describe_compose(command: Command) -> str:
-    version = run(compose_version(command.env), check=False)
-    if version.returncode == 0:
-        return f"docker compose {version.stdout.strip()}"
-    client = run(Command(("docker", "--version")), check=False).stdout.strip()
-    return f"{client or 'a docker CLI'} without the compose plugin"
+def _failure(command: Command, returncode: int, output: str) -> DeployerError:
+    """The error for a failed command; Compose's absence is confirmed by asking its version."""
+    if (
+        command.argv[:2] == ("docker", "compose")
+        and any(sign in output for sign in _NO_COMPOSE)
+        and run(compose_version(command.env), check=False).returncode != 0
+    ):
+        client = run(Command(("docker", "--version")), check=False).stdout.strip()
+        return ComposeUnavailableError(f"{client or 'a docker CLI'} without the compose plugin")
+    return CommandFailedError(command.argv, returncode, output)

@@ -3,15 +3,19 @@ set up differently from the test one."""
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
+import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import docker
 import pytest
 
-from tests.integration.conftest import REGISTRY, Workspace, ok, untag
+from tests.integration.conftest import REGISTRY, ROOT, Workspace, cli_plugins, ok, untag
 from tests.integration.engine_proxy import EngineProxy
 
 pytestmark = pytest.mark.integration
@@ -98,3 +102,66 @@ def test_commands_negotiate_the_api_version_with_a_newer_engine(
     assert versions == {"", "v1.45", "v1.47"}  # /_ping, the SDK's newest, the CLI's choice
     # the SDK asks each engine its version once per command: four commands, four questions
     assert sum(line.startswith("GET /version ") for line in newer_engine.requests) == 4
+
+
+def with_user_plugins_only(
+    argv: list[str], home: Path, cwd: Path, plugins: tuple[Path, ...]
+) -> subprocess.CompletedProcess[str]:
+    """Run `argv` as a user whose home is `home`, in a mount namespace of its own where the
+    docker CLI's plugin folders outside that home are hidden and `plugins` appear in the
+    user's ~/.docker/cli-plugins instead (Docker's documented manual install of Compose)."""
+    if subprocess.run(["unshare", "--mount", "true"], capture_output=True).returncode != 0:
+        pytest.skip("needs a mount namespace (unshare --mount) to hide the system's plugins")
+    user_plugins = home / ".docker" / "cli-plugins"
+    user_plugins.mkdir(parents=True)
+    script = ["set -e"]
+    for plugin in plugins:
+        (user_plugins / plugin.name).touch()
+        script.append(f"mount --bind {plugin} {user_plugins / plugin.name}")
+    for folder in sorted({plugin.parent for plugin in cli_plugins()} - {user_plugins}):
+        script.append(f"mount -t tmpfs tmpfs {folder}")
+    # the setup holds: without this user's HOME there is no Compose
+    script += ["! HOME=/nonexistent docker compose version >/dev/null 2>&1 || exit 97", 'exec "$@"']
+    env = {k: v for k, v in os.environ.items() if k != "DOCKER_CONFIG"}
+    namespace = ["unshare", "--mount", "--propagation", "private", "sh", "-c", "\n".join(script)]
+    return subprocess.run(
+        [*namespace, "sh", *argv],
+        cwd=cwd,
+        env={**env, "HOME": str(home)},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def test_without_the_compose_plugin_one_line_says_so(app: Workspace, tmp_path: Path) -> None:
+    result = with_user_plugins_only(
+        [sys.executable, "-m", "deployer", "diff", "test"], tmp_path / "user", app.root, ()
+    )
+
+    client = subprocess.run(["docker", "--version"], capture_output=True, text=True).stdout.strip()
+    assert (result.returncode, result.stderr) == (
+        1,
+        f"error: Docker Compose v2 is required (`docker compose`), found: {client} without the compose plugin\n",
+    )
+
+
+# The tests that run deploy as another operator, with a HOME of their own.
+OTHER_HOME_TESTS = [
+    "tests/integration/test_ops.py::test_login_with_the_right_credentials_pulls_and_saves_nothing",
+    "tests/integration/test_ops.py::test_save_login_writes_the_docker_config",
+    "tests/integration/test_releases.py::test_history_and_lock_are_seen_by_a_second_operator",
+]
+
+
+def test_other_home_tests_pass_with_compose_as_a_per_user_plugin(
+    engine: docker.DockerClient, tmp_path: Path
+) -> None:
+    pytest_run = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
+
+    result = with_user_plugins_only(
+        [*pytest_run, *OTHER_HOME_TESTS], tmp_path / "user", ROOT, cli_plugins()
+    )
+
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert result.stdout.splitlines()[-1].startswith(f"{len(OTHER_HOME_TESTS)} passed")
