@@ -104,17 +104,26 @@ class EngineClient:
 
         self.engine = engine
         arguments = engine.sdk_arguments()
+
+        def connect(version: str) -> docker.APIClient:
+            api = docker.APIClient(**arguments, version=version)
+            if "tls" in arguments:
+                # The engine's CA is DOCKER_CERT_PATH's ca.pem, as for the docker CLI: requests
+                # would otherwise verify against REQUESTS_CA_BUNDLE or CURL_CA_BUNDLE if set.
+                api.trust_env = False
+            return api
+
         with self._errors():
             if "tls" in arguments:
                 arguments["tls"] = docker.tls.TLSConfig(**arguments["tls"])
             version = _negotiated.get(engine)
             if version is None:
                 newest = docker.constants.DEFAULT_DOCKER_API_VERSION
-                probe = docker.APIClient(**arguments, version=newest)
+                probe = connect(newest)
                 version = negotiate(probe.version(api_version=False), newest)
                 probe.close()
                 _negotiated[engine] = version
-            self._api: docker.APIClient = docker.APIClient(**arguments, version=version)
+            self._api: docker.APIClient = connect(version)
 
     @contextmanager
     def _errors(self, image: str | None = None) -> Iterator[None]:

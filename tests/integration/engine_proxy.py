@@ -1,7 +1,9 @@
-"""A stand-in for a newer Docker engine: a proxy on a unix socket in front of the real one.
+"""Stand-ins for engines set up otherwise than the test one, as proxies in front of it.
 
-It answers `/_ping` and `/version` as Docker Engine 27 does (API 1.47, minimum 1.44), refuses
-requests for API versions below 1.44 as such an engine does, and forwards the others to the real
+EngineProxy, a newer Docker engine: a proxy on a unix socket in front of the real one.
+
+It answers `/_ping` and `/version` as a newer engine (API 1.47, minimum 1.44), refuses requests
+for API versions below 1.44 as Docker Engine 29 does, and forwards the others to the real
 engine at the API version it speaks. Each request goes over a connection of its own
 (`Connection: close`), so the proxy reads one request head per connection and then relays bytes.
 """
@@ -10,8 +12,10 @@ from __future__ import annotations
 
 import json
 import re
+import select
 import socket
 import socketserver
+import ssl
 import threading
 from pathlib import Path
 
@@ -143,3 +147,66 @@ def _relay(client: socket.socket, engine: socket.socket) -> None:
     finally:
         engine.close()
         client.shutdown(socket.SHUT_RDWR)
+
+
+class TLSEngineProxy:
+    """The engine's unix socket served on 127.0.0.1 over TLS, as `dockerd --tlsverify` does:
+    the client must show a certificate signed by `ca_cert`."""
+
+    def __init__(
+        self, engine_socket: str, server_cert: Path, server_key: Path, ca_cert: Path
+    ) -> None:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(server_cert, server_key)
+        context.load_verify_locations(ca_cert)
+        context.verify_mode = ssl.CERT_REQUIRED
+        self.clients: list[str] = []  # the common name of each client certificate shown
+
+        proxy = self
+
+        class Handler(socketserver.BaseRequestHandler):
+            def handle(self) -> None:
+                try:
+                    client = context.wrap_socket(self.request, server_side=True)
+                except (ssl.SSLError, OSError):
+                    return  # no or a wrong client certificate: refused, as dockerd does
+                subject = dict(pair[0] for pair in client.getpeercert()["subject"])
+                proxy.clients.append(subject["commonName"])
+                with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as engine:
+                    engine.connect(engine_socket)
+                    _relay_tls(client, engine)
+
+        self._server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def host(self) -> str:
+        return f"tcp://127.0.0.1:{self._server.server_address[1]}"
+
+    def __enter__(self) -> TLSEngineProxy:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def _relay_tls(client: ssl.SSLSocket, engine: socket.socket) -> None:
+    """Copy bytes both ways in one thread (an SSL socket is not to be read and written at once)."""
+    sources: list[socket.socket] = [client, engine]
+    while True:
+        readable = [client] if client.pending() else select.select(sources, [], [])[0]
+        if client in readable:
+            data = client.recv(65536)
+            if not data:
+                engine.shutdown(socket.SHUT_WR)
+                sources.remove(client)
+            else:
+                engine.sendall(data)
+        if engine in readable:
+            data = engine.recv(65536)
+            if not data:
+                return
+            client.sendall(data)

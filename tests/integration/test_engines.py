@@ -16,7 +16,7 @@ import docker
 import pytest
 
 from tests.integration.conftest import REGISTRY, ROOT, Workspace, cli_plugins, ok, untag
-from tests.integration.engine_proxy import EngineProxy
+from tests.integration.engine_proxy import EngineProxy, TLSEngineProxy
 
 pytestmark = pytest.mark.integration
 
@@ -165,3 +165,73 @@ def test_other_home_tests_pass_with_compose_as_a_per_user_plugin(
 
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     assert result.stdout.splitlines()[-1].startswith(f"{len(OTHER_HOME_TESTS)} passed")
+
+
+def make_certificates(folder: Path) -> None:
+    """A CA, a server certificate for 127.0.0.1 and a client certificate, as `dockerd
+    --tlsverify` and its clients use them (ca.pem, cert.pem, key.pem: the client's names)."""
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=folder, check=True, capture_output=True)
+
+    key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    openssl(
+        "req",
+        "-x509",
+        *key,
+        "-keyout",
+        "ca-key.pem",
+        "-out",
+        "ca.pem",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=test-ca",
+    )
+    for name, common_name, usage in (
+        ("server", "127.0.0.1", "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth"),
+        ("client", "deployer-test-client", "extendedKeyUsage=clientAuth"),
+    ):
+        (folder / f"{name}.ext").write_text(usage + "\n")
+        openssl(
+            "req",
+            *key,
+            "-keyout",
+            f"{name}-key.pem",
+            "-out",
+            f"{name}.csr",
+            "-subj",
+            f"/CN={common_name}",
+        )
+        openssl(
+            "x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca-key.pem",
+            "-CAcreateserial", "-out", f"{name}-cert.pem", "-days", "1", "-extfile", f"{name}.ext",
+        )  # fmt: skip
+    (folder / "client-cert.pem").rename(folder / "cert.pem")
+    (folder / "client-key.pem").rename(folder / "key.pem")
+
+
+def test_deploy_to_a_tls_engine_with_client_certificates(app: Workspace, tmp_path: Path) -> None:
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    make_certificates(certs)
+    server = (certs / "server-cert.pem", certs / "server-key.pem", certs / "ca.pem")
+    with TLSEngineProxy("/var/run/docker.sock", *server) as engine:
+        app.append("test.yml", f"engine: {{host: '{engine.host}'}}\n")
+        tls = {"DOCKER_TLS_VERIFY": "1", "DOCKER_CERT_PATH": str(certs)}
+        # a CA bundle for other HTTPS (set on many machines) is not the engine's CA
+        tls["REQUESTS_CA_BUNDLE"] = tls["CURL_CA_BUNDLE"] = str(certs / "server-cert.pem")
+
+        without_tls = app.deploy("diff", "test")
+        ok(app.deploy("test", "--yes", env=tls))
+        in_sync = app.deploy("diff", "test", env=tls)
+
+    assert without_tls.returncode == 1
+    assert without_tls.stderr.startswith(f"error: Docker engine at {engine.host} is unreachable: ")
+    assert (in_sync.returncode, in_sync.stdout) == (
+        0,
+        f"test (project {app.project}): in sync, nothing to change\n",
+    )
+    assert len(app.containers()) == 2
+    # the SDK and Compose (the docker CLI) alike connected with the client certificate
+    assert set(engine.clients) == {"deployer-test-client"} and len(engine.clients) > 3
