@@ -10,6 +10,7 @@ engine at the API version it speaks. Each request goes over a connection of its 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import select
@@ -18,12 +19,41 @@ import socketserver
 import ssl
 import threading
 from pathlib import Path
+from typing import Self
 
 API_VERSION, MIN_API_VERSION = "1.47", "1.44"
 _VERSIONED = re.compile(rb"^/v(\d+)\.(\d+)(/.*)$")
 
 
-class EngineProxy:
+class _Proxy:
+    """A server that hands each connection to `_handle` in a thread of its own while in use."""
+
+    def __init__(
+        self, server: type[socketserver.BaseServer], address: str | tuple[str, int]
+    ) -> None:
+        proxy = self
+
+        class Handler(socketserver.BaseRequestHandler):
+            def handle(self) -> None:
+                proxy._handle(self.request)
+
+        self._server = server(address, Handler)
+        self._server.daemon_threads = True  # type: ignore[attr-defined]
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def _handle(self, client: socket.socket) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+class EngineProxy(_Proxy):
     def __init__(self, socket_path: Path, engine_socket: str, engine_api: str = "1.41") -> None:
         self.socket_path, self.engine_socket, self.engine_api = (
             socket_path,
@@ -31,27 +61,11 @@ class EngineProxy:
             engine_api,
         )
         self.requests: list[str] = []  # request lines as received, for the test to read
-        proxy = self
-
-        class Handler(socketserver.BaseRequestHandler):
-            def handle(self) -> None:
-                proxy._handle(self.request)
-
-        self._server = socketserver.ThreadingUnixStreamServer(str(socket_path), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        super().__init__(socketserver.ThreadingUnixStreamServer, str(socket_path))
 
     @property
     def host(self) -> str:
         return f"unix://{self.socket_path}"
-
-    def __enter__(self) -> EngineProxy:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
 
     def _handle(self, client: socket.socket) -> None:
         head = b""
@@ -127,77 +141,49 @@ class EngineProxy:
         client.sendall(b"\r\n".join(head) + b"\r\n\r\n" + body)
 
 
-def _relay(client: socket.socket, engine: socket.socket) -> None:
-    """Copy bytes both ways until the engine is done with the response."""
-
-    def upstream() -> None:
-        try:
-            while chunk := client.recv(65536):
-                engine.sendall(chunk)
-            engine.shutdown(socket.SHUT_WR)
-        except OSError:
-            pass
-
-    threading.Thread(target=upstream, daemon=True).start()
-    try:
-        while chunk := engine.recv(65536):
-            client.sendall(chunk)
-    except OSError:
-        pass
-    finally:
-        engine.close()
-        client.shutdown(socket.SHUT_RDWR)
-
-
-class TLSEngineProxy:
+class TLSEngineProxy(_Proxy):
     """The engine's unix socket served on 127.0.0.1 over TLS, as `dockerd --tlsverify` does:
     the client must show a certificate signed by `ca_cert`."""
 
     def __init__(
         self, engine_socket: str, server_cert: Path, server_key: Path, ca_cert: Path
     ) -> None:
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(server_cert, server_key)
-        context.load_verify_locations(ca_cert)
-        context.verify_mode = ssl.CERT_REQUIRED
+        self.engine_socket = engine_socket
+        self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.context.load_cert_chain(server_cert, server_key)
+        self.context.load_verify_locations(ca_cert)
+        self.context.verify_mode = ssl.CERT_REQUIRED
         self.clients: list[str] = []  # the common name of each client certificate shown
-
-        proxy = self
-
-        class Handler(socketserver.BaseRequestHandler):
-            def handle(self) -> None:
-                try:
-                    client = context.wrap_socket(self.request, server_side=True)
-                except (ssl.SSLError, OSError):
-                    return  # no or a wrong client certificate: refused, as dockerd does
-                subject = dict(pair[0] for pair in client.getpeercert()["subject"])
-                proxy.clients.append(subject["commonName"])
-                with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as engine:
-                    engine.connect(engine_socket)
-                    _relay_tls(client, engine)
-
-        self._server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        super().__init__(socketserver.ThreadingTCPServer, ("127.0.0.1", 0))
 
     @property
     def host(self) -> str:
-        return f"tcp://127.0.0.1:{self._server.server_address[1]}"
+        return f"tcp://127.0.0.1:{self._server.server_address[1]}"  # type: ignore[index]
 
-    def __enter__(self) -> TLSEngineProxy:
-        self._thread.start()
-        return self
+    def _handle(self, client: socket.socket) -> None:
+        try:
+            tls = self.context.wrap_socket(client, server_side=True)
+        except (ssl.SSLError, OSError):
+            return  # no or a wrong client certificate: refused, as dockerd does
+        subject = (tls.getpeercert() or {}).get("subject", ())
+        self.clients += [value for part in subject for key, value in part if key == "commonName"]  # type: ignore[str-unpack]
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as engine:
+            engine.connect(self.engine_socket)
+            _relay(tls, engine)
 
-    def __exit__(self, *_: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
 
-
-def _relay_tls(client: ssl.SSLSocket, engine: socket.socket) -> None:
-    """Copy bytes both ways in one thread (an SSL socket is not to be read and written at once)."""
+def _relay(client: socket.socket, engine: socket.socket) -> None:
+    """Copy bytes both ways until the engine is done, in one thread (an SSL socket is not to be
+    read and written at once); data an SSL socket has decrypted already is read first."""
     sources: list[socket.socket] = [client, engine]
+    with contextlib.suppress(OSError):  # a client gone midway: nothing left to relay
+        _copy(client, engine, sources)
+
+
+def _copy(client: socket.socket, engine: socket.socket, sources: list[socket.socket]) -> None:
     while True:
-        readable = [client] if client.pending() else select.select(sources, [], [])[0]
+        pending = isinstance(client, ssl.SSLSocket) and client.pending()
+        readable = [client] if pending else select.select(sources, [], [])[0]
         if client in readable:
             data = client.recv(65536)
             if not data:

@@ -38,30 +38,19 @@ TLS_ENV = {"DOCKER_TLS_VERIFY": "1", "DOCKER_CERT_PATH": "/certs"}
             "tcp://10.0.0.5:2376",
             TLS_ENV,
             {"DOCKER_HOST": "tcp://10.0.0.5:2376", "DOCKER_TLS_VERIFY": "1", "DOCKER_CERT_PATH": "/certs"},
-            {
-                "base_url": "tcp://10.0.0.5:2376",
-                "timeout": 60,
-                "tls": {
-                    "client_cert": ("/certs/cert.pem", "/certs/key.pem"),
-                    "ca_cert": "/certs/ca.pem",
-                    "verify": True,
-                },
-            },
+            {"base_url": "tcp://10.0.0.5:2376", "timeout": 60, "tls": {
+                "client_cert": ("/certs/cert.pem", "/certs/key.pem"), "ca_cert": "/certs/ca.pem", "verify": True,
+            }},
         ),
         (
             # without DOCKER_CERT_PATH, the CLI's own default: the docker config folder
             None,
             {"DOCKER_HOST": "tcp://h:2376", "DOCKER_TLS_VERIFY": "1", "HOME": "/home/ops"},
             {"DOCKER_HOST": "tcp://h:2376", "DOCKER_TLS_VERIFY": "1", "DOCKER_CERT_PATH": "/home/ops/.docker"},
-            {
-                "base_url": "tcp://h:2376",
-                "timeout": 60,
-                "tls": {
-                    "client_cert": ("/home/ops/.docker/cert.pem", "/home/ops/.docker/key.pem"),
-                    "ca_cert": "/home/ops/.docker/ca.pem",
-                    "verify": True,
-                },
-            },
+            {"base_url": "tcp://h:2376", "timeout": 60, "tls": {
+                "client_cert": ("/home/ops/.docker/cert.pem", "/home/ops/.docker/key.pem"),
+                "ca_cert": "/home/ops/.docker/ca.pem", "verify": True,
+            }},
         ),
         (
             "ssh://deploy@prod-1",
