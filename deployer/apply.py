@@ -14,6 +14,7 @@ from deployer.engine import EngineClient
 from deployer.errors import PullError, RegistryLoginError, UnhealthyServiceError
 from deployer.observed import ObservedContainer, observe_containers
 from deployer.plan import Plan
+from deployer.reference import ImageReference
 from deployer.runner import Completed
 
 PARALLEL_PULLS = 4
@@ -53,10 +54,7 @@ class Login:
 
 def registry_of(image: str) -> str:
     """The registry host of an image reference, as Docker reads it."""
-    first, _, rest = image.partition("/")
-    if rest and ("." in first or ":" in first or first == "localhost"):
-        return first
-    return "docker.io"
+    return ImageReference.parse(image).registry
 
 
 _AUTH_FAILURES = ("unauthorized", "authentication required", "no basic auth credentials", "denied")

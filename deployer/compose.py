@@ -57,7 +57,7 @@ class ComposeProject:
             argv += ["--file", str(path)]
         if self.override is not None:
             argv += ["--file", "-"]
-        env = {**self.variables, "DOCKER_HOST": self.engine.host}
+        env = {**self.variables, **self.engine.cli_environment()}
         return Command(tuple(argv + list(args)), env, self.override, self.secret_names)
 
     def with_override(self, override: str | None) -> ComposeProject:
@@ -92,8 +92,9 @@ def env_files_reading(
     return Command(tuple(argv), dict(process_variables), EMPTY_PROJECT)
 
 
-def compose_version(engine: Engine) -> Command:
-    return Command(("docker", "compose", "version", "--short"), {"DOCKER_HOST": engine.host})
+def compose_version(env: Mapping[str, str]) -> Command:
+    """`docker compose version`, in the environment of the command that found no Compose."""
+    return Command(("docker", "compose", "version", "--short"), env)
 
 
 def logs(
@@ -124,4 +125,4 @@ def down(project: ComposeProject, volumes: bool) -> Command:
 def docker_login(engine: Engine, server: str, username: str, password: str) -> Command:
     """`docker login` with the password on stdin, never on the command line."""
     argv = ("docker", "login", "--username", username, "--password-stdin", server)
-    return Command(argv, {"DOCKER_HOST": engine.host}, stdin=password)
+    return Command(argv, engine.cli_environment(), stdin=password)

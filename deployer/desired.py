@@ -24,8 +24,9 @@ import yaml
 from deployer.compose import Command, ComposeProject, config_json
 from deployer.engine import Engine
 from deployer.errors import CommandFailedError, ConfigError, ConfigIssue
+from deployer.reference import ImageReference, is_reference
 from deployer.runner import Completed
-from deployer.spec import IMAGE_PATTERN, Spec
+from deployer.spec import Spec
 from deployer.variables import SecretPolicy, Variables
 
 FINGERPRINT_LABEL = "dev.deployer.fingerprint"
@@ -150,16 +151,6 @@ def _find_reference(files: tuple[Path, ...], name: str) -> tuple[str, int] | Non
     return None
 
 
-def with_tag(image: str, tag: str) -> str:
-    """`image` with its tag (and any digest) replaced by `tag`."""
-    name = image.split("@", 1)[0]
-    slash = name.rfind("/")
-    colon = name.rfind(":")
-    if colon > slash:
-        name = name[:colon]
-    return f"{name}:{tag}"
-
-
 def environment_override(spec: Spec) -> str | None:
     """The spec's `environment:` overrides as a compose file, for Compose to interpolate."""
     services = {
@@ -180,7 +171,10 @@ def identifiers(model: Mapping[str, Any], project: str) -> set[str]:
     for service in model.get("services", {}).values():
         names |= {str(service.get(k)) for k in ("container_name", "hostname") if service.get(k)}
         image = str(service.get("image", ""))
-        names |= {image, *re.split(r"[/:@]", image)}
+        names.add(image)
+        if is_reference(image):
+            reference = ImageReference.parse(image)
+            names |= {reference.repository, *reference.path.split("/"), reference.tag or ""}
     return names - {""}
 
 
@@ -207,7 +201,7 @@ def spec_overrides(spec: Spec, model: Mapping[str, Any]) -> dict[str, dict[str, 
         if override.image is not None:
             entry["image"] = override.image
         elif override.tag is not None:
-            entry["image"] = with_tag(str(resolved.get("image", "")), override.tag)
+            entry["image"] = _with_tag(str(resolved.get("image", "")), override.tag)
         if override.replicas is not None:
             if "replicas" in (resolved.get("deploy") or {}):
                 entry["deploy"] = {"replicas": override.replicas}
@@ -311,7 +305,7 @@ def desired_services(
 def _check_images(spec: Spec, services: Mapping[str, DesiredService]) -> None:
     issues = []
     for name, service in services.items():
-        if IMAGE_PATTERN.match(service.image):
+        if is_reference(service.image):  # an image ID (a pinned rollback) parses too
             continue
         override = spec.services.get(name)
         if override and (override.image or override.tag):
@@ -330,3 +324,11 @@ def _check_images(spec: Spec, services: Mapping[str, DesiredService]) -> None:
             )
     if issues:
         raise ConfigError(issues)
+
+
+def _with_tag(image: str, tag: str) -> str:
+    """The compose file's image at the spec's tag; an image that is no reference is kept for
+    _check_images to report."""
+    if not is_reference(image):
+        return image
+    return str(ImageReference.parse(image).with_tag(tag))

@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from deployer.errors import DeployerError, EngineUnreachableError, PullError
+from deployer.reference import ImageReference
 
 if TYPE_CHECKING:
     import docker
 
 DEFAULT_ENGINE_HOST = "unix:///var/run/docker.sock"
-# Docker Engine 20.10's API: fixed rather than negotiated, which would cost a round trip per run.
-API_VERSION = "1.41"
+SDK_TIMEOUT = 60  # seconds per request
 PROJECT_LABEL = "com.docker.compose.project"
 STATE_IMAGE = "deployer-state:1"
 _EMPTY_TAR = bytes(1024)  # a tar archive with no members: two zero blocks
@@ -23,13 +24,74 @@ _EMPTY_TAR = bytes(1024)  # a tar archive with no members: two zero blocks
 
 @dataclass(frozen=True)
 class Engine:
-    """The Docker engine an environment targets; passed down explicitly, never global."""
+    """The Docker engine an environment targets and how to reach it: one connection profile,
+    handed both to the docker CLI (Compose) and to the SDK. Passed down explicitly, never global.
+
+    TLS is read as the docker CLI reads it (DOCKER_TLS_VERIFY, DOCKER_CERT_PATH) and applies to
+    tcp:// hosts; ssh:// hosts go through the `ssh` program, by the CLI and the SDK alike."""
 
     host: str
+    cert_path: str | None = None  # a folder with ca.pem, cert.pem, key.pem: TLS, verified
 
     @classmethod
     def choose(cls, spec_host: str | None, process_env: Mapping[str, str]) -> Engine:
-        return cls(spec_host or process_env.get("DOCKER_HOST") or DEFAULT_ENGINE_HOST)
+        host = spec_host or process_env.get("DOCKER_HOST") or DEFAULT_ENGINE_HOST
+        if not (host.startswith("tcp://") and process_env.get("DOCKER_TLS_VERIFY")):
+            return cls(host)
+        config = process_env.get("DOCKER_CONFIG") or os.path.join(
+            process_env.get("HOME") or os.path.expanduser("~"), ".docker"
+        )
+        return cls(host, process_env.get("DOCKER_CERT_PATH") or config)
+
+    def cli_environment(self) -> dict[str, str]:
+        """The variables that point the docker CLI (and Compose) at this engine. DOCKER_HOST
+        takes precedence over any DOCKER_CONTEXT; TLS settings of the caller's shell are
+        replaced, so that the CLI connects exactly as the SDK does."""
+        if self.cert_path is None:
+            return {"DOCKER_HOST": self.host, "DOCKER_TLS_VERIFY": "", "DOCKER_CERT_PATH": ""}
+        return {
+            "DOCKER_HOST": self.host,
+            "DOCKER_TLS_VERIFY": "1",
+            "DOCKER_CERT_PATH": self.cert_path,
+        }
+
+    def sdk_arguments(self) -> dict[str, Any]:
+        """docker.APIClient's arguments, but the API version (negotiated) and TLS given as the
+        arguments of docker.tls.TLSConfig."""
+        arguments: dict[str, Any] = {"base_url": self.host, "timeout": SDK_TIMEOUT}
+        if self.cert_path is not None:
+            arguments["tls"] = {
+                "client_cert": (
+                    os.path.join(self.cert_path, "cert.pem"),
+                    os.path.join(self.cert_path, "key.pem"),
+                ),
+                "ca_cert": os.path.join(self.cert_path, "ca.pem"),
+                "verify": True,
+            }
+        if self.host.startswith("ssh://"):
+            arguments["use_ssh_client"] = True  # the `ssh` program, as the CLI: no paramiko
+        return arguments
+
+
+# The API version agreed with each engine, once per command (process): a /version round trip.
+_negotiated: dict[Engine, str] = {}
+
+
+def negotiate(server: Mapping[str, Any], newest: str) -> str:
+    """The API version to speak, as the docker CLI chooses it: the engine's own, or the newest
+    the SDK knows when the engine is newer still."""
+    offered = str(server.get("ApiVersion") or newest)
+    version = min(offered, newest, key=_version_key)
+    minimum = str(server.get("MinAPIVersion") or version)
+    if _version_key(version) < _version_key(minimum):
+        raise DeployerError(
+            f"the engine requires API version {minimum} or later; deployer's Docker SDK speaks up to {newest}"
+        )
+    return version
+
+
+def _version_key(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in version.split("."))
 
 
 class EngineClient:
@@ -37,12 +99,31 @@ class EngineClient:
 
     def __init__(self, engine: Engine) -> None:
         import docker  # costly import, paid only by commands that talk to an engine
+        import docker.constants
+        import docker.tls
 
         self.engine = engine
+        arguments = engine.sdk_arguments()
+
+        def connect(version: str) -> docker.APIClient:
+            api = docker.APIClient(**arguments, version=version)
+            if "tls" in arguments:
+                # The engine's CA is DOCKER_CERT_PATH's ca.pem, as for the docker CLI: requests
+                # would otherwise verify against REQUESTS_CA_BUNDLE or CURL_CA_BUNDLE if set.
+                api.trust_env = False
+            return api
+
         with self._errors():
-            self._api: docker.APIClient = docker.APIClient(
-                base_url=engine.host, version=API_VERSION, timeout=60
-            )
+            if "tls" in arguments:
+                arguments["tls"] = docker.tls.TLSConfig(**arguments["tls"])
+            version = _negotiated.get(engine)
+            if version is None:
+                newest = docker.constants.DEFAULT_DOCKER_API_VERSION
+                probe = connect(newest)
+                version = negotiate(probe.version(api_version=False), newest)
+                probe.close()
+                _negotiated[engine] = version
+            self._api: docker.APIClient = connect(version)
 
     @contextmanager
     def _errors(self, image: str | None = None) -> Iterator[None]:
@@ -70,11 +151,11 @@ class EngineClient:
 
     def pull(self, image: str, auth: Mapping[str, str] | None = None) -> Iterator[dict[str, Any]]:
         """Pull `image`, yielding the engine's progress events; `auth` goes to the engine only."""
-        repository, tag = split_tag(image)
+        reference = ImageReference.parse(image)
         with self._errors(image):
             events = self._api.pull(
-                repository,
-                tag=tag,
+                reference.repository,
+                tag=reference.pull_tag,  # by digest where there is one: the tag may have moved
                 stream=True,
                 decode=True,
                 auth_config=dict(auth) if auth else None,
@@ -150,24 +231,13 @@ class EngineClient:
         with self._errors():
             if self._api.images(name=STATE_IMAGE):
                 return
-            repository, tag = STATE_IMAGE.split(":")
-            self._api.import_image_from_data(_EMPTY_TAR, repository=repository, tag=tag)
+            state = ImageReference.parse(STATE_IMAGE)
+            self._api.import_image_from_data(_EMPTY_TAR, repository=state.repository, tag=state.tag)
 
     def logs(self, container_id: str, tail: int) -> list[str]:
         with self._errors():
             raw: bytes = self._api.logs(container_id, tail=tail, timestamps=False)
         return raw.decode("utf-8", errors="replace").splitlines()
-
-
-def split_tag(image: str) -> tuple[str, str | None]:
-    """`repo:tag` -> (repo, tag); a digest reference keeps its digest as the tag part."""
-    if "@" in image:
-        name, digest = image.split("@", 1)
-        return name, digest
-    slash, colon = image.rfind("/"), image.rfind(":")
-    if colon > slash:
-        return image[:colon], image[colon + 1 :]
-    return image, "latest"
 
 
 def _explain(error: Exception) -> str:

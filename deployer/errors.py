@@ -76,6 +76,18 @@ class ComposeUnavailableError(DeployerError):
         super().__init__(f"Docker Compose v2 is required (`docker compose`), found: {found}")
 
 
+class ProgramNotFoundError(DeployerError):
+    def __init__(self, program: str) -> None:
+        self.program = program
+        super().__init__(f"`{program}` is not installed (not found on PATH)")
+
+
+class InvalidReferenceError(DeployerError):
+    def __init__(self, text: str) -> None:
+        self.text = text
+        super().__init__(f"invalid image reference {text!r}")
+
+
 class CommandFailedError(DeployerError):
     def __init__(self, argv: Sequence[str], returncode: int, output: str) -> None:
         self.argv, self.returncode, self.output = list(argv), returncode, output

@@ -10,6 +10,7 @@ from typing import Any
 
 from deployer.desired import FINGERPRINT_LABEL
 from deployer.engine import EngineClient
+from deployer.reference import lookup_key
 
 SERVICE_LABEL = "com.docker.compose.service"
 NUMBER_LABEL = "com.docker.compose.container-number"
@@ -44,27 +45,14 @@ class ObservedContainer:
 class ObservedState:
     project: str
     containers: tuple[ObservedContainer, ...]  # sorted by service, then number
-    image_ids: Mapping[str, str]  # normalized image reference (or image ID) -> local image ID
+    image_ids: Mapping[str, str]  # reference.lookup_key of a reference or ID -> local image ID
     digests: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # ID -> repo@sha256:...
 
     def of_service(self, service: str) -> list[ObservedContainer]:
         return [c for c in self.containers if c.service == service]
 
     def image_id(self, reference: str) -> str | None:
-        return self.image_ids.get(normalize_reference(reference))
-
-
-def normalize_reference(reference: str) -> str:
-    """The form the engine lists in RepoTags: default registry and `library/` dropped, `:latest` added."""
-    name, _, digest = reference.partition("@")
-    first, _, rest = name.partition("/")
-    if rest and first in ("docker.io", "index.docker.io"):
-        name = rest
-        if name.startswith("library/") and name.count("/") == 1:
-            name = name[len("library/") :]
-    if not digest and ":" not in name.rsplit("/", 1)[-1]:
-        name += ":latest"
-    return f"{name}@{digest}" if digest else name
+        return self.image_ids.get(lookup_key(reference))
 
 
 def container_from_summary(summary: Mapping[str, Any]) -> ObservedContainer | None:
@@ -100,7 +88,7 @@ def image_ids(images: Iterable[Mapping[str, Any]]) -> dict[str, str]:
         ids[image["Id"]] = image["Id"]  # a service may name its image by ID (a pinned rollback)
         for reference in [*(image.get("RepoTags") or []), *(image.get("RepoDigests") or [])]:
             if not reference.startswith("<none>"):
-                ids[normalize_reference(reference)] = image["Id"]
+                ids[lookup_key(reference)] = image["Id"]
     return ids
 
 

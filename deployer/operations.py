@@ -29,11 +29,11 @@ from deployer.observed import (
     ObservedContainer,
     ObservedState,
     image_ids,
-    normalize_reference,
     observe,
 )
 from deployer.plan import Plan, plan
 from deployer.prune import Pruned, prunable, repository_of
+from deployer.reference import lookup_key
 from deployer.releases import (
     FAILED,
     INTERRUPTED,
@@ -491,7 +491,7 @@ def prune(
         # Kept: the images of the last releases, and those the spec names now.
         kept = recorded[: loaded.spec.keep_releases]
         keep = {s.image_id for r in kept for s in r.services.values()}
-        keep |= {local_ids.get(normalize_reference(s.image), "") for s in desired.services.values()}
+        keep |= {local_ids.get(lookup_key(s.image), "") for s in desired.services.values()}
         repositories = {repository_of(s.image) for s in desired.services.values()}
         repositories |= {repository_of(s.image) for r in recorded for s in r.services.values()}
         images = client.dangling_images() + (local if aggressive else [])

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from deployer.desired import DesiredService, DesiredState
-from deployer.engine import split_tag
 from deployer.observed import ObservedContainer, ObservedState
+from deployer.reference import ImageReference, is_image_id
 
 # The order actions are listed (and carried out) in, for one service.
 ACTIONS = ("pull", "create", "recreate", "start", "scale", "remove")
@@ -114,10 +114,12 @@ def _recreate_causes(
 
 
 def _image_change(old: str, new: str) -> str:
-    old_repository, _ = split_tag(old)
-    new_repository, new_tag = split_tag(new)
-    if old_repository == new_repository and new_tag and "@" not in new:
-        return f"{old} -> {new_tag}"
+    """`web:1 -> 2` within a repository, else both references whole."""
+    if is_image_id(old) or is_image_id(new):
+        return f"{old} -> {new}"
+    before, after = ImageReference.parse(old), ImageReference.parse(new)
+    if before.repository == after.repository and after.tag and not after.digest:
+        return f"{old} -> {after.tag}"
     return f"{old} -> {new}"
 
 

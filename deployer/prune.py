@@ -6,7 +6,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from deployer.engine import split_tag
+from deployer.reference import ImageReference
 
 
 @dataclass(frozen=True)
@@ -25,7 +25,7 @@ class Pruned:
 
 
 def repository_of(reference: str) -> str:
-    return split_tag(reference)[0]
+    return ImageReference.parse(reference).repository
 
 
 def prunable(

@@ -8,10 +8,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from deployer.engine import split_tag
 from deployer.errors import DeployerError
 from deployer.observed import ObservedState
 from deployer.plan import Plan
+from deployer.reference import ImageReference, is_image_id
 from deployer.spec import ServiceOverride, Spec
 from deployer.state import Actor, StateStore, iso, now
 from deployer.variables import Variables
@@ -82,9 +82,11 @@ def history(store: StateStore) -> list[Release]:
 
 def pinned_reference(image: str, image_id: str, digests: Mapping[str, Sequence[str]]) -> str:
     """The exact image: a digest of the same repository where there is one, else the ID."""
-    repository, _ = split_tag(image)
+    if is_image_id(image):
+        return image_id
+    repository = ImageReference.parse(image).repository
     for digest in digests.get(image_id, []):
-        if digest.split("@", 1)[0] == repository:
+        if ImageReference.parse(digest).repository == repository:
             return digest
     return image_id
 

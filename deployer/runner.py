@@ -8,8 +8,12 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 from deployer.compose import Command, compose_version
-from deployer.engine import Engine
-from deployer.errors import CommandFailedError, ComposeUnavailableError
+from deployer.errors import (
+    CommandFailedError,
+    ComposeUnavailableError,
+    DeployerError,
+    ProgramNotFoundError,
+)
 
 # What the docker CLI and its plugins need from the process environment to run, find their
 # plugins and configuration, and reach an engine. Every other variable reaches a process only
@@ -57,7 +61,7 @@ def run(command: Command, check: bool = True) -> Completed:
             start_new_session=True,
         )
     except FileNotFoundError as e:
-        raise ComposeUnavailableError(f"no `{command.argv[0]}` command on PATH") from e
+        raise ProgramNotFoundError(command.argv[0]) from e
     interrupted: KeyboardInterrupt | None = None
     stdin = command.stdin
     while True:
@@ -70,9 +74,7 @@ def run(command: Command, check: bool = True) -> Completed:
         raise interrupted
     result = Completed(proc.returncode, stdout, stderr)
     if check and proc.returncode != 0:
-        if command.argv[:2] == ("docker", "compose") and _compose_missing(stderr):
-            raise ComposeUnavailableError(_describe_compose(command))
-        raise CommandFailedError(command.argv, proc.returncode, stderr or stdout)
+        raise _failure(command, proc.returncode, stderr or stdout)
     return result
 
 
@@ -92,7 +94,7 @@ def stream(command: Command) -> Iterator[str]:
             errors="replace",
         )
     except FileNotFoundError as e:
-        raise ComposeUnavailableError(f"no `{command.argv[0]}` command on PATH") from e
+        raise ProgramNotFoundError(command.argv[0]) from e
     last: list[str] = []
     try:
         assert proc.stdout is not None
@@ -105,20 +107,21 @@ def stream(command: Command) -> Iterator[str]:
             proc.terminate()
             proc.wait()
     if returncode != 0:
-        output = "".join(last)
-        if command.argv[:2] == ("docker", "compose") and _compose_missing(output):
-            raise ComposeUnavailableError(_describe_compose(command))
-        raise CommandFailedError(command.argv, returncode, output)
+        raise _failure(command, returncode, "".join(last))
 
 
-def _compose_missing(stderr: str) -> bool:
-    return "'compose' is not a docker command" in stderr or "unknown command" in stderr
+# What the docker CLI says when it has no compose plugin: `docker compose --project-name ...`
+# reads as an unknown flag of `docker` itself, `docker compose up` as an unknown command.
+_NO_COMPOSE = ("'compose' is not a docker command", "unknown command", "unknown flag")
 
 
-def _describe_compose(command: Command) -> str:
-    engine = Engine(command.env.get("DOCKER_HOST", ""))
-    version = run(compose_version(engine), check=False)
-    if version.returncode == 0:
-        return f"docker compose {version.stdout.strip()}"
-    client = run(Command(("docker", "--version")), check=False).stdout.strip()
-    return f"{client or 'a docker CLI'} without the compose plugin"
+def _failure(command: Command, returncode: int, output: str) -> DeployerError:
+    """The error for a failed command; Compose's absence is confirmed by asking its version."""
+    if (
+        command.argv[:2] == ("docker", "compose")
+        and any(sign in output for sign in _NO_COMPOSE)
+        and run(compose_version(command.env), check=False).returncode != 0
+    ):
+        client = run(Command(("docker", "--version")), check=False).stdout.strip()
+        return ComposeUnavailableError(f"{client or 'a docker CLI'} without the compose plugin")
+    return CommandFailedError(command.argv, returncode, output)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cache
@@ -19,6 +18,7 @@ from typing import Any
 import yaml
 
 from deployer.errors import ConfigError, ConfigIssue, UnknownEnvironmentError, shown_path
+from deployer.reference import TAG_PATTERN, is_reference
 from deployer.variables import SecretPolicy
 
 SPEC_SUFFIXES = (".yml", ".yaml")
@@ -33,14 +33,6 @@ COMMAND_NAMES = frozenset(
 )
 # A spec is a small file: far more nodes than this means an alias bomb, refused before it expands.
 MAX_YAML_NODES = 100_000
-TAG_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
-_NAME_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-_DOMAIN = r"(?:localhost|[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*)(?::[0-9]+)?"
-IMAGE_PATTERN = re.compile(
-    rf"^(?:{_DOMAIN}/)?{_NAME_COMPONENT}(?:/{_NAME_COMPONENT})*"
-    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?$"
-)
-
 Path_ = tuple[str | int, ...]
 
 
@@ -390,7 +382,7 @@ def load_spec(path: Path) -> Spec:
                 ConfigIssue(file, lines.get(f"{at}.tag"), f"{at}.tag", f"invalid tag {tag!r}")
             )
         image = override.get("image")
-        if image is not None and "$" not in image and not IMAGE_PATTERN.match(image):
+        if image is not None and "$" not in image and not is_reference(image):
             issues.append(
                 ConfigIssue(
                     file,

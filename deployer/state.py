@@ -20,6 +20,7 @@ from typing import Any
 
 from deployer.compose import Command
 from deployer.engine import EngineClient
+from deployer.errors import ProgramNotFoundError
 from deployer.runner import run
 
 KIND_LABEL = "dev.deployer.state"  # release | audit | lock
@@ -37,7 +38,10 @@ class Actor:
 
     @classmethod
     def current(cls) -> Actor:
-        name = run(Command(("git", "config", "user.name")), check=False).stdout.strip()
+        try:
+            name = run(Command(("git", "config", "user.name")), check=False).stdout.strip()
+        except ProgramNotFoundError:  # git is a nicety here, not a requirement
+            name = ""
         if not name:
             name = os.environ.get("USER") or _login() or "unknown"
         return cls(name, socket.gethostname(), os.getpid())

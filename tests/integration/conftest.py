@@ -8,6 +8,7 @@ it fails. With CI=true a missing engine fails the run instead of skipping.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import shutil
@@ -87,6 +88,29 @@ def private_image(engine: docker.DockerClient, images: list[str]) -> str:
     untag(engine, AUTH_IMAGE)
     untag(engine, source)
     return AUTH_IMAGE
+
+
+@functools.cache
+def cli_plugins() -> tuple[Path, ...]:
+    """The docker CLI plugins (Compose among them) the CLI finds as the tests run: in system
+    folders, ~/.docker/cli-plugins or $DOCKER_CONFIG/cli-plugins."""
+    found = subprocess.run(
+        ["docker", "info", "--format", "{{json .ClientInfo.Plugins}}"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    return tuple(Path(plugin["Path"]) for plugin in json.loads(found) or [])
+
+
+def operator_home(home: Path) -> dict[str, str]:
+    """The environment of another operator whose home is `home`: a docker config folder of its
+    own that has the plugins of this machine's docker CLI, wherever they are installed."""
+    plugins = home / ".docker" / "cli-plugins"
+    plugins.mkdir(parents=True)
+    for plugin in cli_plugins():
+        (plugins / plugin.name).symlink_to(plugin)
+    return {"HOME": str(home), "DOCKER_CONFIG": str(home / ".docker")}
 
 
 def untag(engine: docker.DockerClient, reference: str) -> None:

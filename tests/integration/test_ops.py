@@ -18,6 +18,7 @@ from tests.integration.conftest import (
     REGISTRY,
     Workspace,
     ok,
+    operator_home,
 )
 
 pytestmark = pytest.mark.integration
@@ -194,9 +195,8 @@ def test_login_with_the_right_credentials_pulls_and_saves_nothing(
 ) -> None:
     private_app(app, private_image, f"REGISTRY_PASSWORD={AUTH_PASSWORD}\n")
     home = tmp_path / "home"
-    home.mkdir()
 
-    result = app.deploy("test", "--yes", env={"HOME": str(home)})
+    result = app.deploy("test", "--yes", env=operator_home(home))
 
     assert result.returncode == 0, result.stderr
     assert f"pulled {private_image}" in result.stderr
@@ -213,9 +213,8 @@ def test_save_login_writes_the_docker_config(
 ) -> None:
     private_app(app, private_image, f"REGISTRY_PASSWORD={AUTH_PASSWORD}\n")
     home = tmp_path / "home"
-    home.mkdir()
 
-    result = app.deploy("test", "--yes", "--save-login", env={"HOME": str(home)})
+    result = app.deploy("test", "--yes", "--save-login", env=operator_home(home))
 
     assert result.returncode == 0, result.stderr
     config = json.loads((home / ".docker" / "config.json").read_text())

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import REGISTRY, Result, Workspace, ok
+from tests.integration.conftest import REGISTRY, Result, Workspace, ok, operator_home
 
 pytestmark = pytest.mark.integration
 
@@ -154,10 +154,9 @@ def test_history_and_lock_are_seen_by_a_second_operator(app: Workspace, tmp_path
     ok(app.deploy("test", "--yes"))
     other = tmp_path / "other-operator"
     shutil.copytree(app.environments, other / "environments")
-    (other / "home").mkdir()
     env = {
         "DEPLOYER_ENVIRONMENTS": str(other / "environments"),
-        "HOME": str(other / "home"),
+        **operator_home(other / "home"),
         "XDG_CACHE_HOME": str(other / "cache"),
     }
 

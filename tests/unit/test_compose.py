@@ -51,6 +51,8 @@ def test_up_argv_env_and_stdin() -> None:
             "DB_PASSWORD": "hunter2",
             "GREETING": "it's me",
             "DOCKER_HOST": "unix:///var/run/docker.sock",
+            "DOCKER_TLS_VERIFY": "",
+            "DOCKER_CERT_PATH": "",
         },
         stdin="services:\n  web:\n    scale: 2\n",
         secret_names=frozenset({"DB_PASSWORD"}),
@@ -74,7 +76,7 @@ def test_shell_form_is_quoted_and_masks_secrets() -> None:
     redact.add(["hunter2"])
     assert command.shell(redact) == (
         "TAG=1.4.2 DB_PASSWORD=*** GREETING='it'\"'\"'s me' DSN='db://u:***@db' "
-        "DOCKER_HOST=unix:///var/run/docker.sock "
+        "DOCKER_HOST=unix:///var/run/docker.sock DOCKER_TLS_VERIFY='' DOCKER_CERT_PATH='' "
         "docker compose --project-name shop-staging --env-file /dev/null --file /srv/shop/compose.yml "
         "--file /srv/shop/compose.prod.yml --file - up --detach --pull never"
     )

@@ -16,7 +16,6 @@ from deployer.desired import (
     labelled_override,
     spec_overrides,
     with_overrides,
-    with_tag,
 )
 from deployer.errors import ConfigError, ConfigIssue
 from deployer.spec import ServiceOverride, Spec
@@ -30,19 +29,6 @@ def spec(tmp_path: Path, services: dict[str, ServiceOverride]) -> Spec:
         "staging", tmp_path / "staging.yml", "shop", (compose,), (), frozenset(), services, False, 60.0, None,
         lines={"services": 5, "services.api": 6},
     )  # fmt: skip
-
-
-@pytest.mark.parametrize(
-    ("image", "tag", "expected"),
-    [
-        ("web", "2", "web:2"),
-        ("ghcr.io/acme/web:1.4.1", "1.4.2", "ghcr.io/acme/web:1.4.2"),
-        ("127.0.0.1:5000/web", "2", "127.0.0.1:5000/web:2"),
-        ("127.0.0.1:5000/web:1@sha256:" + "a" * 64, "2", "127.0.0.1:5000/web:2"),
-    ],
-)
-def test_with_tag(image: str, tag: str, expected: str) -> None:
-    assert with_tag(image, tag) == expected
 
 
 def test_spec_overrides_and_the_model_they_give(tmp_path: Path) -> None:

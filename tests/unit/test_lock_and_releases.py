@@ -88,8 +88,17 @@ def test_rollback_target_is_the_good_release_before_the_current_one() -> None:
 
 
 def test_pinned_reference_prefers_a_digest_of_the_same_repository() -> None:
-    digests = {"sha256:1": ["other/web@sha256:aa", "reg:5000/web@sha256:bb"], "sha256:2": []}
-    assert pinned_reference("reg:5000/web:1.0", "sha256:1", digests) == "reg:5000/web@sha256:bb"
+    digests = {
+        "sha256:1": [
+            "other/web@sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+            "reg:5000/web@sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb",
+        ],
+        "sha256:2": [],
+    }
+    assert (
+        pinned_reference("reg:5000/web:1.0", "sha256:1", digests)
+        == "reg:5000/web@sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
+    )
     assert pinned_reference("reg:5000/web:1.0", "sha256:2", digests) == "sha256:2"
 
 

@@ -2,30 +2,12 @@
 
 from __future__ import annotations
 
-import pytest
-
 from deployer.observed import (
     ObservedContainer,
     container_from_summary,
     image_digests,
     image_ids,
-    normalize_reference,
 )
-
-
-@pytest.mark.parametrize(
-    ("reference", "normalized"),
-    [
-        ("busybox", "busybox:latest"),
-        ("docker.io/library/busybox:1.36", "busybox:1.36"),
-        ("docker.io/acme/web", "acme/web:latest"),
-        ("ghcr.io/acme/web:1.4.2", "ghcr.io/acme/web:1.4.2"),
-        ("127.0.0.1:5000/web", "127.0.0.1:5000/web:latest"),
-        ("web@sha256:abc", "web@sha256:abc"),
-    ],
-)
-def test_normalize_reference(reference: str, normalized: str) -> None:
-    assert normalize_reference(reference) == normalized
 
 
 def test_image_ids_by_tag_and_digest() -> None:

@@ -17,6 +17,8 @@ from deployer.status import ContainerStatus, EnvironmentStatus, ServiceStatus, s
 ENGINE = Engine("unix:///var/run/docker.sock")
 PROJECT = ComposeProject("shop", (Path("/srv/compose.yml"),), ENGINE, {"A": "1"})
 
+PINNED = "reg/web@sha256:" + "a" * 64
+
 
 def test_prunable_dangling_and_unused_images_of_the_environment_only() -> None:
     images = [
@@ -57,9 +59,7 @@ def test_status_per_service_with_releases() -> None:
         "sha256:w2",
         {"image": "i"},
     )
-    observed = ObservedState(
-        "shop", (web,), {"reg/web:2.0": "sha256:w2"}, {"sha256:w2": ("reg/web@sha256:ab",)}
-    )
+    observed = ObservedState("shop", (web,), {"reg/web:2.0": "sha256:w2"}, {"sha256:w2": (PINNED,)})
     releases = [
         Release(
             2,
@@ -70,7 +70,7 @@ def test_status_per_service_with_releases() -> None:
             "s",
             "v",
             "success",
-            {"web": ServiceRelease("reg/web:2.0", "sha256:w2", "reg/web@sha256:ab")},
+            {"web": ServiceRelease("reg/web:2.0", "sha256:w2", PINNED)},
         ),
     ]
 
@@ -81,7 +81,7 @@ def test_status_per_service_with_releases() -> None:
         (
             ServiceStatus("db", "db:1", 1, ()),
             ServiceStatus("web", "reg/web:2.0", 2, (
-                ContainerStatus("shop-web-1", "reg/web:2.0", "sha256:w2", "reg/web@sha256:ab", "running", "healthy", "Up 2 hours (healthy)", 2),
+                ContainerStatus("shop-web-1", "reg/web:2.0", "sha256:w2", PINNED, "running", "healthy", "Up 2 hours (healthy)", 2),
             )),
         ),
         (),
@@ -130,6 +130,10 @@ def test_ops_commands_as_data() -> None:
     )
     assert compose.docker_login(ENGINE, "ghcr.io", "bot", "t0ken") == Command(
         ("docker", "login", "--username", "bot", "--password-stdin", "ghcr.io"),
-        {"DOCKER_HOST": "unix:///var/run/docker.sock"},
+        {
+            "DOCKER_HOST": "unix:///var/run/docker.sock",
+            "DOCKER_TLS_VERIFY": "",
+            "DOCKER_CERT_PATH": "",
+        },
         stdin="t0ken",
     )

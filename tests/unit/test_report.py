@@ -111,7 +111,8 @@ def test_render_text_shows_the_invocation_and_the_masked_model() -> None:
 
     assert text == (
         "# invocation\n"
-        "DB_PASSWORD=*** DOCKER_HOST=unix:///var/run/docker.sock docker compose --project-name shop "
+        "DB_PASSWORD=*** DOCKER_HOST=unix:///var/run/docker.sock DOCKER_TLS_VERIFY='' DOCKER_CERT_PATH='' "
+        "docker compose --project-name shop "
         "--env-file /dev/null --file /srv/compose.yml --file - up --detach --pull never --remove-orphans"
         " <<'OVERRIDE'\nservices:\n  web:\n    scale: 2\nOVERRIDE\n"
         "\n# resolved compose model\n"
