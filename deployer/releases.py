@@ -149,7 +149,9 @@ def recorded_config(service: Mapping[str, Any], secrets: Secrets) -> dict[str, A
             }
         elif key == "labels":
             config[key] = {
-                k: v for k, v in (value or {}).items() if not k.startswith("dev.deployer.")
+                k: _referenced(v, secrets)
+                for k, v in (value or {}).items()
+                if not k.startswith("dev.deployer.")
             }
         else:
             config[key] = _referenced(value, secrets)

@@ -12,9 +12,9 @@ import pytest
 from deployer import audit
 from deployer.engine import Engine
 from deployer.errors import CommandFailedError, RolledBackError, UnhealthyServiceError
-from deployer.operations import Interaction, Loaded, Outside, deploy, rollback
+from deployer.operations import Interaction, Loaded, Outside, deploy, desired_state, rollback
 from deployer.plan import Plan
-from deployer.releases import Release, ServiceRelease, history
+from deployer.releases import Release, ServiceRelease, history, restore_state
 from deployer.spec import Spec
 from deployer.variables import Redactor, Variable, Variables
 from tests.unit.fakes import ACTOR, FakeCompose, FakeEngine, FakeStore
@@ -300,3 +300,36 @@ def test_a_release_number_taken_already_is_passed_over(world: World) -> None:
         (1, "success"),
     ]
     assert world.store.kept[("release", "000002")] == "{damaged"
+
+
+def test_a_restore_resolves_secret_references_and_takes_masked_secrets_as_they_are_now(
+    world: World,
+) -> None:
+    world.compose.model = model(BAD, "debug")
+    world.compose.model["services"]["web"]["environment"]["API_KEY"] = "k-2"  # from an env_file
+    current = desired_state(world.loaded, Redactor())
+    recorded = {
+        "command": GOOD,
+        "environment": {
+            "LOG_LEVEL": "info",
+            "DB_PASSWORD": "${DB_PASSWORD}",
+            "API_KEY": "***",
+            "OLD_TOKEN": "***",
+        },
+        "image": "reg/web:1.0",
+    }
+    target = ServiceRelease("reg/web:1.0", "sha256:w1", "reg/web@sha256:d1", recorded)
+
+    state = restore_state(current, {"web": target}, frozenset({"DB_PASSWORD"}), world.compose)
+
+    assert state.model["services"] == {
+        "web": {
+            "command": GOOD,
+            "environment": {"LOG_LEVEL": "info", "DB_PASSWORD": "hunter22", "API_KEY": "k-2"},
+            "image": "reg/web@sha256:d1",
+        }
+    }
+    assert sorted(state.services["web"].secret_parts) == [
+        "environment.API_KEY",
+        "environment.DB_PASSWORD",
+    ]
