@@ -401,7 +401,7 @@ def _restore(
     if not targets:
         return []
     secrets = Secrets.of(loaded.spec, loaded.variables)
-    state = restore_state(current, targets, secrets.names, loaded.outside.run)
+    state = restore_state(current, targets, secrets, loaded.outside.run)
     recording.states.insert(0, state)
     restore_plan = plan(state, observe(client, loaded.spec.project))
     apply(restore_plan, state, client, loaded.outside.run, ui.progress)
@@ -419,7 +419,7 @@ def rollback(
         current = desired_state(loaded, ui.redact)
         targets = {n: s for n, s in target.services.items() if n in current.services}
         secrets = Secrets.of(loaded.spec, loaded.variables)
-        desired = restore_state(current, targets, secrets.names, loaded.outside.run)
+        desired = restore_state(current, targets, secrets, loaded.outside.run)
         command = f"rollback to release {target.number}"
         return _plan_and_apply(loaded, ui, client, store, actor, command, desired)
 

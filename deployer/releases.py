@@ -200,7 +200,7 @@ def running_services(
 def restore_state(
     current: DesiredState,
     targets: Mapping[str, ServiceRelease],
-    secret_names: frozenset[str],
+    secrets: Secrets,
     run: Runner,
 ) -> DesiredState:
     """The desired state that puts `targets` back: each service with its recorded configuration
@@ -223,7 +223,7 @@ def restore_state(
         current.environment,
         current.compose,
         {**kept, **replacements},
-        desired_services(model, secret_names),
+        desired_services(model, secrets.names),
         model,
         current.wait_timeout,
     )

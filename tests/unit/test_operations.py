@@ -14,7 +14,7 @@ from deployer.engine import Engine
 from deployer.errors import CommandFailedError, RolledBackError, UnhealthyServiceError
 from deployer.operations import Interaction, Loaded, Outside, deploy, desired_state, rollback
 from deployer.plan import Plan
-from deployer.releases import Release, ServiceRelease, history, restore_state
+from deployer.releases import Release, Secrets, ServiceRelease, history, restore_state
 from deployer.spec import Spec
 from deployer.variables import Redactor, Variable, Variables
 from tests.unit.fakes import ACTOR, FakeCompose, FakeEngine, FakeStore
@@ -320,7 +320,8 @@ def test_a_restore_resolves_secret_references_and_takes_masked_secrets_as_they_a
     }
     target = ServiceRelease("reg/web:1.0", "sha256:w1", "reg/web@sha256:d1", recorded)
 
-    state = restore_state(current, {"web": target}, frozenset({"DB_PASSWORD"}), world.compose)
+    secrets = Secrets({"DB_PASSWORD": "hunter22"})
+    state = restore_state(current, {"web": target}, secrets, world.compose)
 
     assert state.model["services"] == {
         "web": {
