@@ -1,4 +1,5 @@
-"""Pure parts of the lock and of releases: staleness, rollback targets, pinning."""
+"""Pure parts of the lock and of releases: staleness, rollback targets, pinning, recorded
+configurations, record keys claimed on the engine."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from deployer.releases import (
     recorded_config,
     rollback_target,
 )
+from deployer.state import StateStore
 
 LOCK = Lock(
     "alice",
@@ -111,3 +113,26 @@ def test_a_recorded_configuration_holds_secrets_by_reference_only() -> None:
         "image": "reg/web:1.0",
         "labels": {"team": "x"},
     }
+
+
+class Volumes:
+    """The engine's volume calls as StateStore makes them: creating a name that exists returns
+    the existing volume, its labels unchanged."""
+
+    def __init__(self) -> None:
+        self.labels: dict[str, dict[str, str]] = {}
+
+    def create_volume(self, name: str, labels: dict[str, str]) -> dict[str, str]:
+        return self.labels.setdefault(name, labels)
+
+    def volumes(self, filters: list[str]) -> list[dict[str, object]]:
+        return [{"Name": n, "Labels": labels} for n, labels in sorted(self.labels.items())]
+
+
+def test_the_engine_store_tells_a_record_it_wrote_from_one_it_found() -> None:
+    engine = Volumes()
+    store = StateStore(engine, "shop")  # type: ignore[arg-type]
+
+    assert store.add("release", "000001", {"number": 1, "by": "alice"}) is True
+    assert store.add("release", "000001", {"number": 1, "by": "bob"}) is False
+    assert store.records("release") == [{"number": 1, "by": "alice"}]
