@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from deployer.state import Actor, StateStore, iso, now
+from deployer.state import Actor, Store, iso, now
 
 
 @dataclass(frozen=True)
@@ -28,7 +28,7 @@ class AuditEntry:
 
 
 def write(
-    store: StateStore,
+    store: Store,
     actor: Actor,
     environment: str,
     command: str,
@@ -54,7 +54,7 @@ def write(
     return entry
 
 
-def entries(store: StateStore) -> list[AuditEntry]:
+def entries(store: Store) -> list[AuditEntry]:
     """Every entry, oldest first."""
     found = []
     for record in store.records("audit"):

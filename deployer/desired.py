@@ -158,7 +158,7 @@ def environment_override(spec: Spec) -> str | None:
         for name, override in sorted(spec.services.items())
         if override.environment
     }
-    return dump_yaml({"services": services}) if services else None
+    return dump_compose({"services": services}) if services else None
 
 
 def identifiers(model: Mapping[str, Any], project: str) -> set[str]:
@@ -232,24 +232,57 @@ def with_overrides(
     return result
 
 
+class Replacement(dict[str, Any]):
+    """A service's whole configuration in an override: it replaces the service's configuration
+    from the compose files (`!override`, Compose >= 2.24.4) instead of merging into it."""
+
+
+SafeDumper.add_representer(
+    Replacement, lambda dumper, data: dumper.represent_mapping("!override", data)
+)
+
+
+class _ComposeLoader(yaml.SafeLoader):
+    """Reads back what dump_compose wrote, `!override` included."""
+
+
+def _replacement(loader: yaml.SafeLoader, node: yaml.Node) -> Replacement:
+    assert isinstance(node, yaml.MappingNode)
+    return Replacement({str(k): v for k, v in loader.construct_mapping(node, deep=True).items()})
+
+
+_ComposeLoader.add_constructor("!override", _replacement)
+
+
+def load_compose(text: str) -> Any:
+    return yaml.load(text, Loader=_ComposeLoader)
+
+
 def labelled_override(
     entries: Mapping[str, Mapping[str, Any]],
     environment: str,
     services: Mapping[str, DesiredService],
 ) -> str:
     """The override `up` gets: the spec's overrides plus the fingerprint label of every service."""
-    document: dict[str, dict[str, Any]] = {name: dict(entry) for name, entry in entries.items()}
+    document: dict[str, dict[str, Any]] = {
+        name: Replacement(entry) if isinstance(entry, Replacement) else dict(entry)
+        for name, entry in entries.items()
+    }
     for name, service in services.items():
-        document.setdefault(name, {})["labels"] = {
+        entry = document.setdefault(name, {})
+        # Added to the entry's own labels: a Replacement carries the service's labels.
+        entry["labels"] = {
+            **(entry.get("labels") or {}),
             FINGERPRINT_LABEL: json.dumps(
                 service.fingerprint, sort_keys=True, separators=(",", ":")
             ),
             ENVIRONMENT_LABEL: environment,
         }
-    return dump_yaml({"services": document})
+    return dump_compose({"services": document})
 
 
-def dump_yaml(document: Mapping[str, Any]) -> str:
+def dump_compose(document: Mapping[str, Any]) -> str:
+    """A compose file's text (deployer's overrides, given to Compose on stdin)."""
     return yaml.dump(
         document, Dumper=SafeDumper, sort_keys=True, allow_unicode=True, default_flow_style=False
     )

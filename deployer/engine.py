@@ -191,9 +191,11 @@ class EngineClient:
             found = self._api.volumes(filters={"label": labels}).get("Volumes") or []
         return list(found)
 
-    def create_volume(self, name: str, labels: dict[str, str]) -> None:
+    def create_volume(self, name: str, labels: dict[str, str]) -> dict[str, str]:
+        """Create volume `name`, or find it; the labels it has (not `labels` if it existed)."""
         with self._errors():
-            self._api.create_volume(name=name, labels=labels)
+            created = self._api.create_volume(name=name, labels=labels)
+        return dict(created.get("Labels") or {})
 
     def claim_name(self, name: str, labels: dict[str, str]) -> bool:
         """Create the marker container `name`; False when that name is taken already."""

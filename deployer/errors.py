@@ -140,7 +140,7 @@ class LockedError(DeployerError):
 class RolledBackError(DeployerError):
     """A deploy failed and the changed services were put back as they were."""
 
-    def __init__(self, failure: UnhealthyServiceError, restored: Sequence[str]) -> None:
+    def __init__(self, failure: DeployerError, restored: Sequence[str]) -> None:
         self.failure, self.restored = failure, list(restored)
         what = ", ".join(self.restored) or "nothing (no service had an earlier container)"
         super().__init__(f"{failure.message}; rolled back: {what}")

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from deployer.errors import LockedError
-from deployer.state import Actor, StateStore, iso, now
+from deployer.state import Actor, Store, iso, now
 
 # A deploy's lock outlives a deploy by far; past this it is stale even if its process lives on.
 DEPLOY_TTL = 3600.0
@@ -86,7 +86,7 @@ def stale_reason(
     return None
 
 
-def status(store: StateStore) -> tuple[Lock | None, str | None]:
+def status(store: Store) -> tuple[Lock | None, str | None]:
     """The lock, if held, and why it is stale, if it is."""
     record = store.lock()
     if record is None:
@@ -95,7 +95,7 @@ def status(store: StateStore) -> tuple[Lock | None, str | None]:
     return lock, stale_reason(lock, now(), socket.gethostname())
 
 
-def acquire(store: StateStore, environment: str, lock: Lock, wait: float) -> None:
+def acquire(store: Store, environment: str, lock: Lock, wait: float) -> None:
     """Take the lock, waiting up to `wait` seconds for a live holder; never through a stale one."""
     deadline = time.monotonic() + wait
     while not store.claim_lock(lock.record()):
@@ -107,7 +107,7 @@ def acquire(store: StateStore, environment: str, lock: Lock, wait: float) -> Non
         time.sleep(POLL_SECONDS)
 
 
-def release(store: StateStore, lock: Lock) -> None:
+def release(store: Store, lock: Lock) -> None:
     """Give the lock back, if it is still ours."""
     held = store.lock()
     if held is not None and held.get("token") == lock.token:
@@ -115,7 +115,7 @@ def release(store: StateStore, lock: Lock) -> None:
 
 
 @contextmanager
-def holding(store: StateStore, environment: str, lock: Lock, wait: float) -> Iterator[Lock]:
+def holding(store: Store, environment: str, lock: Lock, wait: float) -> Iterator[Lock]:
     acquire(store, environment, lock, wait)
     try:
         yield lock

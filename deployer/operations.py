@@ -6,7 +6,7 @@ import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TypeVar
 
@@ -14,7 +14,7 @@ from deployer import audit, compose, releases, runner
 from deployer import lock as lock_module
 from deployer.apply import Applied, Login, Progress, apply, registry_of, wait_ready
 from deployer.compose import Command, docker_login, env_files_reading, up
-from deployer.desired import DesiredState, compose_project, identifiers, resolve
+from deployer.desired import DesiredState, Runner, compose_project, identifiers, resolve
 from deployer.engine import Engine, EngineClient
 from deployer.errors import (
     ConfigError,
@@ -22,7 +22,6 @@ from deployer.errors import (
     ConfirmationRefusedError,
     DeployerError,
     RolledBackError,
-    UnhealthyServiceError,
 )
 from deployer.lock import DEPLOY_TTL, Lock, holding
 from deployer.observed import (
@@ -30,6 +29,7 @@ from deployer.observed import (
     ObservedState,
     image_ids,
     observe,
+    observe_containers,
 )
 from deployer.plan import Plan, plan
 from deployer.prune import Pruned, prunable, repository_of
@@ -40,14 +40,16 @@ from deployer.releases import (
     ROLLED_BACK,
     SUCCESS,
     Release,
+    Secrets,
     change_lines,
     history,
-    pinned_spec,
+    newest_configs,
+    restore_state,
     rollback_target,
     running_services,
 )
 from deployer.spec import Spec, find_specs, load_spec, spec_path
-from deployer.state import Actor, StateStore
+from deployer.state import Actor, StateStore, Store
 from deployer.status import EnvironmentStatus
 from deployer.status import status as environment_status
 from deployer.variables import (
@@ -65,10 +67,22 @@ T = TypeVar("T")
 
 
 @dataclass(frozen=True)
+class Outside:
+    """Where operations reach beyond this process: processes, the engine, the records, who acts.
+    The unit tests give fakes (tests/unit/fakes.py)."""
+
+    run: Runner = runner.run
+    connect: Callable[[Engine], EngineClient] = EngineClient
+    store: Callable[[EngineClient, str], Store] = StateStore
+    actor: Callable[[], Actor] = Actor.current
+
+
+@dataclass(frozen=True)
 class Loaded:
     spec: Spec
     variables: Variables
     engine: Engine
+    outside: Outside = field(default_factory=Outside)
 
 
 def load(
@@ -84,7 +98,7 @@ def load(
 
 
 def desired_state(loaded: Loaded, redact: Redactor) -> DesiredState:
-    desired = resolve(loaded.spec, loaded.variables, loaded.engine, runner.run)
+    desired = resolve(loaded.spec, loaded.variables, loaded.engine, loaded.outside.run)
     # Secrets that reach containers from elsewhere (env_file:, the process environment).
     redact.add(_secret_values(desired, loaded.spec.is_secret))
     return desired
@@ -102,9 +116,8 @@ def _secret_values(desired: DesiredState, is_secret: SecretPolicy) -> list[str]:
 @dataclass(frozen=True)
 class Validated:
     names: list[str]  # the environments checked
-    warnings: list[
-        ConfigIssue
-    ]  # what works but is risky: weak secrets, env files Compose reads otherwise
+    # What works but is risky: weak secrets, env file lines Compose would read otherwise.
+    warnings: list[ConfigIssue]
 
 
 def validate(folder: Path, names: list[str], redact: Redactor) -> Validated:
@@ -157,7 +170,7 @@ def _desired_and_observed(
     with ThreadPoolExecutor(max_workers=1) as pool:
         resolving = pool.submit(desired_state, loaded, redact)
         try:
-            client = EngineClient(loaded.engine)
+            client = loaded.outside.connect(loaded.engine)
             observed = observe(client, loaded.spec.project)
         except DeployerError:
             resolving.result()  # a problem in the spec is reported before one with the engine
@@ -189,17 +202,101 @@ def _plan_question(loaded: Loaded, the_plan: Plan) -> str:
 @contextmanager
 def _locked(
     loaded: Loaded, client: EngineClient, what: str, lock_wait: float
-) -> Iterator[tuple[StateStore, Actor]]:
+) -> Iterator[tuple[Store, Actor]]:
     """Hold the environment lock for a state-changing command."""
-    store = StateStore(client, loaded.spec.project)
-    actor = Actor.current()
+    store = loaded.outside.store(client, loaded.spec.project)
+    actor = loaded.outside.actor()
     lock = Lock.new(actor, f"{what} {loaded.spec.name}", "process", DEPLOY_TTL)
     with holding(store, loaded.spec.name, lock, lock_wait):
         yield store, actor
 
 
+@dataclass
+class Recording:
+    """What a state-changing command has done so far, for the record written however it ends."""
+
+    changes: Sequence[str] = ()
+    # Set once a plan is applied: the command then makes a release.
+    applying: tuple[Plan, EngineClient] | None = None
+    states: list[DesiredState] = field(default_factory=list)  # what its services may now run
+    rolling_back: DeployerError | None = None  # the failure being rolled back, while it is
+
+    def applies(self, plan: Plan, desired: DesiredState, client: EngineClient) -> None:
+        """From here on the command changes containers: its release will be recorded."""
+        self.changes, self.applying = change_lines(plan), (plan, client)
+        self.states.append(desired)
+
+
+def outcome(ended: BaseException | None, rolling_back: DeployerError | None) -> tuple[str, str]:
+    """The result and the error text of a command that ended with `ended` (None: it succeeded)."""
+    if ended is None:
+        return SUCCESS, ""
+    if isinstance(ended, RolledBackError):
+        return ROLLED_BACK, ended.failure.message
+    if rolling_back is not None:
+        if isinstance(ended, KeyboardInterrupt):
+            return INTERRUPTED, f"{rolling_back.message}; interrupted during the rollback"
+        return FAILED, f"{rolling_back.message}; the rollback failed too: {_described(ended)}"
+    if isinstance(ended, KeyboardInterrupt):
+        return INTERRUPTED, ""
+    return FAILED, _described(ended)
+
+
+def _described(error: BaseException) -> str:
+    if isinstance(error, DeployerError):
+        return error.message
+    return f"unexpected error: {type(error).__name__}: {error}"
+
+
+@contextmanager
+def _recorded(
+    loaded: Loaded,
+    store: Store,
+    actor: Actor,
+    command: str,
+    redact: Redactor,
+    changes: Sequence[str] = (),
+) -> Iterator[Recording]:
+    """The one place a state-changing command's record is written: its audit entry, and its
+    release once it applies a plan, whatever ends it (an error, an interrupt, a bug)."""
+    recording = Recording(changes)
+    ended: BaseException | None = None
+    try:
+        yield recording
+    except BaseException as e:
+        ended = e
+        raise
+    finally:
+        result, error = outcome(ended, recording.rolling_back)
+        try:
+            if recording.applying is not None:
+                applied_plan, client = recording.applying
+                services = running_services(
+                    observe(client, loaded.spec.project),
+                    recording.states,
+                    Secrets.of(loaded.spec, loaded.variables),
+                )
+                releases.record(
+                    store,
+                    actor,
+                    command,
+                    result,
+                    loaded.spec,
+                    loaded.variables,
+                    services,
+                    applied_plan,
+                )
+            audit.write(
+                store, actor, loaded.spec.name, command, result, redact, recording.changes, error
+            )
+        except DeployerError as e:
+            if ended is None:
+                raise
+            ended.add_note(f"its record could not be written: {e.message}")
+
+
 def _audited(
-    store: StateStore,
+    store: Store,
     actor: Actor,
     loaded: Loaded,
     command: str,
@@ -207,18 +304,10 @@ def _audited(
     action: Callable[[], T],
     changes: Sequence[str] = (),
 ) -> T:
-    """Run a state-changing action and append its audit entry, whatever its outcome."""
-    name = loaded.spec.name
-    try:
-        result = action()
-    except DeployerError as e:
-        audit.write(store, actor, name, command, FAILED, redact, changes, e.message)
-        raise
-    except KeyboardInterrupt:
-        audit.write(store, actor, name, command, INTERRUPTED, redact, changes)
-        raise
-    audit.write(store, actor, name, command, SUCCESS, redact, changes)
-    return result
+    """Run a state-changing action that makes no release; its audit entry is written however
+    it ends."""
+    with _recorded(loaded, store, actor, command, redact, changes):
+        return action()
 
 
 def registry_login(loaded: Loaded, pulls: Sequence[str], redact: Redactor) -> Login | None:
@@ -253,127 +342,133 @@ def deploy(
         ui.show_plan(the_plan)
         return the_plan
     with _locked(loaded, client, "deploy", lock_wait) as (store, actor):
-        return _plan_and_apply(loaded, loaded, ui, store, actor, command, desired, save_login)
+        return _plan_and_apply(loaded, ui, client, store, actor, command, desired, save_login)
 
 
 def _plan_and_apply(
     loaded: Loaded,
-    deployed: Loaded,
     ui: Interaction,
-    store: StateStore,
+    client: EngineClient,
+    store: Store,
     actor: Actor,
     command: str,
     desired: DesiredState,
     save_login: bool = False,
 ) -> Applied | Plan:
-    """Under the lock: plan against what runs now, show it, confirm, apply and record.
-
-    `deployed` is what the release records: the spec itself, or for a rollback the pinned one."""
-    before = observe(store.client, loaded.spec.project)
+    """Under the lock: plan against what runs now, show it, confirm, apply and record."""
+    before = observe(client, loaded.spec.project)
     the_plan = plan(desired, before)
     ui.show_plan(the_plan)
     if the_plan.in_sync:
         return the_plan
     login = registry_login(loaded, the_plan.pulls, ui.redact)
     _confirmed(loaded, ui, _plan_question(loaded, the_plan))
-    applied = _apply_recorded(deployed, ui, store, actor, command, the_plan, desired, before, login)
+    with _recorded(loaded, store, actor, command, ui.redact) as recording:
+        recording.applies(the_plan, desired, client)
+        applied = _apply_or_restore(
+            loaded, ui, client, store, recording, the_plan, desired, before, login
+        )
     if save_login and login is not None:
-        runner.run(docker_login(loaded.engine, login.server, login.username, login.password))
+        loaded.outside.run(
+            docker_login(loaded.engine, login.server, login.username, login.password)
+        )
     return applied
 
 
-def _apply_recorded(
+def _apply_or_restore(
     loaded: Loaded,
     ui: Interaction,
-    store: StateStore,
-    actor: Actor,
-    command: str,
+    client: EngineClient,
+    store: Store,
+    recording: Recording,
     the_plan: Plan,
     desired: DesiredState,
     before: ObservedState,
     login: Login | None,
 ) -> Applied:
-    """Apply a plan and record the outcome as a release and an audit entry, whatever it is."""
-    client = store.client
-
-    def finish(result: str, error: str = "") -> None:
-        services = running_services(observe(client, loaded.spec.project))
-        releases.record(
-            store, actor, command, result, loaded.spec, loaded.variables, services, the_plan
-        )
-        audit.write(
-            store,
-            actor,
-            loaded.spec.name,
-            command,
-            result,
-            ui.redact,
-            change_lines(the_plan),
-            error,
-        )
-
+    """Apply the plan; when it fails after a container was replaced, put the changed services
+    back as they were (`deploy.on_failure: rollback`)."""
     try:
-        applied = apply(the_plan, desired, client, runner.run, ui.progress, login)
-    except UnhealthyServiceError as failure:
+        return apply(the_plan, desired, client, loaded.outside.run, ui.progress, login)
+    except DeployerError as failure:
         if loaded.spec.on_failure != "rollback":
-            finish(FAILED, failure.message)
             raise
-        try:
-            restored = _restore(loaded, ui, client, the_plan, before)
-        except DeployerError as e:
-            finish(FAILED, f"{failure.message}; the rollback failed too: {e.message}")
+        after = observe_containers(client, loaded.spec.project)
+        if not replaced(before, after, the_plan.services_to_up):
             raise
-        finish(ROLLED_BACK, failure.message)
+        recording.rolling_back = failure
+        restored = _restore(loaded, ui, client, store, recording, the_plan, before, desired)
         raise RolledBackError(failure, restored) from failure
-    except DeployerError as e:
-        finish(FAILED, e.message)
-        raise
-    except KeyboardInterrupt:
-        finish(INTERRUPTED)
-        raise
-    finish(SUCCESS)
-    return applied
+
+
+def replaced(
+    before: ObservedState, after: Sequence[ObservedContainer], services: Sequence[str]
+) -> bool:
+    """Whether any container of `services` is not the one it was: from then on, a failure
+    leaves the environment changed and is rolled back."""
+    wanted = set(services)
+    return {c.id for c in before.containers if c.service in wanted} != {
+        c.id for c in after if c.service in wanted
+    }
 
 
 def _restore(
-    loaded: Loaded, ui: Interaction, client: EngineClient, failed: Plan, before: ObservedState
+    loaded: Loaded,
+    ui: Interaction,
+    client: EngineClient,
+    store: Store,
+    recording: Recording,
+    failed: Plan,
+    before: ObservedState,
+    current: DesiredState,
 ) -> list[str]:
-    """Put the changed services back on the exact images they ran before the deploy."""
+    """Put the changed services back on the exact images they ran before the deploy, with the
+    configuration the newest release recorded for them."""
     changed = set(failed.services_to_up)
     previous = replace(
         before, containers=tuple(c for c in before.containers if c.service in changed)
     )
-    images = {n: s.pinned for n, s in running_services(previous).items()}
-    if not images:
+    configs = newest_configs(history(store))
+    targets = {
+        name: replace(service, config=configs.get(name))
+        for name, service in running_services(previous).items()
+    }
+    if not targets:
         return []
-    pinned = Loaded(pinned_spec(loaded.spec, images), loaded.variables, loaded.engine)
-    desired = desired_state(pinned, ui.redact)
-    restore_plan = plan(desired, observe(client, loaded.spec.project))
-    apply(restore_plan, desired, client, runner.run, ui.progress)
-    return sorted(images)
+    secrets = Secrets.of(loaded.spec, loaded.variables)
+    state = restore_state(current, targets, secrets, loaded.outside.run)
+    recording.states.insert(0, state)
+    restore_plan = plan(state, observe(client, loaded.spec.project))
+    apply(restore_plan, state, client, loaded.outside.run, ui.progress)
+    return sorted(targets)
 
 
 def rollback(
     loaded: Loaded, ui: Interaction, to: int | None, lock_wait: float = 0.0
 ) -> Applied | Plan:
-    """Redeploy release `to` (default: the last good one before the current) by its exact images."""
-    client = EngineClient(loaded.engine)
+    """Redeploy release `to` (default: the last good one before the current): its exact images
+    with the configuration it recorded."""
+    client = loaded.outside.connect(loaded.engine)
     with _locked(loaded, client, "rollback", lock_wait) as (store, actor):
         target = rollback_target(history(store), to)
-        known = desired_state(loaded, ui.redact).services
-        images = {n: s.pinned for n, s in target.services.items() if n in known}
-        pinned = Loaded(pinned_spec(loaded.spec, images), loaded.variables, loaded.engine)
-        desired = desired_state(pinned, ui.redact)
+        current = desired_state(loaded, ui.redact)
+        targets = {n: s for n, s in target.services.items() if n in current.services}
+        secrets = Secrets.of(loaded.spec, loaded.variables)
+        desired = restore_state(current, targets, secrets, loaded.outside.run)
         command = f"rollback to release {target.number}"
-        return _plan_and_apply(loaded, pinned, ui, store, actor, command, desired)
+        return _plan_and_apply(loaded, ui, client, store, actor, command, desired)
+
+
+def _store(loaded: Loaded) -> Store:
+    return loaded.outside.store(loaded.outside.connect(loaded.engine), loaded.spec.project)
 
 
 def history_of(loaded: Loaded) -> list[Release]:
-    return history(StateStore(EngineClient(loaded.engine), loaded.spec.project))
+    return history(_store(loaded))
 
 
 def audit_of(loaded: Loaded) -> list[audit.AuditEntry]:
-    return audit.entries(StateStore(EngineClient(loaded.engine), loaded.spec.project))
+    return audit.entries(_store(loaded))
 
 
 def lock_status(loaded: Loaded) -> tuple[Lock | None, str | None]:
@@ -423,7 +518,8 @@ def lock_release(loaded: Loaded, force: bool, redact: Redactor) -> Lock | None:
 
 def status(loaded: Loaded, redact: Redactor) -> EnvironmentStatus:
     desired, observed, client = _desired_and_observed(loaded, redact)
-    return environment_status(desired, observed, history(StateStore(client, loaded.spec.project)))
+    store = loaded.outside.store(client, loaded.spec.project)
+    return environment_status(desired, observed, history(store))
 
 
 def logs(
@@ -445,12 +541,12 @@ def restart(
             f"no service {', '.join(unknown)} in {loaded.spec.name} (services: {', '.join(desired.services)})"
         )
     targets = list(services) or sorted(desired.services)
-    client = EngineClient(loaded.engine)
+    client = loaded.outside.connect(loaded.engine)
     with _locked(loaded, client, "restart", lock_wait) as (store, actor):
         _confirmed(loaded, ui, f"Restart {', '.join(targets)} in {loaded.spec.name}?")
 
         def restart_and_wait() -> tuple[ObservedContainer, ...]:
-            runner.run(compose.restart(desired.compose, targets))
+            loaded.outside.run(compose.restart(desired.compose, targets))
             return wait_ready(client, desired, targets, ui.progress)
 
         command = f"restart {' '.join(services)}".rstrip()

@@ -1,20 +1,32 @@
-"""Releases: what each deploy put on the engine, so that any operator can see and go back to it."""
+"""Releases: what each deploy put on the engine, so that any operator can see and go back to it.
+
+A release records per service the exact image and the resolved configuration its containers run,
+secret values by reference; going back to it restores both (see docs/state.md).
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from deployer.compose import config_json
+from deployer.desired import (
+    DesiredState,
+    Replacement,
+    Runner,
+    desired_services,
+    dump_compose,
+)
 from deployer.errors import DeployerError
 from deployer.observed import ObservedState
 from deployer.plan import Plan
 from deployer.reference import ImageReference, is_image_id
-from deployer.spec import ServiceOverride, Spec
-from deployer.state import Actor, StateStore, iso, now
-from deployer.variables import Variables
+from deployer.spec import Spec
+from deployer.state import Actor, Store, iso, now
+from deployer.variables import MASK, MIN_REDACTED_LENGTH, SecretPolicy, Variables
 
 SUCCESS, FAILED, ROLLED_BACK, INTERRUPTED = "success", "failed", "rolled back", "interrupted"
 
@@ -24,10 +36,19 @@ class ServiceRelease:
     image: str  # the reference the service was deployed with
     image_id: str
     pinned: str  # `repo@sha256:...` where the engine knows one, else the image ID
+    # The service as `docker compose config` resolved it (deployer's overrides applied), secret
+    # values as `${VARIABLE}`; None when the configuration its containers run is not known.
+    config: Mapping[str, Any] | None = None
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any]) -> ServiceRelease:
-        return cls(str(record["image"]), str(record["image_id"]), str(record["pinned"]))
+        config = record.get("config")
+        return cls(
+            str(record["image"]),
+            str(record["image_id"]),
+            str(record["pinned"]),
+            dict(config) if isinstance(config, Mapping) else None,
+        )
 
 
 @dataclass(frozen=True)
@@ -69,7 +90,7 @@ class Release:
         return asdict(self)
 
 
-def history(store: StateStore) -> list[Release]:
+def history(store: Store) -> list[Release]:
     """Every release of the environment, newest first."""
     releases = []
     for record in store.records("release"):
@@ -91,16 +112,145 @@ def pinned_reference(image: str, image_id: str, digests: Mapping[str, Sequence[s
     return image_id
 
 
-def running_services(observed: ObservedState) -> dict[str, ServiceRelease]:
-    """Per service, the image its first container runs."""
+@dataclass(frozen=True)
+class Secrets:
+    """What is secret in a resolved service: the values of the secret variables, and any
+    `environment` entry whose name is declared secret or looks like one."""
+
+    values: Mapping[str, str]  # secret variable -> its value
+    is_secret: SecretPolicy = field(default_factory=SecretPolicy)
+
+    @classmethod
+    def of(cls, spec: Spec, variables: Variables) -> Secrets:
+        values = {n: v.value for n, v in variables.items.items() if v.secret}
+        return cls(values, spec.is_secret)
+
+    def referenced(self, text: str) -> str:
+        """`text` (as Compose prints it, `$` doubled) with each secret value as `${NAME}`."""
+        for name, value in sorted(self.values.items(), key=lambda item: -len(item[1])):
+            escaped = value.replace("$", "$$")
+            if text == escaped or (len(value) >= MIN_REDACTED_LENGTH and escaped in text):
+                text = text.replace(escaped, f"${{{name}}}")
+        return text
+
+
+def recorded_config(service: Mapping[str, Any], secrets: Secrets) -> dict[str, Any]:
+    """A resolved service as a release keeps it, with no secret value in it. A secret from a
+    variable becomes a reference, so that going back uses the secret's current value; a secret
+    entry from elsewhere (`env_file:`) is kept as *** and going back takes its current value."""
+    config: dict[str, Any] = {}
+    for key, value in service.items():
+        if key == "environment":
+            config[key] = {
+                name: _recorded_secret(name, entry, secrets)
+                for name, entry in (value or {}).items()
+            }
+        elif key == "labels":
+            config[key] = {
+                k: _referenced(v, secrets)
+                for k, v in (value or {}).items()
+                if not k.startswith("dev.deployer.")
+            }
+        else:
+            config[key] = _referenced(value, secrets)
+    return config
+
+
+def _recorded_secret(name: str, value: Any, secrets: Secrets) -> Any:
+    referenced = _referenced(value, secrets)
+    if referenced == value and value and secrets.is_secret(name):
+        return MASK
+    return referenced
+
+
+def _referenced(value: Any, secrets: Secrets) -> Any:
+    if isinstance(value, str):
+        return secrets.referenced(value)
+    if isinstance(value, list):
+        return [_referenced(v, secrets) for v in value]
+    if isinstance(value, dict):
+        return {k: _referenced(v, secrets) for k, v in value.items()}
+    return value
+
+
+def running_services(
+    observed: ObservedState, states: Sequence[DesiredState] = (), secrets: Secrets = Secrets({})
+) -> dict[str, ServiceRelease]:
+    """Per service, the image its first container runs, and its configuration: that of the first
+    of `states` whose fingerprint the container carries (None when it carries none of them)."""
     services: dict[str, ServiceRelease] = {}
     for container in observed.containers:
-        if container.service not in services:
-            pinned = pinned_reference(container.image, container.image_id, observed.digests)
-            services[container.service] = ServiceRelease(
-                container.image, container.image_id, pinned
-            )
+        if container.service in services:
+            continue
+        pinned = pinned_reference(container.image, container.image_id, observed.digests)
+        configs = (
+            recorded_config(state.model["services"][container.service], secrets)
+            for state in states
+            if container.service in state.services
+            and state.services[container.service].fingerprint == container.fingerprint
+        )
+        services[container.service] = ServiceRelease(
+            container.image, container.image_id, pinned, next(configs, None)
+        )
     return services
+
+
+def restore_state(
+    current: DesiredState,
+    targets: Mapping[str, ServiceRelease],
+    secrets: Secrets,
+    run: Runner,
+) -> DesiredState:
+    """The desired state that puts `targets` back: each service with its recorded configuration
+    (the current one where none was recorded) on its exact image; the other services as in
+    `current`. Compose resolves the configurations again, secret references from the current
+    variables."""
+    services = current.model["services"]
+    replacements = {
+        name: Replacement({**_configuration(target, services[name]), "image": target.pinned})
+        for name, target in sorted(targets.items())
+    }
+    override = dump_compose({"services": replacements})
+    resolved = json.loads(run(config_json(current.compose.with_override(override))).stdout)
+    model = {
+        **current.model,
+        "services": {**services, **{n: resolved["services"][n] for n in replacements}},
+    }
+    kept = {n: e for n, e in current.overrides.items() if n not in replacements}
+    return DesiredState(
+        current.environment,
+        current.compose,
+        {**kept, **replacements},
+        desired_services(model, secrets.is_secret),
+        model,
+        current.wait_timeout,
+    )
+
+
+def _configuration(target: ServiceRelease, current: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The recorded configuration, each secret kept as *** given its current value (left out
+    if it has none now); the current configuration where none was recorded."""
+    if target.config is None:
+        return current
+    if "environment" not in target.config:
+        return target.config
+    now_environment = current.get("environment") or {}
+    environment = {
+        name: now_environment[name] if value == MASK else value
+        for name, value in target.config["environment"].items()
+        if value != MASK or name in now_environment
+    }
+    return {**target.config, "environment": environment}
+
+
+def newest_configs(releases: Sequence[Release]) -> dict[str, Mapping[str, Any] | None]:
+    """Per service, the configuration the newest release (of `releases`, newest first) that has
+    the service recorded for it."""
+    configs: dict[str, Mapping[str, Any] | None] = {}
+    for release in releases:
+        for name, service in release.services.items():
+            configs.setdefault(name, service.config)
+    return configs
 
 
 def spec_hash(spec: Spec) -> str:
@@ -117,7 +267,7 @@ def change_lines(plan: Plan) -> list[str]:
 
 
 def record(
-    store: StateStore,
+    store: Store,
     actor: Actor,
     command: str,
     result: str,
@@ -126,22 +276,25 @@ def record(
     services: Mapping[str, ServiceRelease],
     plan: Plan,
 ) -> Release:
-    """Add the next release. Callers hold the environment lock, so numbers do not collide."""
+    """Add the next release. Its number is claimed on the store: one taken already (a forced
+    lock break, a record no longer readable) is passed over, never written over."""
     number = max((r.number for r in history(store)), default=0) + 1
-    release = Release(
-        number=number,
-        time=iso(now()),
-        performer=actor.performer,
-        host=actor.host,
-        command=command,
-        spec_hash=spec_hash(spec),
-        variables_hash=variables_hash(variables),
-        result=result,
-        services=dict(services),
-        changes=change_lines(plan),
-    )
-    store.add("release", f"{number:06d}", release.record())
-    return release
+    while True:
+        release = Release(
+            number=number,
+            time=iso(now()),
+            performer=actor.performer,
+            host=actor.host,
+            command=command,
+            spec_hash=spec_hash(spec),
+            variables_hash=variables_hash(variables),
+            result=result,
+            services=dict(services),
+            changes=change_lines(plan),
+        )
+        if store.add("release", f"{number:06d}", release.record()):
+            return release
+        number += 1
 
 
 def rollback_target(releases: Sequence[Release], number: int | None) -> Release:
@@ -156,12 +309,3 @@ def rollback_target(releases: Sequence[Release], number: int | None) -> Release:
     if len(good) < 2:
         raise DeployerError("no earlier good release to roll back to (see `deploy history`)")
     return good[1]
-
-
-def pinned_spec(spec: Spec, images: Mapping[str, str]) -> Spec:
-    """`spec` with the given services' images replaced by exact references."""
-    services = dict(spec.services)
-    for name, image in images.items():
-        current = services.get(name, ServiceOverride())
-        services[name] = replace(current, image=image, tag=None)
-    return replace(spec, services=services)

@@ -23,7 +23,7 @@ import yaml
 from deployer.apply import Applied
 from deployer.audit import AuditEntry
 from deployer.compose import Command
-from deployer.desired import SafeDumper, dump_yaml
+from deployer.desired import SafeDumper, dump_compose, load_compose
 from deployer.lock import Lock
 from deployer.plan import Plan
 from deployer.prune import Pruned
@@ -200,8 +200,11 @@ def masked(value: Any, redact: Redactor, key: str = "") -> Any:
     numbers are never touched."""
     if isinstance(value, Mapping):
         if key in VALUE_MAPPINGS:
-            return {k: masked(v, redact) for k, v in value.items()}
-        return {k: masked(v, redact, str(k)) for k, v in value.items()}
+            items = {k: masked(v, redact) for k, v in value.items()}
+        else:
+            items = {k: masked(v, redact, str(k)) for k, v in value.items()}
+        # A Replacement stays one: it is written back as `!override`.
+        return type(value)(items) if isinstance(value, dict) else items
     if isinstance(value, list | tuple):
         return [masked(v, redact, key) for v in value]
     if isinstance(value, str) and key not in IDENTIFIER_KEYS:
@@ -225,7 +228,7 @@ def masked_model(
 def _masked_override(command: Command, redact: Redactor) -> str | None:
     if command.stdin is None:
         return None
-    return dump_yaml(masked(yaml.safe_load(command.stdin), redact))
+    return dump_compose(masked(load_compose(command.stdin), redact))
 
 
 def render_text(command: Command, model: Mapping[str, Any], redact: Redactor) -> str:

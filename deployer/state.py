@@ -16,7 +16,7 @@ import socket
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from deployer.compose import Command
 from deployer.engine import EngineClient
@@ -62,6 +62,32 @@ def iso(timestamp: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(timestamp))
 
 
+def unique_key() -> str:
+    """A record key that sorts by time and that no one else draws."""
+    return f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}_{secrets.token_hex(4)}"
+
+
+class Store(Protocol):
+    """Where the records and the lock of one environment live: StateStore on the engine, an
+    in-memory fake in the unit tests."""
+
+    project: str
+
+    def records(self, kind: str) -> list[dict[str, Any]]: ...
+
+    def add(self, kind: str, key: str, record: Mapping[str, Any]) -> bool:
+        """Add a record under `key`; False when a record of that key exists already."""
+        ...
+
+    def add_unique(self, kind: str, record: Mapping[str, Any]) -> None: ...
+
+    def claim_lock(self, record: Mapping[str, Any]) -> bool: ...
+
+    def lock(self) -> dict[str, Any] | None: ...
+
+    def remove_lock(self) -> None: ...
+
+
 class StateStore:
     """The records and the lock of one Compose project on one engine."""
 
@@ -85,14 +111,15 @@ class StateStore:
                 continue  # not one of ours, or damaged: shown nowhere rather than failing
         return found
 
-    def add(self, kind: str, key: str, record: Mapping[str, Any]) -> None:
-        self.client.create_volume(
-            f"deployer_{self.project}_{kind}_{key}", self._labels(kind, record)
-        )
+    def add(self, kind: str, key: str, record: Mapping[str, Any]) -> bool:
+        # Creating a volume whose name exists returns that volume, labels unchanged: the labels
+        # the engine answers with say whose record it holds.
+        labels = self._labels(kind, record)
+        return self.client.create_volume(f"deployer_{self.project}_{kind}_{key}", labels) == labels
 
     def add_unique(self, kind: str, record: Mapping[str, Any]) -> None:
-        key = f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}_{secrets.token_hex(4)}"
-        self.add(kind, key, record)
+        while not self.add(kind, unique_key(), record):
+            continue  # a key taken already: the record is not in, try another
 
     @property
     def lock_name(self) -> str:

@@ -1,8 +1,7 @@
-"""Pure parts of the lock and of releases: staleness, rollback targets, pinning."""
+"""Pure parts of the lock and of releases: staleness, rollback targets, pinning, recorded
+configurations, record keys claimed on the engine."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import pytest
 
@@ -10,11 +9,13 @@ from deployer.errors import DeployerError, LockedError
 from deployer.lock import Lock, stale_reason
 from deployer.releases import (
     Release,
+    Secrets,
     pinned_reference,
-    pinned_spec,
+    recorded_config,
     rollback_target,
 )
-from deployer.spec import ServiceOverride, Spec
+from deployer.state import StateStore
+from deployer.variables import SecretPolicy
 
 LOCK = Lock(
     "alice",
@@ -102,15 +103,46 @@ def test_pinned_reference_prefers_a_digest_of_the_same_repository() -> None:
     assert pinned_reference("reg:5000/web:1.0", "sha256:2", digests) == "sha256:2"
 
 
-def test_pinned_spec_replaces_images_and_keeps_other_overrides(tmp_path: Path) -> None:
-    spec = Spec(
-        "staging", tmp_path / "staging.yml", "shop", (), (), frozenset(),
-        {"web": ServiceOverride(tag="1.1", replicas=2, environment={"A": "1"})}, False, 60.0, None,
-    )  # fmt: skip
-    pinned = pinned_spec(spec, {"web": "reg/web@sha256:bb", "worker": "sha256:2"})
-    assert pinned.services == {
-        "web": ServiceOverride(
-            image="reg/web@sha256:bb", tag=None, replicas=2, environment={"A": "1"}
-        ),
-        "worker": ServiceOverride(image="sha256:2"),
+def test_a_recorded_configuration_holds_secrets_by_reference_only() -> None:
+    secrets = Secrets({"PW": "p$w", "TOKEN": "t0ken-1"}, SecretPolicy(frozenset({"API_KEY"})))
+    service = {
+        "command": ["app", "--token", "t0ken-1"],
+        "environment": {
+            "DSN": "db://u:p$$w@db",
+            "PW": "p$$w",
+            "API_KEY": "from-env-file",
+            "A": "1",
+        },
+        "image": "reg/web:1.0",
+        "labels": {"team": "x", "dev.deployer.fingerprint": "{}"},
     }
+
+    assert recorded_config(service, secrets) == {
+        "command": ["app", "--token", "${TOKEN}"],
+        "environment": {"DSN": "db://u:${PW}@db", "PW": "${PW}", "API_KEY": "***", "A": "1"},
+        "image": "reg/web:1.0",
+        "labels": {"team": "x"},
+    }
+
+
+class Volumes:
+    """The engine's volume calls as StateStore makes them: creating a name that exists returns
+    the existing volume, its labels unchanged."""
+
+    def __init__(self) -> None:
+        self.labels: dict[str, dict[str, str]] = {}
+
+    def create_volume(self, name: str, labels: dict[str, str]) -> dict[str, str]:
+        return self.labels.setdefault(name, labels)
+
+    def volumes(self, filters: list[str]) -> list[dict[str, object]]:
+        return [{"Name": n, "Labels": labels} for n, labels in sorted(self.labels.items())]
+
+
+def test_the_engine_store_tells_a_record_it_wrote_from_one_it_found() -> None:
+    engine = Volumes()
+    store = StateStore(engine, "shop")  # type: ignore[arg-type]
+
+    assert store.add("release", "000001", {"number": 1, "by": "alice"}) is True
+    assert store.add("release", "000001", {"number": 1, "by": "bob"}) is False
+    assert store.records("release") == [{"number": 1, "by": "alice"}]

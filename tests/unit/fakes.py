@@ -1,0 +1,176 @@
+"""In-memory stand-ins for what operations reach outside the process (operations.Outside): the
+state store, the engine's observations and a `docker compose` that keeps containers in a dict."""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from deployer.compose import Command
+from deployer.desired import FINGERPRINT_LABEL
+from deployer.errors import CommandFailedError
+from deployer.observed import NUMBER_LABEL, SERVICE_LABEL
+from deployer.runner import Completed
+from deployer.state import Actor
+
+ACTOR = Actor("alice", "host-a", 4242)
+
+
+class FakeStore:
+    """The Store protocol in memory: records by kind and key, as JSON like the engine's labels."""
+
+    def __init__(self, project: str) -> None:
+        self.project = project
+        self.kept: dict[tuple[str, str], str] = {}
+        self.held: dict[str, Any] | None = None
+
+    def records(self, kind: str) -> list[dict[str, Any]]:
+        found = []
+        for (record_kind, _), text in sorted(self.kept.items()):
+            try:
+                record = json.loads(text)
+            except ValueError:
+                continue  # damaged: StateStore passes it over too
+            if record_kind == kind:
+                found.append(record)
+        return found
+
+    def add(self, kind: str, key: str, record: Mapping[str, Any]) -> bool:
+        if (kind, key) in self.kept:
+            return False
+        self.kept[(kind, key)] = json.dumps(record, sort_keys=True)
+        return True
+
+    def add_unique(self, kind: str, record: Mapping[str, Any]) -> None:
+        self.add(kind, f"{len(self.kept):06d}", record)
+
+    def claim_lock(self, record: Mapping[str, Any]) -> bool:
+        if self.held is not None:
+            return False
+        self.held = dict(record)
+        return True
+
+    def lock(self) -> dict[str, Any] | None:
+        return self.held
+
+    def remove_lock(self) -> None:
+        self.held = None
+
+
+class _Replaced(dict[str, Any]):
+    """A service given with `!override`."""
+
+
+class _OverrideLoader(yaml.SafeLoader):
+    pass
+
+
+_OverrideLoader.add_constructor(
+    "!override", lambda loader, node: _Replaced(loader.construct_mapping(node, deep=True))
+)
+_REFERENCE = re.compile(r"\$\{(\w+)\}")
+
+# What a container made from a service's configuration does: "healthy", "exits" (at once) or
+# "fails" (`up` fails once it has created it, as with a port taken already).
+Behaviour = Callable[[Mapping[str, Any]], str]
+
+
+@dataclass
+class FakeCompose:
+    """`docker compose config` and `up` over a model the test sets, and the engine they change.
+
+    `config` returns the model with the overrides on stdin applied (`!override` replaces a
+    service) and `${NAME}` interpolated; `up` replaces each named service's container."""
+
+    model: dict[str, Any]
+    behaviour: Behaviour = lambda config: "healthy"
+    images: list[dict[str, Any]] = field(default_factory=list)
+    containers: dict[str, dict[str, Any]] = field(default_factory=dict)  # by service
+    interrupt_ups: frozenset[int] = frozenset()  # after these `up` calls (1, 2, ...), Ctrl-C
+    ups: int = 0
+    raise_on_up: BaseException | None = None
+
+    def __call__(self, command: Command, check: bool = True) -> Completed:
+        args = list(command.argv[command.argv.index("--env-file") + 2 :])
+        while args[0] == "--file":
+            args = args[2:]
+        if args[0] == "config":
+            return Completed(0, json.dumps(self.resolve(command)), "")
+        assert args[0] == "up", command.argv
+        self.ups += 1
+        if self.raise_on_up is not None:
+            raise self.raise_on_up
+        services = [a for a in args[1:] if not a.startswith("--") and a != "never"]
+        model = self.resolve(command)["services"]
+        for service in services:
+            if self.behaviour(model[service]) == "fails":
+                self.containers[service] = self._container(service, model[service], "created")
+                raise CommandFailedError(command.argv, 1, "Error: port is already allocated")
+            self.containers[service] = self._container(service, model[service], "")
+        if self.ups in self.interrupt_ups:
+            raise KeyboardInterrupt
+        return Completed(0, "", "")
+
+    def resolve(self, command: Command) -> dict[str, Any]:
+        model = copy.deepcopy(self.model)
+        document = yaml.load(command.stdin, Loader=_OverrideLoader) if command.stdin else {}
+        for name, entry in (document or {}).get("services", {}).items():
+            service = model["services"][name]
+            if isinstance(entry, _Replaced):
+                model["services"][name] = dict(entry)
+                continue
+            for key, value in entry.items():
+                if isinstance(value, dict) and isinstance(service.get(key), dict):
+                    service[key] = {**service[key], **value}
+                else:
+                    service[key] = value
+        text = _REFERENCE.sub(lambda m: command.env.get(m.group(1), ""), json.dumps(model))
+        return dict(json.loads(text))
+
+    def _container(self, service: str, config: Mapping[str, Any], state: str) -> dict[str, Any]:
+        if not state:
+            state = "running" if self.behaviour(config) == "healthy" else "exited"
+        status = {"running": "Up 1 second (healthy)", "exited": "Exited (1) 1 second ago"}
+        labels = {SERVICE_LABEL: service, NUMBER_LABEL: "1"}
+        if FINGERPRINT_LABEL in (config.get("labels") or {}):
+            labels[FINGERPRINT_LABEL] = config["labels"][FINGERPRINT_LABEL]
+        image = str(config["image"])
+        return {
+            "Id": f"{service}-{self.ups}",
+            "Names": [f"/shop-{service}-1"],
+            "Labels": labels,
+            "State": state,
+            "Status": status.get(state, "Created"),
+            "Command": " ".join(config.get("command") or []),
+            "Image": image,
+            "ImageID": next(
+                i["Id"]
+                for i in self.images
+                if image in [i["Id"], *i.get("RepoTags", []), *i.get("RepoDigests", [])]
+            ),
+        }
+
+
+class FakeEngine:
+    """The EngineClient calls a deploy makes, answered from a FakeCompose."""
+
+    def __init__(self, compose: FakeCompose) -> None:
+        self.compose = compose
+
+    def project_containers(self, project: str) -> list[dict[str, Any]]:
+        return list(self.compose.containers.values())
+
+    def images(self) -> list[dict[str, Any]]:
+        return self.compose.images
+
+    def pull(self, image: str, auth: Mapping[str, str] | None = None) -> Iterator[dict[str, Any]]:
+        raise AssertionError(f"no pull expected: {image}")
+
+    def logs(self, container_id: str, tail: int) -> list[str]:
+        return [f"{container_id}: bye"]
