@@ -25,11 +25,18 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 # The tests' own namespace in the local registry, apart from the example's images.
-REGISTRY = os.environ.get("DEPLOYER_TEST_REGISTRY", "127.0.0.1:5000") + "/deployer-test"
+TEST_REGISTRY = os.environ.get("DEPLOYER_TEST_REGISTRY", "127.0.0.1:5000")
+REGISTRY = TEST_REGISTRY + "/deployer-test"
 AUTH_REGISTRY = os.environ.get("DEPLOYER_TEST_AUTH_REGISTRY", "127.0.0.1:5001")
 AUTH_USER = os.environ.get("DEPLOYER_TEST_AUTH_USER", "deployer")
 AUTH_PASSWORD = os.environ.get("DEPLOYER_TEST_AUTH_PASSWORD", "deployer-test-password")
-AUTH_IMAGE = f"{AUTH_REGISTRY}/deployer-test/private:1.0.0"
+# In the same namespace as REGISTRY's (`host/NAMESPACE`), so that sessions run side by side
+# (another worktree's, a nested one) do not remove each other's copy.
+AUTH_IMAGE = "/".join(
+    part
+    for part in (AUTH_REGISTRY, TEST_REGISTRY.partition("/")[2], "deployer-test/private:1.0.0")
+    if part
+)
 # Every image the tests use: REPO:TAG[:MODE] as scripts/build-images takes them.
 TEST_IMAGES = [
     "testapp:1.0.0",

@@ -64,15 +64,6 @@ def test_deploy_without_git_on_path(app: Workspace, tmp_path: Path) -> None:
     assert len(app.containers()) == 2
 
 
-def test_deploy_without_docker_on_path_names_docker(app: Workspace, tmp_path: Path) -> None:
-    result = app.deploy("test", "--yes", env={"PATH": bin_folder(tmp_path)})
-
-    assert (result.returncode, result.stderr) == (
-        1,
-        "error: `docker` is not installed (not found on PATH)\n",
-    )
-
-
 @pytest.fixture
 def newer_engine() -> Iterator[EngineProxy]:
     """The test engine behind a proxy that answers as an engine refusing API versions below 1.44."""
