@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -15,6 +16,7 @@ from deployer import lock as lock_module
 from deployer.apply import Applied, Login, Progress, apply, registry_of, wait_ready
 from deployer.compose import Command, docker_login, up
 from deployer.desired import DesiredState, compose_project, resolve
+from deployer.engine import PROJECT_LABEL as COMPOSE_PROJECT_LABEL
 from deployer.engine import Engine, EngineClient
 from deployer.errors import (
     ConfigError,
@@ -53,6 +55,7 @@ from deployer.status import status as environment_status
 from deployer.variables import Redactor, Variables, is_secret, load_variables
 
 T = TypeVar("T")
+_ANONYMOUS_VOLUME = re.compile(r"^[0-9a-f]{64}$")  # the name the engine gives an anonymous volume
 
 
 @dataclass(frozen=True)
@@ -421,15 +424,30 @@ def restart(
         return _audited(store, actor, loaded, command, ui.redact, restart_and_wait, targets)
 
 
-def down(loaded: Loaded, ui: Interaction, volumes: bool, lock_wait: float = 0.0) -> None:
-    """Stop and remove the environment's containers and networks (volumes only if asked).
+def down(loaded: Loaded, ui: Interaction, volumes: bool, lock_wait: float = 0.0) -> list[str]:
+    """Stop and remove the environment's containers and networks; returns the volumes removed.
 
-    deployer's own records (history, audit) stay: they are not the project's volumes."""
+    With `volumes`, the project's volumes go too, after a question that names them whatever the
+    spec says (or `--yes`): their data cannot be brought back. deployer's own records (history,
+    audit) stay: they are not the project's volumes."""
     client = EngineClient(loaded.engine)
     project = compose_project(loaded.spec, loaded.variables, loaded.engine)
+    name = loaded.spec.name
     with _locked(loaded, client, "down", lock_wait) as (store, actor):
-        what = "containers, networks and volumes" if volumes else "containers and networks"
-        _confirmed(loaded, ui, f"Stop and remove the {what} of {loaded.spec.name}?")
+        doomed = project_volumes(client, loaded.spec.project) if volumes else []
+        if volumes:
+            listed = ", ".join(doomed) or "none found"
+            question = (
+                f"Stop and remove the containers and networks of {name} "
+                f"and DELETE its volumes ({listed})? Their data cannot be brought back."
+            )
+            try:
+                if not ui.confirm(question):
+                    raise ConfirmationRefusedError(f"{name}: not confirmed; nothing changed")
+            except ConfirmationRefusedError as e:
+                raise ConfirmationRefusedError(f"{e.message} (volumes: {listed})") from e
+        else:
+            _confirmed(loaded, ui, f"Stop and remove the containers and networks of {name}?")
         command = "down --volumes" if volumes else "down"
         _audited(
             store,
@@ -438,7 +456,22 @@ def down(loaded: Loaded, ui: Interaction, volumes: bool, lock_wait: float = 0.0)
             command,
             ui.redact,
             lambda: runner.run(compose.down(project, volumes)),
+            [f"volume {v} removed" for v in doomed],
         )
+    return doomed
+
+
+def project_volumes(client: EngineClient, project: str) -> list[str]:
+    """The volumes `docker compose down --volumes` removes: the project's named volumes and
+    the anonymous ones its containers use."""
+    named = {v["Name"] for v in client.volumes([f"{COMPOSE_PROJECT_LABEL}={project}"])}
+    anonymous = {
+        mount["Name"]
+        for container in client.project_containers(project)
+        for mount in container.get("Mounts") or []
+        if mount.get("Type") == "volume" and _ANONYMOUS_VOLUME.match(mount.get("Name") or "")
+    }
+    return sorted(named | anonymous)
 
 
 def prune(

@@ -103,3 +103,34 @@ def test_a_crash_loop_without_health_check_is_not_ready(workspace: Workspace) ->
     assert (web.status, web.image.id) == ("running", release_1.id)
     history = ok(workspace.deploy("history", "test", "--json")).json()
     assert [r["result"] for r in history] == ["rolled back", "success"]  # type: ignore[union-attr]
+
+
+def test_down_with_volumes_asks_and_names_them(workspace: Workspace) -> None:
+    write_environment(
+        workspace,
+        "services:\n  web:\n    image: ${REGISTRY}/testapp:1.0.0\n    volumes: [data:/data]\n"
+        "volumes:\n  data: {}\n",
+    )
+    ok(workspace.deploy("test", "--yes"))
+    volume = f"{workspace.project}_data"
+    [web] = workspace.containers("web")
+
+    refused = workspace.deploy("down", "test", "--volumes")
+
+    assert (refused.returncode, refused.stderr.splitlines()) == (
+        1,
+        [
+            "error: test asks for confirmation and there is no terminal to ask on: pass --yes"
+            f" (volumes: {volume})"
+        ],
+    )
+    assert workspace.engine.volumes.get(volume).name == volume
+    assert [c.id for c in workspace.containers()] == [web.id]
+
+    removed = ok(workspace.deploy("down", "test", "--volumes", "--yes"))
+
+    assert removed.stdout == f"test is down; volumes removed: {volume}\n"
+    assert workspace.containers() == []
+    assert workspace.engine.volumes.list(filters={"name": volume}) == []
+    entry = ok(workspace.deploy("audit", "test", "--json")).json()[-1]  # type: ignore[index]
+    assert (entry["command"], entry["changes"]) == ("down --volumes", [f"volume {volume} removed"])
