@@ -117,6 +117,13 @@ class EngineClient:
         with self._errors():
             self._api.create_volume(name=name, labels=labels)
 
+    def remove_volume(self, name: str) -> None:
+        """Remove a volume; one already gone is no error."""
+        import docker.errors
+
+        with self._errors(), contextlib.suppress(docker.errors.NotFound):
+            self._api.remove_volume(name)
+
     def claim_name(self, name: str, labels: dict[str, str]) -> bool:
         """Create the marker container `name`; False when that name is taken already."""
         import docker.errors

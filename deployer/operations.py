@@ -35,7 +35,7 @@ from deployer.observed import (
     observe,
 )
 from deployer.plan import Plan, plan
-from deployer.prune import Pruned, prunable, repository_of
+from deployer.prune import Pruned, kept_by_releases, prunable, repository_of
 from deployer.releases import (
     FAILED,
     INTERRUPTED,
@@ -44,12 +44,13 @@ from deployer.releases import (
     Release,
     change_lines,
     history,
+    newest_first,
     pinned_spec,
     rollback_target,
     running_services,
 )
 from deployer.spec import Spec, find_specs, load_spec, spec_path
-from deployer.state import Actor, StateStore
+from deployer.state import Actor, StateStore, records_of_every_project
 from deployer.status import EnvironmentStatus
 from deployer.status import status as environment_status
 from deployer.variables import Redactor, Variables, is_secret, load_variables
@@ -477,17 +478,18 @@ def project_volumes(client: EngineClient, project: str) -> list[str]:
 def prune(
     loaded: Loaded, ui: Interaction, aggressive: bool, dry_run: bool, lock_wait: float = 0.0
 ) -> Pruned:
-    """Remove dangling images; with `aggressive`, also this environment's unused images except
-    those of the last `deploy.keep_releases` releases. Never an image a container uses."""
+    """Remove dangling images; with `aggressive`, also this environment's unused images. Never
+    an image a container uses, nor one of the last `deploy.keep_releases` releases of any
+    environment on the engine (they share it, and images)."""
     desired = desired_state(loaded, ui.redact)
     client = EngineClient(loaded.engine)
     with _locked(loaded, client, "prune", lock_wait) as (store, actor):
-        recorded = history(store)
+        every_project = records_of_every_project(client, "release")
+        recorded = newest_first(every_project.get(loaded.spec.project, []))
         local = client.images()
         local_ids = image_ids(local)
-        # Kept: the images of the last releases, and those the spec names now.
-        kept = recorded[: loaded.spec.keep_releases]
-        keep = {s.image_id for r in kept for s in r.services.values()}
+        # Kept: the images of every project's last releases, and those the spec names now.
+        keep = kept_by_releases(every_project, loaded.spec.keep_releases)
         keep |= {local_ids.get(normalize_reference(s.image), "") for s in desired.services.values()}
         repositories = {repository_of(s.image) for s in desired.services.values()}
         repositories |= {repository_of(s.image) for r in recorded for s in r.services.values()}

@@ -134,3 +134,23 @@ def test_down_with_volumes_asks_and_names_them(workspace: Workspace) -> None:
     assert workspace.engine.volumes.list(filters={"name": volume}) == []
     entry = ok(workspace.deploy("audit", "test", "--json")).json()[-1]  # type: ignore[index]
     assert (entry["command"], entry["changes"]) == ("down --volumes", [f"volume {volume} removed"])
+
+
+def test_prune_keeps_the_images_other_environments_may_roll_back_to(example: Workspace) -> None:
+    production = example.environments / "production.yml"
+    ok(example.deploy("production", "--yes"))
+    production.write_text(production.read_text().replace('tag: "1.0.0"', 'tag: "1.1.0"'))
+    ok(example.deploy("production", "--yes"))  # production's release 1 ran web 1.0.0
+    ok(example.deploy("staging", "--yes"))  # staging runs web 1.1.0 from the same repository
+    rollback_image = example.engine.images.get(f"{REGISTRY}/shop-web:1.0.0").id
+
+    planned = ok(example.deploy("prune", "staging", "--aggressive", "--dry-run", "--json")).json()
+    ok(example.deploy("prune", "staging", "--aggressive", "--yes"))
+
+    assert isinstance(planned, dict)
+    assert rollback_image not in [c["image_id"] for c in planned["images"]]
+    assert example.engine.images.get(rollback_image).id == rollback_image
+    result = example.deploy("rollback", "production", "--to", "1", "--yes")
+    assert result.returncode == 0, result.stderr
+    assert "pulling" not in result.stdout  # the image was still there
+    assert example.http("web", "/version") == "1.1.0"  # staging untouched
