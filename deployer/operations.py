@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TypeVar
 
-from deployer import audit, compose, releases, runner
+from deployer import audit, compose, releases, retention, runner
 from deployer import lock as lock_module
 from deployer.apply import Applied, Login, Progress, apply, registry_of, wait_ready
 from deployer.compose import Command, docker_login, up
@@ -42,6 +42,7 @@ from deployer.releases import (
     ROLLED_BACK,
     SUCCESS,
     Release,
+    ServiceRelease,
     change_lines,
     history,
     newest_first,
@@ -279,6 +280,7 @@ def _apply_recorded(
             change_lines(the_plan),
             error,
         )
+        _trim_records(store, loaded.spec, services, ui.progress)
 
     try:
         applied = apply(the_plan, desired, client, runner.run, ui.progress, login)
@@ -496,20 +498,55 @@ def prune(
         images = client.dangling_images() + (local if aggressive else [])
         unique = list({i["Id"]: i for i in images}.values())
         candidates = prunable(unique, client.images_in_use(), keep, repositories, aggressive)
-        if dry_run or not candidates:
-            return Pruned(tuple(candidates), dry_run, 0)
-        _confirmed(
-            loaded, ui, f"Remove {len(candidates)} image(s) from the engine of {loaded.spec.name}?"
-        )
+        if dry_run:
+            return Pruned(tuple(candidates), True, 0)
+        if candidates:
+            _confirmed(
+                loaded,
+                ui,
+                f"Remove {len(candidates)} image(s) from the engine of {loaded.spec.name}?",
+            )
+        running = running_services(observe(client, loaded.spec.project))
 
         def remove() -> Pruned:
-            before = client.layers_size()
-            for candidate in candidates:
-                client.remove_image(candidate.image_id)
-            return Pruned(tuple(candidates), False, max(0, before - client.layers_size()))
+            freed = 0
+            if candidates:
+                before = client.layers_size()
+                for candidate in candidates:
+                    client.remove_image(candidate.image_id)
+                freed = max(0, before - client.layers_size())
+            trimmed = retention.trim(store, loaded.spec.keep_history, _image_ids(running))
+            return Pruned(tuple(candidates), False, freed, trimmed)
 
         command = "prune --aggressive" if aggressive else "prune"
+        if not candidates:
+            pruned = remove()
+            if pruned.trimmed.lines():
+                audit.write(
+                    store,
+                    actor,
+                    loaded.spec.name,
+                    command,
+                    SUCCESS,
+                    ui.redact,
+                    pruned.trimmed.lines(),
+                )
+            return pruned
         removed = [
             f"{c.image_id[7:19]} {' '.join(c.references) or '(dangling)'}" for c in candidates
         ]
         return _audited(store, actor, loaded, command, ui.redact, remove, removed)
+
+
+def _image_ids(services: Mapping[str, ServiceRelease]) -> dict[str, str]:
+    return {name: service.image_id for name, service in services.items()}
+
+
+def _trim_records(
+    store: StateStore, spec: Spec, running: Mapping[str, ServiceRelease], progress: Progress
+) -> None:
+    """Retention after a recorded release: failing to tidy up is said, never fatal."""
+    try:
+        retention.trim(store, spec.keep_history, _image_ids(running))
+    except DeployerError as e:
+        progress.done("records", f"old records not removed: {e.message}")

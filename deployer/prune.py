@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from deployer.engine import split_tag
 from deployer.releases import newest_first
+from deployer.retention import Trimmed
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,9 @@ class Pruned:
     candidates: tuple[Candidate, ...]
     dry_run: bool
     freed: int  # bytes of image layers the engine no longer holds (0 for a dry run)
+    trimmed: Trimmed = field(
+        default_factory=Trimmed
+    )  # records removed beyond retention (none in a dry run)
 
 
 def repository_of(reference: str) -> str:

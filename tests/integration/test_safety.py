@@ -154,3 +154,35 @@ def test_prune_keeps_the_images_other_environments_may_roll_back_to(example: Wor
     assert result.returncode == 0, result.stderr
     assert "pulling" not in result.stdout  # the image was still there
     assert example.http("web", "/version") == "1.1.0"  # staging untouched
+
+
+def test_history_keeps_keep_history_releases(app: Workspace) -> None:
+    spec = app.environments / "test.yml"
+    settings = "deploy: {wait_timeout: 30, keep_history: KEEP, keep_releases: 1}"
+    spec.write_text(
+        spec.read_text().replace("deploy: {wait_timeout: 30}", settings.replace("KEEP", "2"))
+    )
+    env_file = app.environments / "app/.env"
+    for level in ("info", "debug", "warn"):
+        text = env_file.read_text()
+        env_file.write_text(text.replace("LOG_LEVEL=info", f"LOG_LEVEL={level}"))
+        ok(app.deploy("test", "--yes"))
+        env_file.write_text(text)
+
+    history = ok(app.deploy("history", "test", "--json")).json()
+    assert [r["number"] for r in history] == [3, 2]  # type: ignore[union-attr]
+
+    spec.write_text(spec.read_text().replace("keep_history: 2", "keep_history: 1"))
+    pruned = ok(app.deploy("prune", "test", "--yes"))
+
+    assert pruned.stdout == "removed 1 release record(s) beyond keep_history\n"
+    assert [r["number"] for r in ok(app.deploy("history", "test", "--json")).json()] == [3]  # type: ignore[union-attr]
+    records = app.engine.volumes.list(
+        filters={"label": ["dev.deployer.state=release", f"dev.deployer.project={app.project}"]}
+    )
+    assert [v.name for v in records] == [f"deployer_{app.project}_release_000003"]
+    entry = ok(app.deploy("audit", "test", "--json")).json()[-1]  # type: ignore[index]
+    assert (entry["command"], entry["changes"]) == (
+        "prune",
+        ["removed 1 release record(s) beyond keep_history"],
+    )
