@@ -158,11 +158,15 @@ def wait_ready(
 
 
 class _EngineClock:
-    """How long containers have been up, by the engine's clock (read once, then kept by offset)."""
+    """How long containers have been up, by the engine's clock (read once, then kept by offset).
+
+    A container is inspected when first seen and again once its window may have passed: twice
+    in all when it stays up, however long the wait."""
 
     def __init__(self, client: EngineClient) -> None:
         self.client = client
         self.offset: float | None = None  # engine time minus local time
+        self.started: dict[str, float] = {}  # container ID -> StartedAt at its last inspection
 
     def now(self) -> float:
         if self.offset is None:
@@ -173,8 +177,13 @@ class _EngineClock:
         """A health check that passed, a completed one-shot, or up for STEADY_SECONDS."""
         if container.state != "running" or container.health is not None:
             return True
-        started_at, _ = self.client.start_record(container.id)
-        return is_steady(started_at, self.now(), STEADY_SECONDS)
+        known = self.started.get(container.id)
+        if known is not None and not is_steady(known, self.now(), STEADY_SECONDS):
+            return False
+        # Inspect again: a container that restarted meanwhile has a new StartedAt.
+        started, _ = self.client.start_record(container.id)
+        self.started[container.id] = started
+        return is_steady(started, self.now(), STEADY_SECONDS)
 
     def describe(self, container: ObservedContainer) -> str:
         if container.state not in ("running", "restarting"):

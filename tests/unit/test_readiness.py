@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -144,22 +143,43 @@ def test_a_failed_one_shot_or_a_stopped_service_is_started() -> None:
     assert not status(wanted, observed, []).healthy
 
 
-class FakeEngine:
-    """The engine as wait_ready reads it: a list of containers per look, their start records."""
+class Clock:
+    """Local time for wait_ready: it moves only when wait_ready sleeps."""
 
-    def __init__(self, looks: list[list[dict[str, Any]]], started: dict[str, float]) -> None:
-        self.looks: Iterator[list[dict[str, Any]]] = iter(looks)
-        self.started = started
-        self.restarts = {name: 0 for name in started}
+    def __init__(self) -> None:
+        self.elapsed = 0.0
+
+    def time(self) -> float:
+        return 1_000.0 + self.elapsed
+
+    def monotonic(self) -> float:
+        return self.elapsed
+
+    def sleep(self, seconds: float) -> None:
+        self.elapsed += seconds
+
+
+class FakeEngine:
+    """The engine as wait_ready reads it: the containers at each look (the last one repeats),
+    and per container the times it (re)started, by the engine's clock (NOW at the first look)."""
+
+    def __init__(
+        self, clock: Clock, looks: list[list[dict[str, Any]]], starts: dict[str, list[float]]
+    ) -> None:
+        self.clock, self.looks, self.starts = clock, looks, starts
+        self.inspections = 0
 
     def project_containers(self, project: str) -> list[dict[str, Any]]:
-        return next(self.looks)
+        return self.looks.pop(0) if len(self.looks) > 1 else self.looks[0]
 
     def system_time(self) -> float:
-        return NOW
+        return NOW + self.clock.elapsed
 
     def start_record(self, container_id: str) -> tuple[float, int]:
-        return self.started[container_id], self.restarts[container_id]
+        self.inspections += 1
+        now = NOW + self.clock.elapsed
+        started = [moment for moment in self.starts[container_id] if moment <= now]
+        return started[-1], len(started) - 1
 
     def logs(self, container_id: str, tail: int) -> list[str]:
         return [f"{container_id}: last words"]
@@ -176,9 +196,11 @@ class Progress:
         self.lines.append(f"done {text}")
 
 
-@pytest.fixture(autouse=True)
-def no_sleep(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(apply.time, "sleep", lambda seconds: None)
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    fake = Clock()
+    monkeypatch.setattr(apply, "time", fake)
+    return fake
 
 
 def wait(engine: FakeEngine, state: DesiredState, progress: Progress) -> list[str]:
@@ -186,15 +208,16 @@ def wait(engine: FakeEngine, state: DesiredState, progress: Progress) -> list[st
     return [c.name for c in found]
 
 
-def test_wait_counts_a_one_shot_that_exited_0_and_a_steady_container() -> None:
+def test_wait_counts_a_one_shot_that_exited_0_and_a_steady_container(clock: Clock) -> None:
     engine = FakeEngine(
+        clock,
         [
             [
                 summary("migrate", "exited", "Exited (0) 1 second ago"),
                 summary("web", "running", "Up 3 seconds"),
             ]
         ],
-        {"web1": NOW - 3.0},
+        {"web1": [NOW - 3.0]},
     )
     progress = Progress()
 
@@ -205,44 +228,53 @@ def test_wait_counts_a_one_shot_that_exited_0_and_a_steady_container() -> None:
         "done migrate: shop-migrate-1 Exited (0) 1 second ago",
         "done web: shop-web-1 Up 3 seconds",
     ]
+    assert clock.elapsed == 0.0
 
 
-def test_wait_holds_a_young_container_until_it_has_stayed_up() -> None:
+def test_wait_holds_a_young_container_until_it_has_stayed_up(clock: Clock) -> None:
     engine = FakeEngine(
-        [
-            [summary("web", "running", "Up Less than a second")],
-            [summary("web", "running", "Up 2 seconds")],
-        ],
-        {"web1": NOW - 0.5},
+        clock, [[summary("web", "running", "Up Less than a second")]], {"web1": [NOW - 0.5]}
     )
     progress = Progress()
-    ages = iter([NOW - 0.5, NOW - 2.5])
-    engine.start_record = lambda container_id: (next(ages), 0)  # type: ignore[method-assign]
 
     assert wait(engine, desired(service("web", "always")), progress) == ["shop-web-1"]
     assert progress.lines == [
         "update waiting for web: shop-web-1 Up Less than a second",
-        "done web: shop-web-1 Up 2 seconds",
+        "update waiting for web: shop-web-1 Up Less than a second",
+        "update waiting for web: shop-web-1 Up Less than a second",
+        "done web: shop-web-1 Up Less than a second",
     ]
+    assert (clock.elapsed, engine.inspections) == (1.5, 2)  # inspected when seen, then when due
 
 
-def test_wait_does_not_take_a_crash_loop_for_ready() -> None:
-    engine = FakeEngine([[summary("web", "running", "Up Less than a second")]], {"web1": NOW - 0.3})
-    engine.restarts["web1"] = 4
+class CrashLoop(FakeEngine):
+    """A container up 0.5 s at a time, restarted by the engine after a growing back-off."""
+
+    def project_containers(self, project: str) -> list[dict[str, Any]]:
+        now = NOW + self.clock.elapsed
+        last = max(moment for moment in self.starts["web1"] if moment <= now)
+        if now - last < 0.5:
+            return [summary("web", "running", "Up Less than a second")]
+        return [summary("web", "restarting", "Restarting (1) Less than a second ago")]
+
+
+def test_wait_does_not_take_a_crash_loop_for_ready(clock: Clock) -> None:
+    starts = [NOW - 0.3, NOW + 0.3, NOW + 1.0, NOW + 1.9, NOW + 3.2, NOW + 5.3, NOW + 9.0]
+    engine = CrashLoop(clock, [], {"web1": starts})
 
     with pytest.raises(UnhealthyServiceError) as raised:
-        wait(engine, desired(service("web", "always"), wait_timeout=0.0), Progress())
+        wait(engine, desired(service("web", "always"), wait_timeout=10.0), Progress())
 
     assert raised.value.lines() == [
-        "service web did not become healthy within 0s "
-        "(last state: Up Less than a second, restarted 4 times)",
+        "service web did not become healthy within 10s "
+        "(last state: Restarting (1) Less than a second ago, restarted 6 times)",
         "last log lines of web:",
         "  web1: last words",
     ]
 
 
-def test_wait_fails_at_once_on_a_one_shot_that_exited_non_zero() -> None:
-    engine = FakeEngine([[summary("migrate", "exited", "Exited (3) 1 second ago")]], {})
+def test_wait_fails_at_once_on_a_one_shot_that_exited_non_zero(clock: Clock) -> None:
+    engine = FakeEngine(clock, [[summary("migrate", "exited", "Exited (3) 1 second ago")]], {})
 
     with pytest.raises(UnhealthyServiceError) as raised:
         wait(engine, desired(service("migrate", "no")), Progress())
@@ -250,10 +282,11 @@ def test_wait_fails_at_once_on_a_one_shot_that_exited_non_zero() -> None:
     assert raised.value.message == (
         "service migrate did not become healthy within 30s (last state: Exited (3) 1 second ago)"
     )
+    assert clock.elapsed == 0.0
 
 
-def test_wait_fails_on_an_exit_0_where_the_policy_would_restart() -> None:
-    engine = FakeEngine([[summary("web", "exited", "Exited (0) 1 second ago")]], {})
+def test_wait_fails_on_an_exit_0_where_the_policy_would_restart(clock: Clock) -> None:
+    engine = FakeEngine(clock, [[summary("web", "exited", "Exited (0) 1 second ago")]], {})
 
     with pytest.raises(UnhealthyServiceError, match=r"last state: Exited \(0\) 1 second ago"):
         wait(engine, desired(service("web", "always")), Progress())
