@@ -102,18 +102,21 @@ def container(service: str, state: str, status: str) -> ObservedContainer:
     return found
 
 
-IMAGES = {"reg/migrate:1": "sha256:migrate", "reg/web:1": "sha256:web"}
+def migration_and_web(
+    migrate: tuple[str, str], web: tuple[str, str]
+) -> tuple[DesiredState, ObservedState]:
+    """A migration (restart "no") and a web (restart "always"), their containers in these states."""
+    wanted = desired(service("migrate", "no"), service("web", "always"))
+    images = {"reg/migrate:1": "sha256:migrate", "reg/web:1": "sha256:web"}
+    observed = ObservedState(
+        "shop", (container("migrate", *migrate), container("web", *web)), images
+    )
+    return wanted, observed
 
 
 def test_a_completed_one_shot_is_in_sync_and_ready() -> None:
-    wanted = desired(service("migrate", "no"), service("web", "always"))
-    observed = ObservedState(
-        "shop",
-        (
-            container("migrate", "exited", "Exited (0) 5 minutes ago"),
-            container("web", "running", "Up 5 minutes"),
-        ),
-        IMAGES,
+    wanted, observed = migration_and_web(
+        ("exited", "Exited (0) 5 minutes ago"), ("running", "Up 5 minutes")
     )
 
     assert plan(wanted, observed) == Plan("staging", "shop", ())
@@ -126,14 +129,8 @@ def test_a_completed_one_shot_is_in_sync_and_ready() -> None:
 
 
 def test_a_failed_one_shot_or_a_stopped_service_is_started() -> None:
-    wanted = desired(service("migrate", "no"), service("web", "always"))
-    observed = ObservedState(
-        "shop",
-        (
-            container("migrate", "exited", "Exited (1) 5 minutes ago"),
-            container("web", "exited", "Exited (0) 5 minutes ago"),
-        ),
-        IMAGES,
+    wanted, observed = migration_and_web(
+        ("exited", "Exited (1) 5 minutes ago"), ("exited", "Exited (0) 5 minutes ago")
     )
 
     assert plan(wanted, observed).changes == (
