@@ -24,9 +24,8 @@ class Pruned:
     candidates: tuple[Candidate, ...]
     dry_run: bool
     freed: int  # bytes of image layers the engine no longer holds (0 for a dry run)
-    trimmed: Trimmed = field(
-        default_factory=Trimmed
-    )  # records removed beyond retention (none in a dry run)
+    # Records removed beyond retention (none in a dry run).
+    trimmed: Trimmed = field(default_factory=Trimmed)
 
 
 def repository_of(reference: str) -> str:
