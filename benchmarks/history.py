@@ -3,7 +3,9 @@
 Records are Docker volumes whose labels hold them (docs/state.md). This creates them directly
 through the Docker SDK for a throwaway project (releases shaped like real ones: two services,
 a few changes), then measures the median of --runs of `deploy history ENV` and
-`deploy audit ENV`, for each count of records; everything it created is removed afterwards.
+`deploy audit ENV` (whole commands, Python start-up included), and of reading the records alone
+in this process (`releases.history`, `audit.entries`: the engine call and the parsing), for each
+count of records; everything it created is removed afterwards.
 By default: 10 releases (the default keep_history) and 300 (an environment with no retention
 after a year of deploys); 1000 audit entries (the most retention keeps).
 
@@ -26,6 +28,10 @@ from pathlib import Path
 from typing import Any
 
 import docker
+
+from deployer import audit, releases
+from deployer.engine import Engine, EngineClient
+from deployer.state import StateStore
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = [sys.executable, "-m", "deployer"]
@@ -94,6 +100,15 @@ def median_seconds(argv: list[str], env: dict[str, str], runs: int) -> float:
     return statistics.median(times)
 
 
+def median_in_process(read: Any, runs: int) -> float:
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        read()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -107,6 +122,7 @@ def main() -> None:
     args = parser.parse_args()
     client = docker.from_env()
     project = f"bench-history-{uuid.uuid4().hex[:8]}"
+    store = StateStore(EngineClient(Engine.choose(None, os.environ)), project)
     results: dict[str, Any] = {"runs": args.runs, "history": [], "audit": {}}
     try:
         with tempfile.TemporaryDirectory() as folder:
@@ -124,21 +140,32 @@ def main() -> None:
                 json_seconds = median_seconds(
                     [*DEPLOY, "history", "bench", "--json"], env, args.runs
                 )
+                reading = median_in_process(lambda: releases.history(store), args.runs)
                 results["history"].append(
                     {
                         "releases": count,
                         "text_s": round(seconds, 3),
                         "json_s": round(json_seconds, 3),
+                        "read_s": round(reading, 4),
                     }
                 )
                 print(
-                    f"deploy history, {count} releases: {seconds:.3f} s (--json {json_seconds:.3f} s)"
+                    f"deploy history, {count} releases: {seconds:.3f} s (--json"
+                    f" {json_seconds:.3f} s; reading the records {reading * 1000:.1f} ms)"
                 )
             for index in range(args.audit):
                 add(client, project, "audit", f"{index:06d}", audit_record(index))
             seconds = median_seconds([*DEPLOY, "audit", "bench"], env, args.runs)
-            results["audit"] = {"entries": args.audit, "text_s": round(seconds, 3)}
-            print(f"deploy audit, {args.audit} entries: {seconds:.3f} s")
+            reading = median_in_process(lambda: audit.entries(store), args.runs)
+            results["audit"] = {
+                "entries": args.audit,
+                "text_s": round(seconds, 3),
+                "read_s": round(reading, 4),
+            }
+            print(
+                f"deploy audit, {args.audit} entries: {seconds:.3f} s"
+                f" (reading the records {reading * 1000:.1f} ms)"
+            )
             baseline = median_seconds([*DEPLOY, "version"], env, args.runs)
             results["version_s"] = round(baseline, 3)
             print(f"deploy version (start-up alone): {baseline:.3f} s")
