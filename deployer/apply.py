@@ -12,7 +12,7 @@ from deployer import compose
 from deployer.desired import DesiredState
 from deployer.engine import EngineClient
 from deployer.errors import PullError, RegistryLoginError, UnhealthyServiceError
-from deployer.observed import ObservedContainer, observe_containers
+from deployer.observed import ObservedContainer, is_steady, observe_containers
 from deployer.plan import Plan
 from deployer.reference import ImageReference
 from deployer.runner import Completed
@@ -22,6 +22,9 @@ POLL_SECONDS = 0.5
 LOG_LINES = 20
 # A container in one of these states will not become healthy by waiting.
 FINAL_STATES = frozenset({"exited", "dead"})
+# A running container without a health check counts as ready once it has been up this long, by
+# the engine's clock: one that crash-loops is then not taken for ready at a lucky moment.
+STEADY_SECONDS = 2.0
 
 
 class Progress(Protocol):
@@ -121,25 +124,28 @@ def _pull_with_progress(
 def wait_ready(
     client: EngineClient, desired: DesiredState, services: list[str], progress: Progress
 ) -> tuple[ObservedContainer, ...]:
-    """Wait until each service has its replicas running and, where they have a health check, healthy."""
+    """Wait until each service has its replicas ready: running and healthy where they have a
+    health check, else running for STEADY_SECONDS; a one-shot container may have exited 0."""
     deadline = time.monotonic() + desired.wait_timeout
     pending = set(services)
+    clock = _EngineClock(client)
     while True:
         containers = observe_containers(client, desired.project.name)
         for service in sorted(pending):
             own = [c for c in containers if c.service == service]
-            wanted = desired.services[service].replicas
-            if len(own) == wanted and all(c.ready for c in own):
+            wanted = desired.services[service]
+            done = [c for c in own if c.done(wanted.restart)]
+            if len(own) == len(done) == wanted.replicas and all(clock.steady(c) for c in done):
                 pending.discard(service)
                 progress.done(service, f"{service}: {_states(own)}")
                 continue
-            failed = [c for c in own if c.state in FINAL_STATES]
+            failed = [c for c in own if c.state in FINAL_STATES and c not in done]
             if failed or time.monotonic() >= deadline:
-                suspects = failed or [c for c in own if not c.ready] or own
+                suspects = failed or [c for c in own if c not in done] or own
                 culprit = suspects[0] if suspects else None
                 raise UnhealthyServiceError(
                     service,
-                    culprit.status if culprit else "no container",
+                    clock.describe(culprit) if culprit else "no container",
                     desired.wait_timeout,
                     client.logs(culprit.id, LOG_LINES) if culprit else [],
                 )
@@ -147,6 +153,41 @@ def wait_ready(
         if not pending:
             return tuple(c for c in containers if c.service in services)
         time.sleep(POLL_SECONDS)
+
+
+class _EngineClock:
+    """How long containers have been up, by the engine's clock (read once, then kept by offset).
+
+    A container is inspected when first seen and again once its window may have passed: twice
+    in all when it stays up, however long the wait."""
+
+    def __init__(self, client: EngineClient) -> None:
+        self.client = client
+        self.offset: float | None = None  # engine time minus local time
+        self.started: dict[str, float] = {}  # container ID -> StartedAt at its last inspection
+
+    def now(self) -> float:
+        if self.offset is None:
+            self.offset = self.client.system_time() - time.time()
+        return time.time() + self.offset
+
+    def steady(self, container: ObservedContainer) -> bool:
+        """A health check that passed, a completed one-shot, or up for STEADY_SECONDS."""
+        if container.state != "running" or container.health is not None:
+            return True
+        known = self.started.get(container.id)
+        if known is not None and not is_steady(known, self.now(), STEADY_SECONDS):
+            return False
+        # Inspect again: a container that restarted meanwhile has a new StartedAt.
+        started, _ = self.client.start_record(container.id)
+        self.started[container.id] = started
+        return is_steady(started, self.now(), STEADY_SECONDS)
+
+    def describe(self, container: ObservedContainer) -> str:
+        if container.state not in ("running", "restarting"):
+            return container.status
+        _, restarts = self.client.start_record(container.id)
+        return f"{container.status}, restarted {restarts} times" if restarts else container.status
 
 
 def _states(containers: list[ObservedContainer]) -> str:

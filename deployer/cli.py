@@ -278,8 +278,13 @@ def down(
     lock_wait: LockWait = 0.0,
 ) -> None:
     """Stop and remove ENV's containers and networks (volumes only with --volumes)."""
-    operations.down(_load(environments, name), _interaction(name, yes, False), volumes, lock_wait)
-    console.emit(f"{name} is down" + (" (volumes removed)" if volumes else ""))
+    removed = operations.down(
+        _load(environments, name), _interaction(name, yes, False), volumes, lock_wait
+    )
+    console.emit(
+        f"{name} is down"
+        + (f"; volumes removed: {', '.join(removed) or 'none'}" if volumes else "")
+    )
 
 
 @app.command()

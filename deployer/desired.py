@@ -47,6 +47,7 @@ class DesiredService:
     replicas: int
     fingerprint: Mapping[str, str]
     secret_parts: frozenset[str]  # fingerprint parts whose values are secret
+    restart: str = "no"  # the engine's restart policy, e.g. "no", "always", "on-failure:3"
 
 
 @dataclass(frozen=True)
@@ -300,6 +301,14 @@ def replicas_of(service: Mapping[str, Any]) -> int:
     return int(replicas)
 
 
+def restart_policy_of(service: Mapping[str, Any]) -> str:
+    """The restart policy Compose gives the containers: deploy.restart_policy wins over restart."""
+    condition = ((service.get("deploy") or {}).get("restart_policy") or {}).get("condition")
+    if condition is not None:
+        return {"none": "no", "any": "always"}.get(str(condition), str(condition))
+    return str(service.get("restart") or "no")
+
+
 def fingerprint(
     service: Mapping[str, Any], is_secret: SecretPolicy
 ) -> tuple[dict[str, str], frozenset[str]]:
@@ -330,7 +339,12 @@ def desired_services(
     for name, service in sorted(model.get("services", {}).items()):
         parts, secret_parts = fingerprint(service, is_secret)
         services[name] = DesiredService(
-            name, str(service.get("image", "")), replicas_of(service), parts, secret_parts
+            name,
+            str(service.get("image", "")),
+            replicas_of(service),
+            parts,
+            secret_parts,
+            restart_policy_of(service),
         )
     return services
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from deployer.errors import DeployerError, EngineUnreachableError, PullError
@@ -20,6 +22,7 @@ SDK_TIMEOUT = 60  # seconds per request
 PROJECT_LABEL = "com.docker.compose.project"
 STATE_IMAGE = "deployer-state:1"
 _EMPTY_TAR = bytes(1024)  # a tar archive with no members: two zero blocks
+_ENGINE_TIME = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)$")
 
 
 @dataclass(frozen=True)
@@ -197,6 +200,13 @@ class EngineClient:
             created = self._api.create_volume(name=name, labels=labels)
         return dict(created.get("Labels") or {})
 
+    def remove_volume(self, name: str) -> None:
+        """Remove a volume; one already gone is no error."""
+        import docker.errors
+
+        with self._errors(), contextlib.suppress(docker.errors.NotFound):
+            self._api.remove_volume(name)
+
     def claim_name(self, name: str, labels: dict[str, str]) -> bool:
         """Create the marker container `name`; False when that name is taken already."""
         import docker.errors
@@ -236,10 +246,31 @@ class EngineClient:
             state = ImageReference.parse(STATE_IMAGE)
             self._api.import_image_from_data(_EMPTY_TAR, repository=state.repository, tag=state.tag)
 
+    def start_record(self, container_id: str) -> tuple[float, int]:
+        """When the container last started (by the engine's clock) and how often it restarted."""
+        with self._errors():
+            found = self._api.inspect_container(container_id)
+        return engine_timestamp(found["State"]["StartedAt"]), int(found.get("RestartCount") or 0)
+
+    def system_time(self) -> float:
+        """The engine's clock, in seconds since the epoch."""
+        with self._errors():
+            return engine_timestamp(str(self._api.info()["SystemTime"]))
+
     def logs(self, container_id: str, tail: int) -> list[str]:
         with self._errors():
             raw: bytes = self._api.logs(container_id, tail=tail, timestamps=False)
         return raw.decode("utf-8", errors="replace").splitlines()
+
+
+def engine_timestamp(text: str) -> float:
+    """Seconds since the epoch of an engine time (RFC 3339 with nanoseconds, as in StartedAt)."""
+    found = _ENGINE_TIME.match(text)
+    if found is None:
+        raise ValueError(f"not an engine time: {text!r}")
+    whole, fraction, zone = found.groups()
+    moment = datetime.fromisoformat(whole + ("+00:00" if zone == "Z" else zone))
+    return moment.timestamp() + float(f"0.{fraction or 0}")
 
 
 def _explain(error: Exception) -> str:

@@ -16,11 +16,25 @@ SERVICE_LABEL = "com.docker.compose.service"
 NUMBER_LABEL = "com.docker.compose.container-number"
 ONEOFF_LABEL = "com.docker.compose.oneoff"
 _HEALTH = re.compile(r"\((healthy|unhealthy|health: starting)\)")
+_EXIT_CODE = re.compile(r"^Exited \((-?\d+)\)")
+# Restart policies under which the engine leaves a container that exited 0 stopped: a one-shot
+# job (a migration) that has done its work, as Compose's `service_completed_successfully` reads it.
+ONE_SHOT_POLICIES = frozenset({"no", "on-failure"})
 
 
 def is_ready(state: str, health: str | None) -> bool:
     """Running and, where the container has a health check, healthy."""
     return state == "running" and health in (None, "healthy")
+
+
+def is_steady(started_at: float, engine_now: float, window: float) -> bool:
+    """Up since at least `window` seconds, both times by the engine's clock."""
+    return engine_now - started_at >= window
+
+
+def is_completed(state: str, exit_code: int | None, restart: str) -> bool:
+    """A one-shot container that finished its work: exited 0 under a policy that leaves it so."""
+    return state == "exited" and exit_code == 0 and restart.split(":")[0] in ONE_SHOT_POLICIES
 
 
 @dataclass(frozen=True)
@@ -35,10 +49,15 @@ class ObservedContainer:
     image: str  # the reference it was created from
     image_id: str
     fingerprint: Mapping[str, str] | None  # None: not created by deployer
+    exit_code: int | None = None  # of an exited container, from the engine's status words
 
     @property
     def ready(self) -> bool:
         return is_ready(self.state, self.health)
+
+    def done(self, restart: str) -> bool:
+        """Ready, or a one-shot container of a service with restart policy `restart` that completed."""
+        return self.ready or is_completed(self.state, self.exit_code, restart)
 
 
 @dataclass(frozen=True)
@@ -62,6 +81,7 @@ def container_from_summary(summary: Mapping[str, Any]) -> ObservedContainer | No
         return None
     status = summary.get("Status", "")
     health = _HEALTH.search(status)
+    exit_code = _EXIT_CODE.match(status)
     raw_fingerprint = labels.get(FINGERPRINT_LABEL)
     try:
         fingerprint = json.loads(raw_fingerprint) if raw_fingerprint else None
@@ -79,6 +99,7 @@ def container_from_summary(summary: Mapping[str, Any]) -> ObservedContainer | No
         image=summary.get("Image", ""),
         image_id=summary.get("ImageID", ""),
         fingerprint=fingerprint,
+        exit_code=int(exit_code.group(1)) if exit_code else None,
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -10,11 +11,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TypeVar
 
-from deployer import audit, compose, releases, runner
+from deployer import audit, compose, releases, retention, runner
 from deployer import lock as lock_module
 from deployer.apply import Applied, Login, Progress, apply, registry_of, wait_ready
 from deployer.compose import Command, docker_login, env_files_reading, up
 from deployer.desired import DesiredState, Runner, compose_project, identifiers, resolve
+from deployer.engine import PROJECT_LABEL as COMPOSE_PROJECT_LABEL
 from deployer.engine import Engine, EngineClient
 from deployer.errors import (
     ConfigError,
@@ -32,7 +34,7 @@ from deployer.observed import (
     observe_containers,
 )
 from deployer.plan import Plan, plan
-from deployer.prune import Pruned, prunable, repository_of
+from deployer.prune import Pruned, kept_by_releases, prunable, repository_of
 from deployer.reference import lookup_key
 from deployer.releases import (
     FAILED,
@@ -41,15 +43,17 @@ from deployer.releases import (
     SUCCESS,
     Release,
     Secrets,
+    ServiceRelease,
     change_lines,
     history,
     newest_configs,
+    newest_first,
     restore_state,
     rollback_target,
     running_services,
 )
 from deployer.spec import Spec, find_specs, load_spec, spec_path
-from deployer.state import Actor, StateStore, Store
+from deployer.state import Actor, StateStore, Store, records_of_every_project
 from deployer.status import EnvironmentStatus
 from deployer.status import status as environment_status
 from deployer.variables import (
@@ -64,6 +68,7 @@ from deployer.variables import (
 )
 
 T = TypeVar("T")
+_ANONYMOUS_VOLUME = re.compile(r"^[0-9a-f]{64}$")  # the name the engine gives an anonymous volume
 
 
 @dataclass(frozen=True)
@@ -256,9 +261,11 @@ def _recorded(
     command: str,
     redact: Redactor,
     changes: Sequence[str] = (),
+    progress: Progress | None = None,
 ) -> Iterator[Recording]:
     """The one place a state-changing command's record is written: its audit entry, and its
-    release once it applies a plan, whatever ends it (an error, an interrupt, a bug)."""
+    release once it applies a plan, whatever ends it (an error, an interrupt, a bug). After a
+    release, records beyond retention go (`progress` hears if they cannot)."""
     recording = Recording(changes)
     ended: BaseException | None = None
     try:
@@ -289,6 +296,8 @@ def _recorded(
             audit.write(
                 store, actor, loaded.spec.name, command, result, redact, recording.changes, error
             )
+            if recording.applying is not None:
+                _trim_records(store, loaded.spec, services, progress)
         except DeployerError as e:
             if ended is None:
                 raise
@@ -363,7 +372,7 @@ def _plan_and_apply(
         return the_plan
     login = registry_login(loaded, the_plan.pulls, ui.redact)
     _confirmed(loaded, ui, _plan_question(loaded, the_plan))
-    with _recorded(loaded, store, actor, command, ui.redact) as recording:
+    with _recorded(loaded, store, actor, command, ui.redact, (), ui.progress) as recording:
         recording.applies(the_plan, desired, client)
         applied = _apply_or_restore(
             loaded, ui, client, store, recording, the_plan, desired, before, login
@@ -553,15 +562,30 @@ def restart(
         return _audited(store, actor, loaded, command, ui.redact, restart_and_wait, targets)
 
 
-def down(loaded: Loaded, ui: Interaction, volumes: bool, lock_wait: float = 0.0) -> None:
-    """Stop and remove the environment's containers and networks (volumes only if asked).
+def down(loaded: Loaded, ui: Interaction, volumes: bool, lock_wait: float = 0.0) -> list[str]:
+    """Stop and remove the environment's containers and networks; returns the volumes removed.
 
-    deployer's own records (history, audit) stay: they are not the project's volumes."""
+    With `volumes`, the project's volumes go too, after a question that names them whatever the
+    spec says (or `--yes`): their data cannot be brought back. deployer's own records (history,
+    audit) stay: they are not the project's volumes."""
     client = EngineClient(loaded.engine)
     project = compose_project(loaded.spec, loaded.variables, loaded.engine)
+    name = loaded.spec.name
     with _locked(loaded, client, "down", lock_wait) as (store, actor):
-        what = "containers, networks and volumes" if volumes else "containers and networks"
-        _confirmed(loaded, ui, f"Stop and remove the {what} of {loaded.spec.name}?")
+        doomed = project_volumes(client, loaded.spec.project) if volumes else []
+        if volumes:
+            listed = ", ".join(doomed) or "none found"
+            question = (
+                f"Stop and remove the containers and networks of {name} "
+                f"and DELETE its volumes ({listed})? Their data cannot be brought back."
+            )
+            try:
+                if not ui.confirm(question):
+                    raise ConfirmationRefusedError(f"{name}: not confirmed; nothing changed")
+            except ConfirmationRefusedError as e:
+                raise ConfirmationRefusedError(f"{e.message} (volumes: {listed})") from e
+        else:
+            _confirmed(loaded, ui, f"Stop and remove the containers and networks of {name}?")
         command = "down --volumes" if volumes else "down"
         _audited(
             store,
@@ -570,43 +594,95 @@ def down(loaded: Loaded, ui: Interaction, volumes: bool, lock_wait: float = 0.0)
             command,
             ui.redact,
             lambda: runner.run(compose.down(project, volumes)),
+            [f"volume {v} removed" for v in doomed],
         )
+    return doomed
+
+
+def project_volumes(client: EngineClient, project: str) -> list[str]:
+    """The volumes `docker compose down --volumes` removes: the project's named volumes and
+    the anonymous ones its containers use."""
+    named = {v["Name"] for v in client.volumes([f"{COMPOSE_PROJECT_LABEL}={project}"])}
+    anonymous = {
+        mount["Name"]
+        for container in client.project_containers(project)
+        for mount in container.get("Mounts") or []
+        if mount.get("Type") == "volume" and _ANONYMOUS_VOLUME.match(mount.get("Name") or "")
+    }
+    return sorted(named | anonymous)
 
 
 def prune(
     loaded: Loaded, ui: Interaction, aggressive: bool, dry_run: bool, lock_wait: float = 0.0
 ) -> Pruned:
-    """Remove dangling images; with `aggressive`, also this environment's unused images except
-    those of the last `deploy.keep_releases` releases. Never an image a container uses."""
+    """Remove dangling images; with `aggressive`, also this environment's unused images. Never
+    an image a container uses, nor one of the last `deploy.keep_releases` releases of any
+    environment on the engine (they share it, and images)."""
     desired = desired_state(loaded, ui.redact)
     client = EngineClient(loaded.engine)
     with _locked(loaded, client, "prune", lock_wait) as (store, actor):
-        recorded = history(store)
+        every_project = records_of_every_project(client, "release")
+        recorded = newest_first(every_project.get(loaded.spec.project, []))
         local = client.images()
         local_ids = image_ids(local)
-        # Kept: the images of the last releases, and those the spec names now.
-        kept = recorded[: loaded.spec.keep_releases]
-        keep = {s.image_id for r in kept for s in r.services.values()}
+        # Kept: the images of every project's last releases, and those the spec names now.
+        keep = kept_by_releases(every_project, loaded.spec.keep_releases)
         keep |= {local_ids.get(lookup_key(s.image), "") for s in desired.services.values()}
         repositories = {repository_of(s.image) for s in desired.services.values()}
         repositories |= {repository_of(s.image) for r in recorded for s in r.services.values()}
         images = client.dangling_images() + (local if aggressive else [])
         unique = list({i["Id"]: i for i in images}.values())
         candidates = prunable(unique, client.images_in_use(), keep, repositories, aggressive)
-        if dry_run or not candidates:
-            return Pruned(tuple(candidates), dry_run, 0)
-        _confirmed(
-            loaded, ui, f"Remove {len(candidates)} image(s) from the engine of {loaded.spec.name}?"
-        )
+        if dry_run:
+            return Pruned(tuple(candidates), True, 0)
+        if candidates:
+            _confirmed(
+                loaded,
+                ui,
+                f"Remove {len(candidates)} image(s) from the engine of {loaded.spec.name}?",
+            )
+        running = running_services(observe(client, loaded.spec.project))
 
         def remove() -> Pruned:
-            before = client.layers_size()
-            for candidate in candidates:
-                client.remove_image(candidate.image_id)
-            return Pruned(tuple(candidates), False, max(0, before - client.layers_size()))
+            freed = 0
+            if candidates:
+                before = client.layers_size()
+                for candidate in candidates:
+                    client.remove_image(candidate.image_id)
+                freed = max(0, before - client.layers_size())
+            trimmed = retention.trim(store, loaded.spec.keep_history, _image_ids(running))
+            return Pruned(tuple(candidates), False, freed, trimmed)
 
         command = "prune --aggressive" if aggressive else "prune"
+        if not candidates:
+            pruned = remove()
+            if pruned.trimmed.lines():
+                audit.write(
+                    store,
+                    actor,
+                    loaded.spec.name,
+                    command,
+                    SUCCESS,
+                    ui.redact,
+                    pruned.trimmed.lines(),
+                )
+            return pruned
         removed = [
             f"{c.image_id[7:19]} {' '.join(c.references) or '(dangling)'}" for c in candidates
         ]
         return _audited(store, actor, loaded, command, ui.redact, remove, removed)
+
+
+def _image_ids(services: Mapping[str, ServiceRelease]) -> dict[str, str]:
+    return {name: service.image_id for name, service in services.items()}
+
+
+def _trim_records(
+    store: Store, spec: Spec, running: Mapping[str, ServiceRelease], progress: Progress | None
+) -> None:
+    """Retention after a recorded release: failing to tidy up is said, never fatal."""
+    try:
+        retention.trim(store, spec.keep_history, _image_ids(running))
+    except DeployerError as e:
+        if progress is not None:
+            progress.done("records", f"old records not removed: {e.message}")

@@ -75,7 +75,12 @@ def _service_change(service: DesiredService, observed: ObservedState) -> Change 
             recreate[cause] = None
     if recreate:
         return Change(service.name, "recreate", tuple(recreate))
-    causes = [f"{c.name} {c.status.lower()}" for c in containers if c.state != "running"]
+    # A one-shot container (a migration) that exited 0 has done its work: nothing to start.
+    causes = [
+        f"{c.name} {c.status.lower()}"
+        for c in containers
+        if c.state != "running" and not c.done(service.restart)
+    ]
     if len(containers) != service.replicas:
         causes.append(f"replicas {len(containers)} -> {service.replicas}")
         return Change(service.name, "scale", tuple(causes))

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from deployer.reference import ImageReference
+from deployer.releases import newest_first
+from deployer.retention import Trimmed
 
 
 @dataclass(frozen=True)
@@ -22,10 +24,25 @@ class Pruned:
     candidates: tuple[Candidate, ...]
     dry_run: bool
     freed: int  # bytes of image layers the engine no longer holds (0 for a dry run)
+    # Records removed beyond retention (none in a dry run).
+    trimmed: Trimmed = field(default_factory=Trimmed)
 
 
 def repository_of(reference: str) -> str:
     return ImageReference.parse(reference).repository
+
+
+def kept_by_releases(
+    records_by_project: Mapping[str, Iterable[Mapping[str, Any]]], keep_releases: int
+) -> set[str]:
+    """IDs of the images of the newest `keep_releases` releases of every project on the engine:
+    environments that share an engine share images, and each may roll back to its own."""
+    return {
+        service.image_id
+        for records in records_by_project.values()
+        for release in newest_first(records)[:keep_releases]
+        for service in release.services.values()
+    }
 
 
 def prunable(
@@ -36,20 +53,17 @@ def prunable(
     aggressive: bool,
 ) -> list[Candidate]:
     """Images to remove: dangling ones; with `aggressive`, also the environment's own images
-    (by repository) except those to `keep`. Never an image a container uses."""
+    (by repository). Never an image a container uses, nor one to `keep` (a release may be
+    pinned to an image that has no tag left)."""
     found = []
     for image in images:
         image_id = image["Id"]
-        if image_id in in_use:
+        if image_id in in_use or image_id in keep:
             continue
         tags = tuple(t for t in image.get("RepoTags") or () if not t.startswith("<none>"))
         size = int(image.get("Size") or 0)
         if not tags:
             found.append(Candidate(image_id, (), size, "dangling"))
-        elif (
-            aggressive
-            and image_id not in keep
-            and any(repository_of(t) in repositories for t in tags)
-        ):
+        elif aggressive and any(repository_of(t) in repositories for t in tags):
             found.append(Candidate(image_id, tags, size, "unused image of this environment"))
     return sorted(found, key=lambda c: (c.why, c.references, c.image_id))

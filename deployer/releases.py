@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -92,8 +92,13 @@ class Release:
 
 def history(store: Store) -> list[Release]:
     """Every release of the environment, newest first."""
+    return newest_first(store.records("release"))
+
+
+def newest_first(records: Iterable[Mapping[str, Any]]) -> list[Release]:
+    """The readable releases among `records`, newest first."""
     releases = []
-    for record in store.records("release"):
+    for record in records:
         try:
             releases.append(Release.from_record(record))
         except (KeyError, TypeError, ValueError):

@@ -373,12 +373,13 @@ def prune_document(pruned: Pruned) -> dict[str, Any]:
         "dry_run": pruned.dry_run,
         "images": [asdict(c) for c in pruned.candidates],
         "freed_bytes": pruned.freed,
+        "records_removed": asdict(pruned.trimmed),
     }
 
 
 def prune_text(pruned: Pruned) -> str:
     if not pruned.candidates:
-        return "nothing to remove"
+        return "\n".join(pruned.trimmed.lines()) or "nothing to remove"
     verb = "would remove" if pruned.dry_run else "removed"
     lines = [
         f"{verb} {_short_id(c.image_id)} {' '.join(c.references) or '<none>'} ({_megabytes(c.size)}, {c.why})"
@@ -391,7 +392,7 @@ def prune_text(pruned: Pruned) -> str:
         )
     else:
         lines.append(f"{len(pruned.candidates)} image(s) removed, {_megabytes(pruned.freed)} freed")
-    return "\n".join(lines)
+    return "\n".join([*pruned.trimmed.lines(), *lines])
 
 
 def _megabytes(size: int) -> str:

@@ -73,6 +73,7 @@ class Spec:
     engine_host: str | None
     on_failure: str = "rollback"
     keep_releases: int = 3
+    keep_history: int = 10
     registry: Registry | None = None
     not_secret: frozenset[str] = (
         frozenset()
@@ -393,11 +394,24 @@ def load_spec(path: Path) -> Spec:
             )
         environment = {k: _env_text(v) for k, v in override.get("environment", {}).items()}
         services[service] = ServiceOverride(image, tag, override.get("replicas"), environment)
+    deploy = data.get("deploy", {})
+    keep_releases = deploy.get("keep_releases", 3)
+    # Helm keeps 10 releases; never fewer than those whose images prune keeps.
+    keep_history = deploy.get("keep_history", max(10, keep_releases))
+    if keep_history < keep_releases:
+        issues.append(
+            ConfigIssue(
+                file,
+                lines.get("deploy.keep_history"),
+                "deploy.keep_history",
+                f"keep_history ({keep_history}) must be at least keep_releases ({keep_releases}):"
+                " prune keeps the images of that many releases for rollback",
+            )
+        )
     if issues:
         raise ConfigError(issues)
 
     _remember(known_valid)
-    deploy = data.get("deploy", {})
     return Spec(
         name=name,
         path=path.resolve(),
@@ -412,7 +426,8 @@ def load_spec(path: Path) -> Spec:
         wait_timeout=float(deploy.get("wait_timeout", DEFAULT_WAIT_TIMEOUT)),
         engine_host=data.get("engine", {}).get("host"),
         on_failure=deploy.get("on_failure", "rollback"),
-        keep_releases=deploy.get("keep_releases", 3),
+        keep_releases=keep_releases,
+        keep_history=keep_history,
         registry=Registry(**data["registry"]) if "registry" in data else None,
         not_secret=frozenset(data.get("not_secret", [])),
         lines=lines,

@@ -14,7 +14,7 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -87,6 +87,12 @@ class Store(Protocol):
 
     def remove_lock(self) -> None: ...
 
+    def remove_records(
+        self, kind: str, expired: Callable[[list[dict[str, Any]]], Collection[int]]
+    ) -> int:
+        """Remove the records of `kind` at the positions `expired` picks; returns how many."""
+        ...
+
 
 class StateStore:
     """The records and the lock of one Compose project on one engine."""
@@ -140,3 +146,40 @@ class StateStore:
 
     def remove_lock(self) -> None:
         self.client.remove_marker(self.lock_name)
+
+    def remove_records(
+        self, kind: str, expired: Callable[[list[dict[str, Any]]], Collection[int]]
+    ) -> int:
+        """Remove the records of `kind` at the positions `expired` picks among all of them (the
+        readable ones, in the engine's order); returns how many went."""
+        readable = [
+            (volume["Name"], record)
+            for volume in self.client.volumes(
+                [f"{KIND_LABEL}={kind}", f"{PROJECT_LABEL}={self.project}"]
+            )
+            if (record := parse_record(volume)) is not None
+        ]
+        doomed = sorted(expired([record for _, record in readable]))
+        for index in doomed:
+            self.client.remove_volume(readable[index][0])
+        return len(doomed)
+
+
+def parse_record(volume: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The record a volume's labels hold; None when it is damaged or not one of deployer's."""
+    try:
+        record = json.loads((volume.get("Labels") or {})[RECORD_LABEL])
+    except (KeyError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def records_of_every_project(client: EngineClient, kind: str) -> dict[str, list[dict[str, Any]]]:
+    """The records of `kind` of every project on the engine, by project, read in one call."""
+    found: dict[str, list[dict[str, Any]]] = {}
+    for volume in client.volumes([f"{KIND_LABEL}={kind}"]):
+        record = parse_record(volume)
+        if record is not None:
+            project = (volume.get("Labels") or {}).get(PROJECT_LABEL, "")
+            found.setdefault(project, []).append(record)
+    return found

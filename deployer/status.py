@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from deployer.desired import DesiredState
-from deployer.observed import ObservedContainer, ObservedState, is_ready
+from deployer.observed import ObservedContainer, ObservedState, is_completed, is_ready
 from deployer.plan import plan
 from deployer.releases import Release, pinned_reference
 
@@ -21,6 +21,7 @@ class ContainerStatus:
     health: str | None
     status: str  # the engine's words, with since when: "Up 5 minutes (healthy)"
     release: int | None  # the newest release that ran this image for this service
+    exit_code: int | None = None  # of an exited container
 
 
 @dataclass(frozen=True)
@@ -29,10 +30,15 @@ class ServiceStatus:
     desired_image: str
     desired_replicas: int
     containers: tuple[ContainerStatus, ...]
+    restart: str = "no"  # the restart policy: under "no" a container that exited 0 is done
 
     @property
     def ready(self) -> int:
-        return sum(1 for c in self.containers if is_ready(c.state, c.health))
+        return sum(
+            1
+            for c in self.containers
+            if is_ready(c.state, c.health) or is_completed(c.state, c.exit_code, self.restart)
+        )
 
     @property
     def healthy(self) -> bool:
@@ -72,6 +78,7 @@ def _container(
         health=container.health,
         status=container.status,
         release=release_of(container.service, container.image_id, releases),
+        exit_code=container.exit_code,
     )
 
 
@@ -84,6 +91,7 @@ def status(
             service.image,
             service.replicas,
             tuple(_container(c, observed, releases) for c in observed.of_service(name)),
+            service.restart,
         )
         for name, service in sorted(desired.services.items())
     )

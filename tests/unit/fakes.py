@@ -6,7 +6,7 @@ from __future__ import annotations
 import copy
 import json
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -61,6 +61,21 @@ class FakeStore:
 
     def remove_lock(self) -> None:
         self.held = None
+
+    def remove_records(
+        self, kind: str, expired: Callable[[list[dict[str, Any]]], Collection[int]]
+    ) -> int:
+        readable = []
+        for key in sorted(self.kept):
+            try:
+                readable.append((key, json.loads(self.kept[key])))
+            except ValueError:
+                continue  # damaged: StateStore passes it over too
+        keys = [key for key, _ in readable if key[0] == kind]
+        doomed = expired([record for key, record in readable if key[0] == kind])
+        for index in doomed:
+            del self.kept[keys[index]]
+        return len(doomed)
 
 
 class _Replaced(dict[str, Any]):

@@ -44,7 +44,7 @@ def test_container_from_summary() -> None:
 
     assert observed == ObservedContainer(
         "abc123", "shop-web-1", "web", 1, "exited", "Exited (137) 2 minutes ago", None,
-        "ghcr.io/acme/web:1.4.2", "sha256:1", {"image": "h"},
+        "ghcr.io/acme/web:1.4.2", "sha256:1", {"image": "h"}, 137,
     )  # fmt: skip
     assert observed is not None and not observed.ready
 
