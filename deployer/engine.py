@@ -6,6 +6,7 @@ import contextlib
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from deployer.errors import DeployerError, EngineUnreachableError, PullError
@@ -30,6 +31,15 @@ class Engine:
     @classmethod
     def choose(cls, spec_host: str | None, process_env: Mapping[str, str]) -> Engine:
         return cls(spec_host or process_env.get("DOCKER_HOST") or DEFAULT_ENGINE_HOST)
+
+
+@dataclass(frozen=True)
+class Marker:
+    """A marker container: its ID, when the engine created it (engine clock), its labels."""
+
+    id: str
+    created: float
+    labels: Mapping[str, str]
 
 
 class EngineClient:
@@ -114,22 +124,29 @@ class EngineClient:
         with self._errors():
             self._api.create_volume(name=name, labels=labels)
 
-    def claim_name(self, name: str, labels: dict[str, str]) -> bool:
-        """Create the marker container `name`; False when that name is taken already."""
+    def clock(self) -> float:
+        """The engine's time now: every operator of an engine shares its clock, not their own."""
+        with self._errors():
+            return _timestamp(self._api.info()["SystemTime"])
+
+    def claim_name(self, name: str, labels: dict[str, str]) -> str | None:
+        """Create the marker container `name`; its ID, or None when that name is taken already."""
         import docker.errors
 
         self._ensure_state_image()
         with self._errors():
             try:
-                self._api.create_container(STATE_IMAGE, command=["none"], name=name, labels=labels)
+                created = self._api.create_container(
+                    STATE_IMAGE, command=["none"], name=name, labels=labels
+                )
             except docker.errors.APIError as e:
                 if e.status_code == 409:
-                    return False
+                    return None
                 raise
-        return True
+        return str(created["Id"])
 
-    def marker(self, name: str) -> dict[str, str] | None:
-        """The labels of marker container `name`, None when there is none."""
+    def marker(self, name: str) -> Marker | None:
+        """The marker container `name`, None when there is none."""
         import docker.errors
 
         with self._errors():
@@ -137,13 +154,21 @@ class EngineClient:
                 found = self._api.inspect_container(name)
             except docker.errors.NotFound:
                 return None
-        return dict(found["Config"]["Labels"] or {})
+        labels = dict(found["Config"]["Labels"] or {})
+        return Marker(found["Id"], _timestamp(found["Created"]), labels)
 
-    def remove_marker(self, name: str) -> None:
+    def markers(self, labels: list[str]) -> list[Marker]:
+        """The marker containers that carry all of `labels` (`key=value`)."""
+        with self._errors():
+            found = self._api.containers(all=True, filters={"label": labels})
+        return [Marker(c["Id"], float(c["Created"]), dict(c["Labels"] or {})) for c in found]
+
+    def remove_marker(self, marker_id: str) -> None:
+        """Remove exactly this marker (by ID, never by name: the name may be someone else's now)."""
         import docker.errors
 
         with self._errors(), contextlib.suppress(docker.errors.NotFound):
-            self._api.remove_container(name, force=True)
+            self._api.remove_container(marker_id, force=True)
 
     def _ensure_state_image(self) -> None:
         """An empty image to create marker containers from, made on the engine itself."""
@@ -168,6 +193,11 @@ def split_tag(image: str) -> tuple[str, str | None]:
     if colon > slash:
         return image[:colon], image[colon + 1 :]
     return image, "latest"
+
+
+def _timestamp(text: str) -> float:
+    """Seconds since the epoch from the engine's RFC 3339 times."""
+    return datetime.fromisoformat(text).timestamp()
 
 
 def _explain(error: Exception) -> str:

@@ -21,6 +21,7 @@ from deployer.errors import (
     ConfigIssue,
     ConfirmationRefusedError,
     DeployerError,
+    Interrupted,
     RolledBackError,
     UnhealthyServiceError,
 )
@@ -262,6 +263,7 @@ def _apply_recorded(
 
     def finish(result: str, error: str = "") -> None:
         services = running_services(observe(client, loaded.spec.project))
+        lock_module.verify_held(store)
         releases.record(
             store, actor, command, result, loaded.spec, loaded.variables, services, the_plan
         )
@@ -371,7 +373,7 @@ def lock_release(loaded: Loaded, force: bool, redact: Redactor) -> Lock | None:
             f"the lock of {loaded.spec.name} is held by a deploy of {held.describe()} ({state}); "
             f"break it with `deploy lock release {loaded.spec.name} --force`"
         )
-    store.remove_lock()
+    lock_module.break_lock(store, loaded.spec.name, held)
     command = "lock release --force" if force else "lock release"
     audit.write(
         store,
@@ -414,8 +416,13 @@ def restart(
         _confirmed(loaded, ui, f"Restart {', '.join(targets)} in {loaded.spec.name}?")
 
         def restart_and_wait() -> tuple[ObservedContainer, ...]:
-            runner.run(compose.restart(desired.compose, targets))
-            return wait_ready(client, desired, targets, ui.progress)
+            restarted = (
+                f"`docker compose restart` was not cut short: {', '.join(targets)} restarted"
+            )
+            with Interrupted.leaving(restarted):
+                runner.run(compose.restart(desired.compose, targets))
+            with Interrupted.leaving(f"{restarted}, not waited for until ready"):
+                return wait_ready(client, desired, targets, ui.progress)
 
         command = f"restart {' '.join(services)}".rstrip()
         return _audited(store, actor, loaded, command, ui.redact, restart_and_wait, targets)
@@ -431,14 +438,13 @@ def down(loaded: Loaded, ui: Interaction, volumes: bool, lock_wait: float = 0.0)
         what = "containers, networks and volumes" if volumes else "containers and networks"
         _confirmed(loaded, ui, f"Stop and remove the {what} of {loaded.spec.name}?")
         command = "down --volumes" if volumes else "down"
-        _audited(
-            store,
-            actor,
-            loaded,
-            command,
-            ui.redact,
-            lambda: runner.run(compose.down(project, volumes)),
-        )
+
+        def take_down() -> None:
+            outcome = f"`docker compose down` was not cut short: the {what} of {loaded.spec.name} are removed"
+            with Interrupted.leaving(outcome):
+                runner.run(compose.down(project, volumes))
+
+        _audited(store, actor, loaded, command, ui.redact, take_down)
 
 
 def prune(
@@ -469,8 +475,10 @@ def prune(
 
         def remove() -> Pruned:
             before = client.layers_size()
-            for candidate in candidates:
-                client.remove_image(candidate.image_id)
+            stopped = f"stopped while removing images; `deploy prune {loaded.spec.name} --dry-run` shows what is left"
+            with Interrupted.leaving(stopped):
+                for candidate in candidates:
+                    client.remove_image(candidate.image_id)
             return Pruned(tuple(candidates), False, max(0, before - client.layers_size()))
 
         command = "prune --aggressive" if aggressive else "prune"
