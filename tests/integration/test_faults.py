@@ -175,3 +175,26 @@ def test_ctrl_c_during_down_says_what_down_left(slow_stop: Workspace) -> None:
     )
     assert space.containers() == []
     assert lock_free_and_last_audit(space) == (False, ("down", "interrupted"))
+
+
+def test_a_deploy_whose_lock_was_taken_over_records_no_release(slow_stop: Workspace) -> None:
+    space = slow_stop
+    deploying = start(space, "test", "--yes")
+    wait_for("Compose recreates web", lambda: recreating(space))
+    # `docker container prune` removes the lock marker (created, never started); then a second
+    # operator takes the lock.
+    space.engine.containers.get(f"deployer_{space.project}_lock").remove(force=True)
+    ok(space.deploy("lock", "acquire", "test", "--reason", "maintenance"))
+    assert deploying.stderr is not None
+    rest = deploying.stderr.read()
+    deploying.stderr.close()
+
+    assert deploying.wait() == 1, rest
+    assert rest.splitlines()[-1].startswith(
+        f"error: the lock of project {space.project} is no longer this command's (now held by "
+    )
+    assert rest.splitlines()[-1].endswith("): its outcome is not recorded as a release")
+    history = ok(space.deploy("history", "test", "--json")).json()
+    assert [r["number"] for r in history] == [1]  # type: ignore[union-attr]
+    status = ok(space.deploy("lock", "status", "test", "--json")).json()
+    assert status["lock"]["reason"] == "maintenance"  # type: ignore[index]
