@@ -136,6 +136,16 @@ def stale_reason(lock: Lock, at: float, running: Sequence[str] | None) -> str | 
     return None
 
 
+def held_note(lock: Lock, host: str) -> str:
+    """What `host` can know of a lock that is not stale."""
+    if lock.host == host or lock.kind != "process":
+        return "held"
+    return (
+        f"held; taken on {lock.host}, whose processes cannot be seen from here: "
+        f"stale if not renewed by {iso(lock.expires)}"
+    )
+
+
 def status(store: StateStore) -> tuple[Lock | None, str | None]:
     """The lock, if held, and why it is stale, if it is."""
     stored = store.lock()

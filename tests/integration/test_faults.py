@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 
 import pytest
 
@@ -56,9 +57,17 @@ def start(space: Workspace, *args: str, new_group: bool = False) -> subprocess.P
     )
 
 
-def wait_for(condition: str, check: object, seconds: float = 60.0) -> None:
+def ended(process: subprocess.Popen[str]) -> tuple[int, str]:
+    """The exit code and the stderr of a started deploy, once it has ended."""
+    assert process.stderr is not None
+    with process.stderr:
+        rest = process.stderr.read()
+    return process.wait(), rest
+
+
+def wait_for(condition: str, check: Callable[[], bool], seconds: float = 60.0) -> None:
     deadline = time.monotonic() + seconds
-    while not check():  # type: ignore[operator]
+    while not check():
         assert time.monotonic() < deadline, f"never: {condition}"
         time.sleep(0.2)
 
@@ -83,9 +92,7 @@ def test_kill_9_during_a_recreate_compose_finishes_and_the_lock_is_not_stale_mea
     deploying = start(space, "test", "--yes")
     wait_for("Compose recreates web", lambda: recreating(space))
     deploying.send_signal(signal.SIGKILL)
-    deploying.wait()
-    assert deploying.stderr is not None
-    deploying.stderr.close()
+    ended(deploying)
 
     # At once, while Compose still stops the old container for the killed deploy:
     status = ok(space.deploy("lock", "status", "test", "--json")).json()
@@ -146,11 +153,9 @@ def test_terminal_ctrl_c_or_hangup_during_a_recreate_leaves_no_service_down(
     deploying = start(space, "test", "--yes", new_group=True)
     wait_for("Compose recreates web", lambda: recreating(space))
     os.killpg(deploying.pid, signal_number)
-    assert deploying.stderr is not None
-    rest = deploying.stderr.read()
-    deploying.stderr.close()
+    code, rest = ended(deploying)
 
-    assert deploying.wait() == 130, rest
+    assert code == 130, rest
     assert rest.splitlines()[-1] == (
         "interrupted: `docker compose up` was not cut short: every service runs its old or its "
         "new release; `deploy diff test` shows what is left to do"
@@ -164,11 +169,9 @@ def test_ctrl_c_during_down_says_what_down_left(slow_stop: Workspace) -> None:
     stopping = start(space, "down", "test", "--yes", new_group=True)
     wait_for("Compose takes test down", lambda: compose_running(space, "down"))
     os.killpg(stopping.pid, signal.SIGINT)
-    assert stopping.stderr is not None
-    rest = stopping.stderr.read()
-    stopping.stderr.close()
+    code, rest = ended(stopping)
 
-    assert stopping.wait() == 130, rest
+    assert code == 130, rest
     assert rest.splitlines()[-1] == (
         "interrupted: `docker compose down` was not cut short: the containers and networks of "
         "test are removed"
@@ -185,11 +188,9 @@ def test_a_deploy_whose_lock_was_taken_over_records_no_release(slow_stop: Worksp
     # operator takes the lock.
     space.engine.containers.get(f"deployer_{space.project}_lock").remove(force=True)
     ok(space.deploy("lock", "acquire", "test", "--reason", "maintenance"))
-    assert deploying.stderr is not None
-    rest = deploying.stderr.read()
-    deploying.stderr.close()
+    code, rest = ended(deploying)
 
-    assert deploying.wait() == 1, rest
+    assert code == 1, rest
     assert rest.splitlines()[-1].startswith(
         f"error: the lock of project {space.project} is no longer this command's (now held by "
     )

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from deployer import lock as lock_module
+from deployer import report
 from deployer.errors import LockedError, LockLostError
 from deployer.lock import LOCK_ENV, Lock, acquire, break_lock, holding, status, verify_held, working
 from deployer.state import StateStore, StoredLock
@@ -182,3 +183,17 @@ def test_what_of_a_holder_still_works_on_this_host() -> None:
     ]
     assert working(here, "host-a", lambda pid: False, lambda token: []) == []
     assert working(here, "host-b", lambda pid: True, lambda token: compose) is None
+
+
+def test_status_says_what_cannot_be_known_of_a_lock_taken_on_another_host() -> None:
+    lock = Lock("alice", "host-a", 4242, "deploy staging", "process", "t", 600.0, 1000.0, 1060.0)
+
+    assert report.lock_text("staging", lock, None, here="host-a") == (
+        "staging: locked by alice on host-a (pid 4242) since 1970-01-01T00:16:40Z: deploy staging\n"
+        "  kind process, expires 1970-01-01T00:27:40Z; held"
+    )
+    assert report.lock_text("staging", lock, None, here="host-b") == (
+        "staging: locked by alice on host-a (pid 4242) since 1970-01-01T00:16:40Z: deploy staging\n"
+        "  kind process, expires 1970-01-01T00:27:40Z; held; taken on host-a, whose processes "
+        "cannot be seen from here: stale if not renewed by 1970-01-01T00:27:40Z"
+    )
