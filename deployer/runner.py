@@ -26,17 +26,17 @@ class Completed:
 
 
 def run(command: Command, check: bool = True) -> Completed:
-    """Run `command` to its end. An interrupt (Ctrl-C, SIGTERM) does not cut it short: the
+    """Run `command` to its end. An interrupt (Ctrl-C, SIGTERM, SIGHUP) does not cut it short: the
     process runs in its own session, out of reach of the terminal's Ctrl-C, and is waited for,
     so that `docker compose up` never stops halfway between two releases. The interrupt is
     raised once it has finished.
 
     Nothing the process needs depends on deployer staying alive, so that even a `kill -9` of
     deployer lets it finish: its stdin is written whole and closed before the wait (Compose reads
-    `-f -` whole at start), and its output goes to unlinked files, not to pipes that would break
-    with deployer gone."""
+    `-f -` whole at start), and its output goes to files, not to pipes that would break with
+    deployer gone."""
     env = {**os.environ, **command.env}
-    with tempfile.TemporaryFile() as stdout, tempfile.TemporaryFile() as stderr:
+    with _output_file() as stdout, _output_file() as stderr:
         held: list[int] = []
         try:
             with _signals_held(held):
@@ -55,8 +55,9 @@ def run(command: Command, check: bool = True) -> Completed:
         while True:
             try:
                 if held:  # an interrupt that came while the process started strikes now
-                    signal.raise_signal(held.pop())
+                    number = held[0]
                     held.clear()
+                    signal.raise_signal(number)
                 if stdin is not None:
                     text, stdin = stdin, None
                     _feed(proc, text)
@@ -72,6 +73,14 @@ def run(command: Command, check: bool = True) -> Completed:
             raise ComposeUnavailableError(_describe_compose(command))
         raise CommandFailedError(command.argv, result.returncode, result.stderr or result.stdout)
     return result
+
+
+def _output_file() -> IO[bytes]:
+    """A file without a name for a process's output, in memory where the system allows: output
+    such as `docker compose config`'s holds secret values, which must not reach a disk."""
+    if hasattr(os, "memfd_create"):
+        return os.fdopen(os.memfd_create("deployer-output"), "w+b")
+    return tempfile.TemporaryFile()
 
 
 _INTERRUPTS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
