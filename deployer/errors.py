@@ -175,8 +175,8 @@ class LockBusyError(DeployerError):
     def __init__(self, environment: str, holder: str, running: Sequence[str]) -> None:
         self.environment, self.holder, self.running = environment, holder, list(running)
         super().__init__(
-            f"the lock of {environment} is not stale: {'; '.join(self.running)} "
-            f"still changing the environment for {holder}; wait until it ends"
+            f"the lock of {environment} is not stale: processes of its holder {holder} still "
+            f"change the environment here: {'; '.join(self.running)}; wait until they end"
         )
 
 

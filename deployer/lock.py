@@ -118,9 +118,9 @@ def working(
     if lock.host != host:
         return None
     running = (
-        [f"process {lock.pid} (its deploy)"] if lock.kind == "process" and alive(lock.pid) else []
+        [f"process {lock.pid} (the holder)"] if lock.kind == "process" and alive(lock.pid) else []
     )
-    running += [f"process {pid} ({command}) started by it" for pid, command in started(lock.token)]
+    running += [f"process {pid} ({command})" for pid, command in started(lock.token)]
     return running
 
 

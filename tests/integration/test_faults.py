@@ -102,13 +102,14 @@ def test_kill_9_during_a_recreate_compose_finishes_and_the_lock_is_not_stale_mea
     assert refused.returncode == 1
     [message] = refused.stderr.splitlines()
     found = re.match(
-        r"error: the lock of test is not stale: process (\d+) \(docker compose --project-name "
+        r"error: the lock of test is not stale: processes of its holder .* still change the "
+        r"environment here: process (\d+) \(docker compose --project-name "
         + re.escape(space.project)
-        + r" .* up --detach --pull never web\) started by it",
+        + r" .* up --detach --pull never web\)",
         message,
     )
     assert found, message
-    assert message.endswith("; wait until it ends")
+    assert message.endswith("; wait until they end")
     assert os.path.exists(f"/proc/{found.group(1)}")
     locked = space.deploy("test", "--yes")
     assert locked.returncode == 1

@@ -176,10 +176,10 @@ def test_what_of_a_holder_still_works_on_this_host() -> None:
     compose = [(5000, "docker compose --project-name shop up --detach web")]
 
     assert working(here, "host-a", lambda pid: True, lambda token: []) == [
-        "process 4242 (its deploy)"
+        "process 4242 (the holder)"
     ]
     assert working(here, "host-a", lambda pid: False, lambda token: compose) == [
-        "process 5000 (docker compose --project-name shop up --detach web) started by it"
+        "process 5000 (docker compose --project-name shop up --detach web)"
     ]
     assert working(here, "host-a", lambda pid: False, lambda token: []) == []
     assert working(here, "host-b", lambda pid: True, lambda token: compose) is None

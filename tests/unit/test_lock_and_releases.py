@@ -22,8 +22,8 @@ LOCK = Lock(
 
 
 def test_a_lock_whose_holder_or_what_it_started_still_runs_on_its_host_is_not_stale() -> None:
-    assert stale_reason(LOCK, 2000.0, ["process 4242 (its deploy)"]) is None
-    assert stale_reason(LOCK, 2000.0, ["process 77 (docker compose up) started by it"]) is None
+    assert stale_reason(LOCK, 2000.0, ["process 4242 (the holder)"]) is None
+    assert stale_reason(LOCK, 2000.0, ["process 77 (docker compose up)"]) is None
 
 
 def test_on_another_host_only_the_time_to_live_tells() -> None:
