@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -424,5 +425,6 @@ def main(argv: list[str] | None = None) -> None:
     except (click.Abort, KeyboardInterrupt):
         code = EXIT_INTERRUPTED
     if code == EXIT_INTERRUPTED:
-        console.error(f"interrupted: {outcome}" if outcome else "interrupted")
+        with contextlib.suppress(OSError):  # after a hangup the terminal may be gone
+            console.error(f"interrupted: {outcome}" if outcome else "interrupted")
     sys.exit(code if isinstance(code, int) else EXIT_OK)
