@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -11,7 +12,7 @@ from typing import Any, Protocol
 from deployer import compose
 from deployer.desired import DesiredState
 from deployer.engine import EngineClient
-from deployer.errors import PullError, RegistryLoginError, UnhealthyServiceError
+from deployer.errors import Interrupted, PullError, RegistryLoginError, UnhealthyServiceError
 from deployer.observed import ObservedContainer, is_steady, observe_containers
 from deployer.plan import Plan
 from deployer.reference import ImageReference
@@ -72,31 +73,55 @@ def apply(
     login: Login | None = None,
 ) -> Applied:
     started = time.monotonic()
-    pull_all(client, plan.pulls, progress, login)
+    with Interrupted.leaving("no service was changed: stopped while pulling images"):
+        pull_all(client, plan.pulls, progress, login)
+    left = f"`deploy diff {plan.environment}` shows what is left to do"
     if plan.services_to_up or plan.removes_orphans:
-        progress.update("compose", f"docker compose up {' '.join(plan.services_to_up)}".rstrip())
-        run(compose.up(desired.project, plan.services_to_up, plan.removes_orphans))
+        with Interrupted.leaving(
+            f"`docker compose up` was not cut short: every service runs its old or its new release; {left}"
+        ):
+            progress.update(
+                "compose", f"docker compose up {' '.join(plan.services_to_up)}".rstrip()
+            )
+            run(compose.up(desired.project, plan.services_to_up, plan.removes_orphans))
         progress.done("compose", "docker compose up done")
-    containers = wait_ready(client, desired, plan.services_to_up, progress)
+    with Interrupted.leaving(f"the services were changed, not waited for until ready; {left}"):
+        containers = wait_ready(client, desired, plan.services_to_up, progress)
     return Applied(plan, time.monotonic() - started, containers)
 
 
 def pull_all(
     client: EngineClient, images: list[str], progress: Progress, login: Login | None = None
 ) -> None:
-    """Pull images in parallel; the first failure is raised once all pulls have ended."""
+    """Pull images in parallel. The first failure, or an interrupt, cancels the pulls not yet
+    started and stops following those under way; it is raised once they have let go."""
     if not images:
         return
+    cancelled = threading.Event()
     with ThreadPoolExecutor(max_workers=PARALLEL_PULLS) as pool:
-        futures = [pool.submit(_pull, client, image, progress, login) for image in images]
-        for future in futures:
-            future.result()
+        futures = [
+            pool.submit(_pull, client, image, progress, login, cancelled) for image in images
+        ]
+        try:
+            for future in futures:
+                future.result()
+        except BaseException:
+            cancelled.set()
+            for future in futures:
+                future.cancel()
+            raise
 
 
-def _pull(client: EngineClient, image: str, progress: Progress, login: Login | None) -> None:
+def _pull(
+    client: EngineClient,
+    image: str,
+    progress: Progress,
+    login: Login | None,
+    cancelled: threading.Event,
+) -> None:
     auth = login.auth_for(image) if login else None
     try:
-        _pull_with_progress(client, image, progress, auth)
+        _pull_with_progress(client, image, progress, auth, cancelled)
     except PullError as e:
         if not any(word in e.reason.lower() for word in _AUTH_FAILURES):
             raise
@@ -106,12 +131,18 @@ def _pull(client: EngineClient, image: str, progress: Progress, login: Login | N
 
 
 def _pull_with_progress(
-    client: EngineClient, image: str, progress: Progress, auth: dict[str, str] | None
+    client: EngineClient,
+    image: str,
+    progress: Progress,
+    auth: dict[str, str] | None,
+    cancelled: threading.Event,
 ) -> None:
     started = time.monotonic()
     layers: dict[str, tuple[int, int]] = {}
     progress.update(image, f"pulling {image}")
     for event in client.pull(image, auth):
+        if cancelled.is_set():
+            return  # the abandoned stream is closed as it goes out of scope
         detail: dict[str, Any] = event.get("progressDetail") or {}
         if event.get("id") and detail.get("total"):
             layers[event["id"]] = (int(detail.get("current", 0)), int(detail["total"]))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -33,6 +34,21 @@ class _Group(TyperGroup):
         if args and not args[0].startswith("-") and args[0] not in self.commands:
             args = ["up", *args]
         return super().resolve_command(ctx, args)
+
+    def invoke(self, ctx: click.Context) -> object:
+        # typer turns an interrupt into a bare exit 130: main() is to say what it left behind.
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt as e:
+            raise _Stopped(e.outcome if isinstance(e, Interrupted) else "") from e
+
+
+class _Stopped(Exception):
+    """An interrupted command, and what the interrupt left behind ("" when unknown)."""
+
+    def __init__(self, outcome: str) -> None:
+        super().__init__(outcome)
+        self.outcome = outcome
 
 
 app = typer.Typer(
@@ -379,12 +395,16 @@ def _str(path: Path | None) -> str | None:
     return str(path) if path else None
 
 
-def _on_sigterm(signum: int, frame: object) -> None:
+def _on_signal(signum: int, frame: object) -> None:
     raise Interrupted()
 
 
 def main(argv: list[str] | None = None) -> None:
-    signal.signal(signal.SIGTERM, _on_sigterm)
+    # SIGTERM (a stop) and SIGHUP (a dropped SSH session) end a command as Ctrl-C does: records
+    # written, lock released.
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGHUP, _on_signal)
+    outcome = ""
     command = typer.main.get_command(app)
     debug = "--debug" in (argv or sys.argv[1:]) or os.environ.get("DEPLOYER_DEBUG") == "1"
     try:
@@ -405,11 +425,11 @@ def main(argv: list[str] | None = None) -> None:
         if isinstance(ctx, click.Context):
             console.error(ctx.get_usage())
         code = EXIT_ERROR
+    except _Stopped as e:
+        code, outcome = EXIT_INTERRUPTED, e.outcome
     except (click.Abort, KeyboardInterrupt):
         code = EXIT_INTERRUPTED
-    # typer turns an interrupt inside a command into exit 130 without a word: say what it means.
     if code == EXIT_INTERRUPTED:
-        console.error(
-            "interrupted: no service was left stopped; `deploy diff ENV` shows what is left to do"
-        )
+        with contextlib.suppress(OSError):  # after a hangup the terminal may be gone
+            console.error(f"interrupted: {outcome}" if outcome else "interrupted")
     sys.exit(code if isinstance(code, int) else EXIT_OK)

@@ -97,6 +97,15 @@ def _version_key(version: str) -> tuple[int, ...]:
     return tuple(int(part) for part in version.split("."))
 
 
+@dataclass(frozen=True)
+class Marker:
+    """A marker container: its ID, when the engine created it (engine clock), its labels."""
+
+    id: str
+    created: float
+    labels: Mapping[str, str]
+
+
 class EngineClient:
     """A connection to one engine. Raises only DeployerErrors."""
 
@@ -207,22 +216,29 @@ class EngineClient:
         with self._errors(), contextlib.suppress(docker.errors.NotFound):
             self._api.remove_volume(name)
 
-    def claim_name(self, name: str, labels: dict[str, str]) -> bool:
-        """Create the marker container `name`; False when that name is taken already."""
+    def clock(self) -> float:
+        """The engine's time now: every operator of an engine shares its clock, not their own."""
+        with self._errors():
+            return _timestamp(self._api.info()["SystemTime"])
+
+    def claim_name(self, name: str, labels: dict[str, str]) -> str | None:
+        """Create the marker container `name`; its ID, or None when that name is taken already."""
         import docker.errors
 
         self._ensure_state_image()
         with self._errors():
             try:
-                self._api.create_container(STATE_IMAGE, command=["none"], name=name, labels=labels)
+                created = self._api.create_container(
+                    STATE_IMAGE, command=["none"], name=name, labels=labels
+                )
             except docker.errors.APIError as e:
                 if e.status_code == 409:
-                    return False
+                    return None
                 raise
-        return True
+        return str(created["Id"])
 
-    def marker(self, name: str) -> dict[str, str] | None:
-        """The labels of marker container `name`, None when there is none."""
+    def marker(self, name: str) -> Marker | None:
+        """The marker container `name`, None when there is none."""
         import docker.errors
 
         with self._errors():
@@ -230,13 +246,21 @@ class EngineClient:
                 found = self._api.inspect_container(name)
             except docker.errors.NotFound:
                 return None
-        return dict(found["Config"]["Labels"] or {})
+        labels = dict(found["Config"]["Labels"] or {})
+        return Marker(found["Id"], _timestamp(found["Created"]), labels)
 
-    def remove_marker(self, name: str) -> None:
+    def markers(self, labels: list[str]) -> list[Marker]:
+        """The marker containers that carry all of `labels` (`key=value`)."""
+        with self._errors():
+            found = self._api.containers(all=True, filters={"label": labels})
+        return [Marker(c["Id"], float(c["Created"]), dict(c["Labels"] or {})) for c in found]
+
+    def remove_marker(self, marker_id: str) -> None:
+        """Remove exactly this marker (by ID, never by name: the name may be someone else's now)."""
         import docker.errors
 
         with self._errors(), contextlib.suppress(docker.errors.NotFound):
-            self._api.remove_container(name, force=True)
+            self._api.remove_container(marker_id, force=True)
 
     def _ensure_state_image(self) -> None:
         """An empty image to create marker containers from, made on the engine itself."""
@@ -271,6 +295,11 @@ def engine_timestamp(text: str) -> float:
     whole, fraction, zone = found.groups()
     moment = datetime.fromisoformat(whole + ("+00:00" if zone == "Z" else zone))
     return moment.timestamp() + float(f"0.{fraction or 0}")
+
+
+def _timestamp(text: str) -> float:
+    """Seconds since the epoch from the engine's RFC 3339 times."""
+    return datetime.fromisoformat(text).timestamp()
 
 
 def _explain(error: Exception) -> str:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 
@@ -16,7 +17,23 @@ def shown_path(path: str) -> str:
 
 
 class Interrupted(KeyboardInterrupt):
-    """SIGTERM, handled like Ctrl-C: locks are released and the outcome is recorded."""
+    """Ctrl-C, SIGTERM or SIGHUP: locks are released and the outcome is recorded. `outcome` says
+    what the interrupt left behind, as the operation it stopped knows it ("" when none said)."""
+
+    def __init__(self, outcome: str = "") -> None:
+        super().__init__(outcome)
+        self.outcome = outcome
+
+    @staticmethod
+    @contextmanager
+    def leaving(outcome: str) -> Iterator[None]:
+        """An interrupt within this block leaves `outcome` behind, unless an inner block said."""
+        try:
+            yield
+        except KeyboardInterrupt as e:
+            if isinstance(e, Interrupted) and e.outcome:
+                raise
+            raise Interrupted(outcome) from e
 
 
 class DeployerError(Exception):
@@ -162,3 +179,26 @@ class RegistryLoginError(DeployerError):
         else:
             message = f"login to registry {server} as {username} failed: {reason}"
         super().__init__(message)
+
+
+class LockBusyError(DeployerError):
+    """A lock cannot be broken: processes its holder started still change the environment."""
+
+    def __init__(self, environment: str, holder: str, running: Sequence[str]) -> None:
+        self.environment, self.holder, self.running = environment, holder, list(running)
+        super().__init__(
+            f"the lock of {environment} is not stale: processes of its holder {holder} still "
+            f"change the environment here: {'; '.join(self.running)}; wait until they end"
+        )
+
+
+class LockLostError(DeployerError):
+    """The lock this command took was broken or taken over while it ran."""
+
+    def __init__(self, project: str, holder: str | None) -> None:
+        self.project, self.holder = project, holder
+        now = f"now held by {holder}" if holder else "now free"
+        super().__init__(
+            f"the lock of project {project} is no longer this command's ({now}): "
+            "its outcome is not recorded as a release"
+        )

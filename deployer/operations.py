@@ -23,6 +23,7 @@ from deployer.errors import (
     ConfigIssue,
     ConfirmationRefusedError,
     DeployerError,
+    Interrupted,
     RolledBackError,
 )
 from deployer.lock import DEPLOY_TTL, Lock, holding
@@ -276,6 +277,9 @@ def _recorded(
     finally:
         result, error = outcome(ended, recording.rolling_back)
         try:
+            audit.write(
+                store, actor, loaded.spec.name, command, result, redact, recording.changes, error
+            )
             if recording.applying is not None:
                 applied_plan, client = recording.applying
                 services = running_services(
@@ -283,6 +287,9 @@ def _recorded(
                     recording.states,
                     Secrets.of(loaded.spec, loaded.variables),
                 )
+                # A release is written only under the lock still held: if it was broken and
+                # taken meanwhile, the release numbers are someone else's now.
+                lock_module.verify_held(store)
                 releases.record(
                     store,
                     actor,
@@ -293,10 +300,6 @@ def _recorded(
                     services,
                     applied_plan,
                 )
-            audit.write(
-                store, actor, loaded.spec.name, command, result, redact, recording.changes, error
-            )
-            if recording.applying is not None:
                 _trim_records(store, loaded.spec, services, progress)
         except DeployerError as e:
             if ended is None:
@@ -511,7 +514,7 @@ def lock_release(loaded: Loaded, force: bool, redact: Redactor) -> Lock | None:
             f"the lock of {loaded.spec.name} is held by a deploy of {held.describe()} ({state}); "
             f"break it with `deploy lock release {loaded.spec.name} --force`"
         )
-    store.remove_lock()
+    lock_module.break_lock(store, loaded.spec.name, held)
     command = "lock release --force" if force else "lock release"
     audit.write(
         store,
@@ -555,8 +558,13 @@ def restart(
         _confirmed(loaded, ui, f"Restart {', '.join(targets)} in {loaded.spec.name}?")
 
         def restart_and_wait() -> tuple[ObservedContainer, ...]:
-            loaded.outside.run(compose.restart(desired.compose, targets))
-            return wait_ready(client, desired, targets, ui.progress)
+            restarted = (
+                f"`docker compose restart` was not cut short: {', '.join(targets)} restarted"
+            )
+            with Interrupted.leaving(restarted):
+                loaded.outside.run(compose.restart(desired.compose, targets))
+            with Interrupted.leaving(f"{restarted}, not waited for until ready"):
+                return wait_ready(client, desired, targets, ui.progress)
 
         command = f"restart {' '.join(services)}".rstrip()
         return _audited(store, actor, loaded, command, ui.redact, restart_and_wait, targets)
@@ -587,13 +595,20 @@ def down(loaded: Loaded, ui: Interaction, volumes: bool, lock_wait: float = 0.0)
         else:
             _confirmed(loaded, ui, f"Stop and remove the containers and networks of {name}?")
         command = "down --volumes" if volumes else "down"
+
+        def take_down() -> None:
+            what = "containers, networks and volumes" if volumes else "containers and networks"
+            outcome = f"`docker compose down` was not cut short: the {what} of {name} are removed"
+            with Interrupted.leaving(outcome):
+                loaded.outside.run(compose.down(project, volumes))
+
         _audited(
             store,
             actor,
             loaded,
             command,
             ui.redact,
-            lambda: runner.run(compose.down(project, volumes)),
+            take_down,
             [f"volume {v} removed" for v in doomed],
         )
     return doomed
@@ -647,8 +662,10 @@ def prune(
             freed = 0
             if candidates:
                 before = client.layers_size()
-                for candidate in candidates:
-                    client.remove_image(candidate.image_id)
+                stopped = f"stopped while removing images; `deploy prune {loaded.spec.name} --dry-run` shows what is left"
+                with Interrupted.leaving(stopped):
+                    for candidate in candidates:
+                        client.remove_image(candidate.image_id)
                 freed = max(0, before - client.layers_size())
             trimmed = retention.trim(store, loaded.spec.keep_history, _image_ids(running))
             return Pruned(tuple(candidates), False, freed, trimmed)

@@ -84,6 +84,8 @@ def _service_change(service: DesiredService, observed: ObservedState) -> Change 
     if len(containers) != service.replicas:
         causes.append(f"replicas {len(containers)} -> {service.replicas}")
         return Change(service.name, "scale", tuple(causes))
+    if len(causes) == len(containers):  # e.g. a recreate cut short: only a `Created` container
+        causes = [f"no running container: {'; '.join(causes)}"]
     return Change(service.name, "start", tuple(causes)) if causes else None
 
 

@@ -12,6 +12,7 @@ each secret's escaped forms.
 from __future__ import annotations
 
 import json
+import socket
 import sys
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -24,7 +25,7 @@ from deployer.apply import Applied
 from deployer.audit import AuditEntry
 from deployer.compose import Command
 from deployer.desired import SafeDumper, dump_compose, load_compose
-from deployer.lock import Lock
+from deployer.lock import Lock, held_note
 from deployer.plan import Plan
 from deployer.prune import Pruned
 from deployer.releases import Release
@@ -298,13 +299,15 @@ def lock_document(environment: str, lock: Lock | None, stale: str | None) -> dic
     }
 
 
-def lock_text(environment: str, lock: Lock | None, stale: str | None) -> str:
+def lock_text(
+    environment: str, lock: Lock | None, stale: str | None, here: str | None = None
+) -> str:
     if lock is None:
         return f"{environment}: not locked"
     state = (
         f"STALE ({stale}); break it with `deploy lock release {environment} --force`"
         if stale
-        else "held"
+        else held_note(lock, here or socket.gethostname())
     )
     return (
         f"{environment}: locked by {lock.describe()} since {iso(lock.since)}: {lock.reason}\n"

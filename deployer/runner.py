@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
+import tempfile
+import threading
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import IO
 
 from deployer.compose import Command, compose_version
 from deployer.errors import (
@@ -43,39 +49,93 @@ class Completed:
 
 
 def run(command: Command, check: bool = True) -> Completed:
-    """Run `command` to its end. An interrupt (Ctrl-C, SIGTERM) does not cut it short: the
+    """Run `command` to its end. An interrupt (Ctrl-C, SIGTERM, SIGHUP) does not cut it short: the
     process runs in its own session, out of reach of the terminal's Ctrl-C, and is waited for,
     so that `docker compose up` never stops halfway between two releases. The interrupt is
-    raised once it has finished."""
+    raised once it has finished.
+
+    Nothing the process needs depends on deployer staying alive, so that even a `kill -9` of
+    deployer lets it finish: its stdin is written whole and closed before the wait (Compose reads
+    `-f -` whole at start), and its output goes to files, not to pipes that would break with
+    deployer gone."""
     env = {**tool_environment(os.environ), **command.env}
-    try:
-        proc = subprocess.Popen(
-            list(command.argv),
-            stdin=subprocess.PIPE if command.stdin is not None else subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=env,
-            text=True,
-            encoding="utf-8",
-            errors="replace",
-            start_new_session=True,
-        )
-    except FileNotFoundError as e:
-        raise ProgramNotFoundError(command.argv[0]) from e
-    interrupted: KeyboardInterrupt | None = None
-    stdin = command.stdin
-    while True:
+    with _output_file() as stdout, _output_file() as stderr:
+        held: list[int] = []
         try:
-            stdout, stderr = proc.communicate(stdin)
-            break
-        except KeyboardInterrupt as e:
-            interrupted, stdin = e, None
-    if interrupted is not None:
-        raise interrupted
-    result = Completed(proc.returncode, stdout, stderr)
-    if check and proc.returncode != 0:
-        raise _failure(command, proc.returncode, stderr or stdout)
+            with _signals_held(held):
+                proc = subprocess.Popen(
+                    list(command.argv),
+                    stdin=subprocess.PIPE if command.stdin is not None else subprocess.DEVNULL,
+                    stdout=stdout,
+                    stderr=stderr,
+                    env=env,
+                    start_new_session=True,
+                )
+        except FileNotFoundError as e:
+            raise ProgramNotFoundError(command.argv[0]) from e
+        interrupted: KeyboardInterrupt | None = None
+        stdin = command.stdin
+        while True:
+            try:
+                if held:  # an interrupt that came while the process started strikes now
+                    number = held[0]
+                    held.clear()
+                    signal.raise_signal(number)
+                if stdin is not None:
+                    text, stdin = stdin, None
+                    _feed(proc, text)
+                proc.wait()
+                break
+            except KeyboardInterrupt as e:
+                interrupted = e
+        if interrupted is not None:
+            raise interrupted
+        result = Completed(proc.returncode, _read(stdout), _read(stderr))
+    if check and result.returncode != 0:
+        raise _failure(command, result.returncode, result.stderr or result.stdout)
     return result
+
+
+def _output_file() -> IO[bytes]:
+    """A file without a name for a process's output, in memory where the system allows: output
+    such as `docker compose config`'s holds secret values, which must not reach a disk."""
+    if hasattr(os, "memfd_create"):
+        return os.fdopen(os.memfd_create("deployer-output"), "w+b")
+    return tempfile.TemporaryFile()
+
+
+_INTERRUPTS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+@contextmanager
+def _signals_held(held: list[int]) -> Iterator[None]:
+    """Note interrupts in `held` rather than act on them while a process starts: one acted on
+    inside subprocess.Popen would leave a started process unwaited for."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers run in the main thread only
+        return
+    previous = {s: signal.signal(s, lambda signum, frame: held.append(signum)) for s in _INTERRUPTS}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, signal.SIG_DFL if handler is None else handler)
+
+
+def _feed(proc: subprocess.Popen[bytes], text: str) -> None:
+    """Write all of `text` to the process's stdin and close it (an interrupt closes it early)."""
+    assert proc.stdin is not None
+    try:
+        with contextlib.suppress(BrokenPipeError):  # it ended without reading: its exit says why
+            proc.stdin.write(text.encode("utf-8"))
+    finally:
+        with contextlib.suppress(BrokenPipeError):
+            proc.stdin.close()
+
+
+def _read(output: IO[bytes]) -> str:
+    output.seek(0)
+    return output.read().decode("utf-8", errors="replace")
 
 
 def stream(command: Command) -> Iterator[str]:

@@ -19,13 +19,15 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from deployer.compose import Command
-from deployer.engine import EngineClient
+from deployer.engine import EngineClient, Marker
 from deployer.errors import ProgramNotFoundError
 from deployer.runner import run
 
-KIND_LABEL = "dev.deployer.state"  # release | audit | lock
+KIND_LABEL = "dev.deployer.state"  # release | audit | lock | lock-renewal
 PROJECT_LABEL = "dev.deployer.project"
 RECORD_LABEL = "dev.deployer.record"
+TOKEN_LABEL = "dev.deployer.lock"  # on a renewal: the token of the lock it renews
+RENEWAL = "lock-renewal"
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,17 @@ def iso(timestamp: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(timestamp))
 
 
+@dataclass(frozen=True)
+class StoredLock:
+    """The lock as the engine keeps it: its record, the ID of its container, and (engine clock)
+    when it was taken and when it was last renewed."""
+
+    record: dict[str, Any]
+    id: str
+    since: float
+    renewed: float
+
+
 def unique_key() -> str:
     """A record key that sorts by time and that no one else draws."""
     return f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}_{secrets.token_hex(4)}"
@@ -72,6 +85,7 @@ class Store(Protocol):
     in-memory fake in the unit tests."""
 
     project: str
+    holding: str | None  # the token of the lock this process holds here, if any
 
     def records(self, kind: str) -> list[dict[str, Any]]: ...
 
@@ -81,16 +95,24 @@ class Store(Protocol):
 
     def add_unique(self, kind: str, record: Mapping[str, Any]) -> None: ...
 
-    def claim_lock(self, record: Mapping[str, Any]) -> bool: ...
-
-    def lock(self) -> dict[str, Any] | None: ...
-
-    def remove_lock(self) -> None: ...
-
     def remove_records(
         self, kind: str, expired: Callable[[list[dict[str, Any]]], Collection[int]]
     ) -> int:
         """Remove the records of `kind` at the positions `expired` picks; returns how many."""
+        ...
+
+    def clock(self) -> float:
+        """Now, by the clock every operator shares (the engine's)."""
+        ...
+
+    def claim_lock(self, record: Mapping[str, Any]) -> bool: ...
+
+    def lock(self) -> StoredLock | None: ...
+
+    def renew_lock(self, token: str, count: int) -> None: ...
+
+    def remove_lock(self, lock_id: str, token: str) -> None:
+        """Remove exactly the lock `lock_id` and its renewals."""
         ...
 
 
@@ -99,6 +121,7 @@ class StateStore:
 
     def __init__(self, client: EngineClient, project: str) -> None:
         self.client, self.project = client, project
+        self.holding: str | None = None  # the token of the lock this process holds here, if any
 
     def _labels(self, kind: str, record: Mapping[str, Any]) -> dict[str, str]:
         return {
@@ -131,21 +154,46 @@ class StateStore:
     def lock_name(self) -> str:
         return f"deployer_{self.project}_lock"
 
-    def claim_lock(self, record: Mapping[str, Any]) -> bool:
-        return self.client.claim_name(self.lock_name, self._labels("lock", record))
+    def clock(self) -> float:
+        """Now, by the engine's clock: the one clock every operator of the engine shares."""
+        return self.client.clock()
 
-    def lock(self) -> dict[str, Any] | None:
-        labels = self.client.marker(self.lock_name)
-        if labels is None:
+    def claim_lock(self, record: Mapping[str, Any]) -> bool:
+        return self.client.claim_name(self.lock_name, self._labels("lock", record)) is not None
+
+    def lock(self) -> StoredLock | None:
+        marker = self.client.marker(self.lock_name)
+        if marker is None:
             return None
         try:
-            record: dict[str, Any] = json.loads(labels[RECORD_LABEL])
+            record: dict[str, Any] = json.loads(marker.labels[RECORD_LABEL])
         except (KeyError, ValueError):
             record = {"holder": "unknown (unreadable lock)"}
-        return record
+        renewals = [m.created for m in self._renewals(str(record.get("token", "")))]
+        return StoredLock(record, marker.id, marker.created, max([marker.created, *renewals]))
 
-    def remove_lock(self) -> None:
-        self.client.remove_marker(self.lock_name)
+    def renew_lock(self, token: str, count: int) -> None:
+        """Mark the lock `token` renewed now. Container labels cannot change, so each renewal is
+        a marker of its own (created by the engine, on its clock); the older ones go."""
+        older = self._renewals(token)
+        labels = {KIND_LABEL: RENEWAL, PROJECT_LABEL: self.project, TOKEN_LABEL: token}
+        self.client.claim_name(f"{self.lock_name}_{token}_renewed_{count}", labels)
+        for marker in older:
+            self.client.remove_marker(marker.id)
+
+    def remove_lock(self, lock_id: str, token: str) -> None:
+        """Remove exactly the lock `lock_id` (the one inspected, not whatever now has its name)
+        and its renewals."""
+        self.client.remove_marker(lock_id)
+        for marker in self._renewals(token):
+            self.client.remove_marker(marker.id)
+
+    def _renewals(self, token: str) -> list[Marker]:
+        if not token:
+            return []
+        return self.client.markers(
+            [f"{KIND_LABEL}={RENEWAL}", f"{PROJECT_LABEL}={self.project}", f"{TOKEN_LABEL}={token}"]
+        )
 
     def remove_records(
         self, kind: str, expired: Callable[[list[dict[str, Any]]], Collection[int]]

@@ -195,7 +195,8 @@ def test_container_stopped_by_hand_is_started(app: Workspace) -> None:
 
     assert code == 2
     assert [(c["service"], c["action"]) for c in changes] == [("worker", "start")]
-    assert str(changes[0]["causes"][0]).startswith(f"{app.project}-worker-1 exited (")  # type: ignore[index]
+    cause = str(changes[0]["causes"][0])  # type: ignore[index]
+    assert cause.startswith(f"no running container: {app.project}-worker-1 exited (")
     assert_redeploy_fixes(app)
     assert app.ids() == before
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+import threading
 from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,18 +18,24 @@ from deployer.desired import FINGERPRINT_LABEL
 from deployer.errors import CommandFailedError
 from deployer.observed import NUMBER_LABEL, SERVICE_LABEL
 from deployer.runner import Completed
-from deployer.state import Actor
+from deployer.state import Actor, StoredLock
 
 ACTOR = Actor("alice", "host-a", 4242)
 
 
 class FakeStore:
-    """The Store protocol in memory: records by kind and key, as JSON like the engine's labels."""
+    """The Store protocol in memory: records by kind and key, as JSON like the engine's labels;
+    the lock as one name whose holders get container IDs, on a clock the test sets."""
 
-    def __init__(self, project: str) -> None:
+    def __init__(self, project: str = "shop", now: float = 1000.0) -> None:
         self.project = project
         self.kept: dict[tuple[str, str], str] = {}
-        self.held: dict[str, Any] | None = None
+        self.holding: str | None = None
+        self.now = now
+        self.current: StoredLock | None = None
+        self.count = 0  # locks taken so far, for their IDs
+        self.renewals: list[tuple[str, int]] = []
+        self.renewed = threading.Event()
 
     def records(self, kind: str) -> list[dict[str, Any]]:
         found = []
@@ -50,17 +57,30 @@ class FakeStore:
     def add_unique(self, kind: str, record: Mapping[str, Any]) -> None:
         self.add(kind, f"{len(self.kept):06d}", record)
 
+    def clock(self) -> float:
+        return self.now
+
     def claim_lock(self, record: Mapping[str, Any]) -> bool:
-        if self.held is not None:
+        if self.current is not None:
             return False
-        self.held = dict(record)
+        self.count += 1
+        self.current = StoredLock(dict(record), f"id-{self.count}", self.now, self.now)
         return True
 
-    def lock(self) -> dict[str, Any] | None:
-        return self.held
+    def lock(self) -> StoredLock | None:
+        return self.current
 
-    def remove_lock(self) -> None:
-        self.held = None
+    def renew_lock(self, token: str, count: int) -> None:
+        self.renewals.append((token, count))
+        if self.current is not None and self.current.record["token"] == token:
+            self.current = StoredLock(
+                self.current.record, self.current.id, self.current.since, self.now
+            )
+        self.renewed.set()
+
+    def remove_lock(self, lock_id: str, token: str) -> None:
+        if self.current is not None and self.current.id == lock_id:
+            self.current = None
 
     def remove_records(
         self, kind: str, expired: Callable[[list[dict[str, Any]]], Collection[int]]

@@ -18,34 +18,29 @@ from deployer.state import StateStore
 from deployer.variables import SecretPolicy
 
 LOCK = Lock(
-    "alice",
-    "host-a",
-    4242,
-    since=1000.0,
-    expires=4600.0,
-    reason="deploy staging",
-    kind="process",
-    token="t",
-)
+    "alice", "host-a", 4242, "deploy staging", "process", "t", ttl=600.0, since=1000.0, renewed=1000.0
+)  # fmt: skip
 
 
-def test_a_live_lock_is_not_stale() -> None:
-    assert stale_reason(LOCK, 2000.0, "host-a", alive=lambda pid: True) is None
-    assert (
-        stale_reason(LOCK, 2000.0, "host-b", alive=lambda pid: False) is None
-    )  # another host: cannot tell
+def test_a_lock_whose_holder_or_what_it_started_still_runs_on_its_host_is_not_stale() -> None:
+    assert stale_reason(LOCK, 2000.0, ["process 4242 (the holder)"]) is None
+    assert stale_reason(LOCK, 2000.0, ["process 77 (docker compose up)"]) is None
 
 
-def test_a_lock_whose_process_is_gone_or_past_its_ttl_is_stale() -> None:
-    assert (
-        stale_reason(LOCK, 2000.0, "host-a", alive=lambda pid: False)
-        == "process 4242 on host-a is gone"
+def test_on_another_host_only_the_time_to_live_tells() -> None:
+    assert stale_reason(LOCK, 1500.0, None) is None
+    assert stale_reason(LOCK, 1700.0, None) == (
+        "past its time to live (expired 1970-01-01T00:26:40Z)"
     )
-    assert stale_reason(LOCK, 5000.0, "host-b", alive=lambda pid: True) == (
-        "older than its time to live (expired 1970-01-01T01:16:40Z)"
+
+
+def test_a_lock_whose_process_and_all_it_started_are_gone_is_stale() -> None:
+    assert stale_reason(LOCK, 1001.0, []) == "process 4242 on host-a is gone"
+    manual = Lock("bob", "host-a", 1, "db migration", "manual", "t", 86400.0, 1000.0, 1000.0)
+    assert stale_reason(manual, 2000.0, []) is None
+    assert stale_reason(manual, 90000.0, []) == (
+        "past its time to live (expired 1970-01-02T00:16:40Z)"
     )
-    manual = Lock("bob", "host-a", 1, 1000.0, 90000.0, "db migration", "manual", "t")
-    assert stale_reason(manual, 2000.0, "host-a", alive=lambda pid: False) is None
 
 
 def test_locked_error_messages() -> None:

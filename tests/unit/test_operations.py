@@ -144,7 +144,7 @@ def test_a_deploy_records_each_service_configuration_with_secrets_by_reference(
         },
     )
     assert world.audit() == [("deploy test", "success", "")]
-    assert world.store.held is None
+    assert world.store.current is None
 
 
 def test_an_unhealthy_service_is_rolled_back_to_its_old_configuration(world: World) -> None:
@@ -311,7 +311,7 @@ def test_an_interrupt_during_apply_is_recorded_with_what_runs(world: World) -> N
         ),
     )
     assert world.audit()[-1] == ("deploy test", "interrupted", "")
-    assert world.store.held is None
+    assert world.store.current is None
 
 
 def test_an_interrupt_during_the_rollback_is_recorded(world: World) -> None:

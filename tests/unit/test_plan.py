@@ -109,7 +109,9 @@ def test_every_kind_of_change_with_its_causes() -> None:
                     f"image {REG}/web:1.4.1 -> 1.4.2",
                 ),
             ),
-            Change("worker", "start", ("shop-worker-1 exited (1) 3 minutes ago",)),
+            Change(
+                "worker", "start", ("no running container: shop-worker-1 exited (1) 3 minutes ago",)
+            ),
         ),
     )
     assert report.plan_text(the_plan) == (
@@ -120,7 +122,7 @@ def test_every_kind_of_change_with_its_causes() -> None:
         "web      recreate  secret DB_PASSWORD changed\n"
         "                   environment LOG_LEVEL changed\n"
         f"                   image {REG}/web:1.4.1 -> 1.4.2\n"
-        "worker   start     shop-worker-1 exited (1) 3 minutes ago"
+        "worker   start     no running container: shop-worker-1 exited (1) 3 minutes ago"
     )
     assert the_plan.pulls == [f"{REG}/web:1.4.2"]
     assert the_plan.services_to_up == ["web", "worker"]
@@ -188,3 +190,24 @@ def test_one_pull_per_image_shared_by_services() -> None:
         ("api", "create"),
         ("worker", "recreate"),
     ]
+
+
+def test_a_service_whose_only_container_was_created_and_never_started_is_started() -> None:
+    # What a recreate cut short leaves: the new container created, the old one already gone.
+    observed = ObservedState(
+        "shop",
+        (
+            container("web", 1, WEB_PRINT),
+            container("web", 2, WEB_PRINT),
+            container("worker", 1, WORKER_PRINT, state="created", status="Created"),
+        ),
+        IMAGES,
+    )
+
+    the_plan = plan(desired(), observed)
+
+    assert report.plan_text(the_plan) == (
+        "staging (project shop): 1 change\n"
+        "SERVICE  ACTION  CAUSE\n"
+        "worker   start   no running container: shop-worker-1 created"
+    )

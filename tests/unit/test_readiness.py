@@ -134,8 +134,10 @@ def test_a_failed_one_shot_or_a_stopped_service_is_started() -> None:
     )
 
     assert plan(wanted, observed).changes == (
-        Change("migrate", "start", ("shop-migrate-1 exited (1) 5 minutes ago",)),
-        Change("web", "start", ("shop-web-1 exited (0) 5 minutes ago",)),
+        Change(
+            "migrate", "start", ("no running container: shop-migrate-1 exited (1) 5 minutes ago",)
+        ),
+        Change("web", "start", ("no running container: shop-web-1 exited (0) 5 minutes ago",)),
     )
     assert not status(wanted, observed, []).healthy
 

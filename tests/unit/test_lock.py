@@ -1,0 +1,161 @@
+"""The lock against an in-memory store: waiting, breaking by ID, renewals, the engine's clock."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import pytest
+
+from deployer import lock as lock_module
+from deployer import report
+from deployer.errors import LockedError, LockLostError
+from deployer.lock import LOCK_ENV, Lock, acquire, break_lock, holding, status, verify_held, working
+from tests.unit.fakes import FakeStore
+
+ELSEWHERE = "another-host"  # a lock taken on another host: its processes cannot be seen from here
+
+
+def a_lock(holder: str, host: str = ELSEWHERE, ttl: float = 600.0) -> Lock:
+    return Lock(holder, host, 4242, f"deploy by {holder}", "process", f"token-{holder}", ttl)
+
+
+class FakeTime:
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.slept: list[float] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+def test_lock_wait_sleeps_until_its_deadline_and_not_past_it() -> None:
+    store, time = FakeStore(), FakeTime()
+    acquire(store, "staging", a_lock("alice"), 0.0)
+
+    with pytest.raises(LockedError, match=r"^staging is locked: held by alice on another-host "):
+        acquire(store, "staging", a_lock("bob"), 1.2, time.clock, time.sleep)
+
+    assert time.slept == [0.5, 0.5, pytest.approx(0.2)]
+
+
+class FlappingStore(FakeStore):
+    """A lock taken and released by others between each claim and each look."""
+
+    def __init__(self, free_after: int | None = None) -> None:
+        super().__init__()
+        self.claims, self.free_after = 0, free_after
+
+    def claim_lock(self, record: Mapping[str, Any]) -> bool:
+        self.claims += 1
+        assert self.claims < 50, "acquire spins"
+        return self.claims == self.free_after and super().claim_lock(record)
+
+
+def test_lock_wait_does_not_spin_when_the_lock_is_free_at_every_look() -> None:
+    store, time = FlappingStore(), FakeTime()
+
+    with pytest.raises(LockedError, match=r"^staging is locked: held by others since now "):
+        acquire(store, "staging", a_lock("bob"), 1.0, time.clock, time.sleep)
+
+    assert time.slept == [0.5, 0.5]
+    assert store.claims == 6
+
+
+def test_a_lock_released_between_claim_and_look_is_claimed_again_at_once() -> None:
+    store, time = FlappingStore(free_after=2), FakeTime()
+
+    acquire(store, "staging", a_lock("bob"), 0.0, time.clock, time.sleep)
+
+    assert (time.slept, store.holding) == ([], "token-bob")
+
+
+def test_breaking_a_lock_removes_the_one_inspected_not_its_successor() -> None:
+    store = FakeStore()
+    acquire(store, "staging", a_lock("alice"), 0.0)
+    inspected, _ = status(store)
+    assert inspected is not None
+    # Meanwhile a second operator breaks it too and deploys: a new lock under the same name.
+    break_lock(store, "staging", inspected)
+    acquire(store, "staging", a_lock("carol"), 0.0)
+
+    break_lock(store, "staging", inspected)
+
+    held, _ = status(store)
+    assert held is not None and (held.holder, held.id) == ("carol", "id-2")
+
+
+def test_a_release_is_recorded_only_under_a_lock_still_held() -> None:
+    store = FakeStore()
+    acquire(store, "staging", a_lock("alice"), 0.0)
+    verify_held(store)
+    held, _ = status(store)
+    assert held is not None
+    store.remove_lock(held.id, held.token)  # broken by someone else
+    store.claim_lock(a_lock("carol").record())
+
+    with pytest.raises(LockLostError) as lost:
+        verify_held(store)
+
+    assert lost.value.message == (
+        "the lock of project shop is no longer this command's (now held by carol on another-host "
+        "(pid 4242)): its outcome is not recorded as a release"
+    )
+
+
+def test_staleness_by_time_counts_from_the_last_renewal_on_the_engine_clock() -> None:
+    store = FakeStore(now=1000.0)
+    acquire(store, "staging", a_lock("alice", ttl=600.0), 0.0)
+    store.now = 1500.0
+    store.renew_lock("token-alice", 1)
+    store.now = 2000.0
+
+    assert status(store)[1] is None  # 500 s after its renewal, though 1000 s after it was taken
+    store.now = 2101.0
+    assert status(store)[1] == "past its time to live (expired 1970-01-01T00:35:00Z)"
+
+
+def test_holding_renews_the_lock_and_marks_every_process_started_meanwhile() -> None:
+    store = FakeStore()
+    lock = a_lock("alice")
+
+    with holding(store, "staging", lock, 0.0, renew_every=0.001):
+        assert os.environ[LOCK_ENV] == "token-alice"
+        assert store.renewed.wait(10)
+
+    assert LOCK_ENV not in os.environ
+    assert (store.current, store.holding) == (None, None)
+    assert store.renewals[0] == ("token-alice", 1)
+
+
+def test_what_of_a_holder_still_works_on_this_host() -> None:
+    here = lock_module.Lock("alice", "host-a", 4242, "deploy", "process", "t", 600.0)
+    compose = [(5000, "docker compose --project-name shop up --detach web")]
+
+    assert working(here, "host-a", lambda pid: True, lambda token: []) == [
+        "process 4242 (the holder)"
+    ]
+    assert working(here, "host-a", lambda pid: False, lambda token: compose) == [
+        "process 5000 (docker compose --project-name shop up --detach web)"
+    ]
+    assert working(here, "host-a", lambda pid: False, lambda token: []) == []
+    assert working(here, "host-b", lambda pid: True, lambda token: compose) is None
+
+
+def test_status_says_what_cannot_be_known_of_a_lock_taken_on_another_host() -> None:
+    lock = Lock("alice", "host-a", 4242, "deploy staging", "process", "t", 600.0, 1000.0, 1060.0)
+
+    assert report.lock_text("staging", lock, None, here="host-a") == (
+        "staging: locked by alice on host-a (pid 4242) since 1970-01-01T00:16:40Z: deploy staging\n"
+        "  kind process, expires 1970-01-01T00:27:40Z; held"
+    )
+    assert report.lock_text("staging", lock, None, here="host-b") == (
+        "staging: locked by alice on host-a (pid 4242) since 1970-01-01T00:16:40Z: deploy staging\n"
+        "  kind process, expires 1970-01-01T00:27:40Z; held; taken on host-a, whose processes "
+        "cannot be seen from here: stale if not renewed by 1970-01-01T00:27:40Z"
+    )
