@@ -29,7 +29,9 @@ TOOL_VARIABLES = frozenset(
     | {"HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"}
     | {"no_proxy", "all_proxy"}
 )
-TOOL_PREFIXES = ("DOCKER_", "BUILDKIT_", "LC_", "XDG_")
+# DEPLOYER_: deployer's own, such as the lock token that marks every process started under a
+# lock (lock.LOCK_ENV), by which a lock's staleness check finds them.
+TOOL_PREFIXES = ("DOCKER_", "BUILDKIT_", "LC_", "XDG_", "DEPLOYER_")
 
 
 def tool_environment(environ: Mapping[str, str]) -> dict[str, str]:

@@ -116,6 +116,7 @@ def test_processes_inherit_only_what_the_docker_cli_needs() -> None:
         "TAG": "2.0",
         "DB_PASSWORD": "from-the-shell",
         "COMPOSE_PROFILES": "debug",
+        "DEPLOYER_LOCK": "0123abcd",
     }
     assert tool_environment(environ) == {
         "PATH": "/usr/bin",
@@ -124,4 +125,5 @@ def test_processes_inherit_only_what_the_docker_cli_needs() -> None:
         "DOCKER_HOST": "unix:///run/docker.sock",
         "LC_ALL": "C.UTF-8",
         "https_proxy": "http://proxy:3128",
+        "DEPLOYER_LOCK": "0123abcd",
     }
