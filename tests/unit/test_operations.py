@@ -21,12 +21,13 @@ from tests.unit.fakes import ACTOR, FakeCompose, FakeEngine, FakeStore
 
 GOOD, BAD = ["httpd", "-f"], ["false"]
 DIGEST = "sha256:" + "d1" * 32
+PINNED = f"reg/web@{DIGEST}"
 IMAGE_ID = "sha256:" + "e1" * 32
 IMAGES = [
     {
         "Id": IMAGE_ID,
         "RepoTags": ["reg/web:1.0"],
-        "RepoDigests": [f"reg/web@{DIGEST}"],
+        "RepoDigests": [PINNED],
     }
 ]
 UNHEALTHY = "service web did not become healthy within 5s (last state: Exited (1) 1 second ago)"
@@ -134,7 +135,7 @@ def test_a_deploy_records_each_service_configuration_with_secrets_by_reference(
             "web": ServiceRelease(
                 "reg/web:1.0",
                 IMAGE_ID,
-                f"reg/web@{DIGEST}",
+                PINNED,
                 {
                     "command": GOOD,
                     "environment": {"LOG_LEVEL": "info", "DB_PASSWORD": "${DB_PASSWORD}"},
@@ -155,34 +156,10 @@ def test_an_unhealthy_service_is_rolled_back_to_its_old_configuration(world: Wor
         world.deploy(BAD)
 
     assert raised.value.message == f"{UNHEALTHY}; rolled back: web"
-    assert world.running() == {
-        "web": (
-            "running",
-            "httpd -f",
-            f"reg/web@{DIGEST}",
-        )
-    }
+    assert world.running() == {"web": ("running", "httpd -f", PINNED)}
     assert world.releases() == [
-        (
-            2,
-            "deploy test",
-            "rolled back",
-            (
-                f"reg/web@{DIGEST}",
-                GOOD,
-                "info",
-            ),
-        ),
-        (
-            1,
-            "deploy test",
-            "success",
-            (
-                f"reg/web@{DIGEST}",
-                GOOD,
-                "info",
-            ),
-        ),
+        (2, "deploy test", "rolled back", (PINNED, GOOD, "info")),
+        (1, "deploy test", "success", (PINNED, GOOD, "info")),
     ]
     assert world.audit() == [
         ("deploy test", "success", ""),
@@ -198,23 +175,8 @@ def test_a_failing_up_after_a_container_was_replaced_is_rolled_back(world: World
         world.deploy(BAD)
 
     assert raised.value.message == f"{UP_FAILED}; rolled back: web"
-    assert world.running() == {
-        "web": (
-            "running",
-            "httpd -f",
-            f"reg/web@{DIGEST}",
-        )
-    }
-    assert world.releases()[0] == (
-        2,
-        "deploy test",
-        "rolled back",
-        (
-            f"reg/web@{DIGEST}",
-            GOOD,
-            "info",
-        ),
-    )
+    assert world.running() == {"web": ("running", "httpd -f", PINNED)}
+    assert world.releases()[0] == (2, "deploy test", "rolled back", (PINNED, GOOD, "info"))
     assert world.audit()[-1] == ("deploy test", "rolled back", UP_FAILED)
 
 
@@ -227,12 +189,7 @@ def test_a_failing_up_that_replaced_nothing_is_not_rolled_back(world: World) -> 
 
     assert world.compose.ups == 2
     assert world.running() == {"web": ("running", "httpd -f", "reg/web:1.0")}
-    assert world.releases()[0] == (
-        2,
-        "deploy test",
-        "failed",
-        (f"reg/web@{DIGEST}", None),
-    )
+    assert world.releases()[0] == (2, "deploy test", "failed", (PINNED, None))
     assert world.audit()[-1] == (
         "deploy test",
         "failed",
@@ -247,23 +204,8 @@ def test_a_failed_rollback_is_recorded_with_both_failures(world: World) -> None:
     with pytest.raises(UnhealthyServiceError):
         world.deploy(BAD)
 
-    assert world.running() == {
-        "web": (
-            "exited",
-            "httpd -f",
-            f"reg/web@{DIGEST}",
-        )
-    }
-    assert world.releases()[0] == (
-        2,
-        "deploy test",
-        "failed",
-        (
-            f"reg/web@{DIGEST}",
-            GOOD,
-            "info",
-        ),
-    )
+    assert world.running() == {"web": ("exited", "httpd -f", PINNED)}
+    assert world.releases()[0] == (2, "deploy test", "failed", (PINNED, GOOD, "info"))
     assert world.audit()[-1] == (
         "deploy test",
         "failed",
@@ -280,16 +222,7 @@ def test_without_rollback_a_failure_is_recorded_as_failed(tmp_path: Path) -> Non
         world.deploy(BAD)
 
     assert world.running() == {"web": ("exited", "false", "reg/web:1.0")}
-    assert world.releases()[0] == (
-        2,
-        "deploy test",
-        "failed",
-        (
-            f"reg/web@{DIGEST}",
-            BAD,
-            "info",
-        ),
-    )
+    assert world.releases()[0] == (2, "deploy test", "failed", (PINNED, BAD, "info"))
     assert world.audit()[-1] == ("deploy test", "failed", UNHEALTHY)
 
 
@@ -300,16 +233,7 @@ def test_an_interrupt_during_apply_is_recorded_with_what_runs(world: World) -> N
     with pytest.raises(KeyboardInterrupt):
         world.deploy(GOOD, log_level="debug")
 
-    assert world.releases()[0] == (
-        2,
-        "deploy test",
-        "interrupted",
-        (
-            f"reg/web@{DIGEST}",
-            GOOD,
-            "debug",
-        ),
-    )
+    assert world.releases()[0] == (2, "deploy test", "interrupted", (PINNED, GOOD, "debug"))
     assert world.audit()[-1] == ("deploy test", "interrupted", "")
     assert world.store.current is None
 
@@ -322,23 +246,8 @@ def test_an_interrupt_during_the_rollback_is_recorded(world: World) -> None:
     with pytest.raises(KeyboardInterrupt):
         world.deploy(BAD)
 
-    assert world.running() == {
-        "web": (
-            "running",
-            "httpd -f",
-            f"reg/web@{DIGEST}",
-        )
-    }
-    assert world.releases()[0] == (
-        2,
-        "deploy test",
-        "interrupted",
-        (
-            f"reg/web@{DIGEST}",
-            GOOD,
-            "info",
-        ),
-    )
+    assert world.running() == {"web": ("running", "httpd -f", PINNED)}
+    assert world.releases()[0] == (2, "deploy test", "interrupted", (PINNED, GOOD, "info"))
     assert world.audit()[-1] == (
         "deploy test",
         "interrupted",
@@ -353,12 +262,7 @@ def test_an_unexpected_error_is_recorded(world: World) -> None:
     with pytest.raises(RuntimeError):
         world.deploy(BAD)
 
-    assert world.releases()[0] == (
-        2,
-        "deploy test",
-        "failed",
-        (f"reg/web@{DIGEST}", None),
-    )
+    assert world.releases()[0] == (2, "deploy test", "failed", (PINNED, None))
     assert world.audit()[-1] == ("deploy test", "failed", "unexpected error: RuntimeError: boom")
 
 
@@ -369,36 +273,9 @@ def test_rollback_restores_the_configuration_of_the_release(world: World) -> Non
     rollback(world.loaded, world.ui, None)
 
     assert world.releases() == [
-        (
-            3,
-            "rollback to release 1",
-            "success",
-            (
-                f"reg/web@{DIGEST}",
-                GOOD,
-                "info",
-            ),
-        ),
-        (
-            2,
-            "deploy test",
-            "success",
-            (
-                f"reg/web@{DIGEST}",
-                GOOD,
-                "debug",
-            ),
-        ),
-        (
-            1,
-            "deploy test",
-            "success",
-            (
-                f"reg/web@{DIGEST}",
-                GOOD,
-                "info",
-            ),
-        ),
+        (3, "rollback to release 1", "success", (PINNED, GOOD, "info")),
+        (2, "deploy test", "success", (PINNED, GOOD, "debug")),
+        (1, "deploy test", "success", (PINNED, GOOD, "info")),
     ]
 
 
@@ -430,12 +307,7 @@ def test_a_restore_resolves_secret_references_and_takes_masked_secrets_as_they_a
         },
         "image": "reg/web:1.0",
     }
-    target = ServiceRelease(
-        "reg/web:1.0",
-        IMAGE_ID,
-        f"reg/web@{DIGEST}",
-        recorded,
-    )
+    target = ServiceRelease("reg/web:1.0", IMAGE_ID, PINNED, recorded)
 
     secrets = Secrets({"DB_PASSWORD": "hunter22"})
     state = restore_state(current, {"web": target}, secrets, world.compose)
@@ -444,7 +316,7 @@ def test_a_restore_resolves_secret_references_and_takes_masked_secrets_as_they_a
         "web": {
             "command": GOOD,
             "environment": {"LOG_LEVEL": "info", "DB_PASSWORD": "hunter22", "API_KEY": "k-2"},
-            "image": f"reg/web@{DIGEST}",
+            "image": PINNED,
         }
     }
     assert sorted(state.services["web"].secret_parts) == [
