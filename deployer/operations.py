@@ -484,13 +484,12 @@ def audit_of(loaded: Loaded) -> list[audit.AuditEntry]:
 
 
 def lock_status(loaded: Loaded) -> tuple[Lock | None, str | None]:
-    return lock_module.status(StateStore(EngineClient(loaded.engine), loaded.spec.project))
+    return lock_module.status(_store(loaded))
 
 
 def lock_acquire(loaded: Loaded, reason: str, ttl: float, redact: Redactor) -> Lock:
     """Take the lock for a maintenance window; it stays until released or its TTL passes."""
-    store = StateStore(EngineClient(loaded.engine), loaded.spec.project)
-    actor = Actor.current()
+    store, actor = _store(loaded), loaded.outside.actor()
     lock = Lock.new(actor, redact(reason), "manual", ttl)
     command = f"lock acquire --reason {reason!r}"
     try:
@@ -504,7 +503,7 @@ def lock_acquire(loaded: Loaded, reason: str, ttl: float, redact: Redactor) -> L
 
 def lock_release(loaded: Loaded, force: bool, redact: Redactor) -> Lock | None:
     """Release a maintenance lock; a deploy's lock (live or stale) only with `force`."""
-    store = StateStore(EngineClient(loaded.engine), loaded.spec.project)
+    store = _store(loaded)
     held, stale = lock_module.status(store)
     if held is None:
         return None
@@ -518,7 +517,7 @@ def lock_release(loaded: Loaded, force: bool, redact: Redactor) -> Lock | None:
     command = "lock release --force" if force else "lock release"
     audit.write(
         store,
-        Actor.current(),
+        loaded.outside.actor(),
         loaded.spec.name,
         command,
         SUCCESS,
@@ -576,7 +575,7 @@ def down(loaded: Loaded, ui: Interaction, volumes: bool, lock_wait: float = 0.0)
     With `volumes`, the project's volumes go too, after a question that names them whatever the
     spec says (or `--yes`): their data cannot be brought back. deployer's own records (history,
     audit) stay: they are not the project's volumes."""
-    client = EngineClient(loaded.engine)
+    client = loaded.outside.connect(loaded.engine)
     project = compose_project(loaded.spec, loaded.variables, loaded.engine)
     name = loaded.spec.name
     with _locked(loaded, client, "down", lock_wait) as (store, actor):
@@ -634,7 +633,7 @@ def prune(
     an image a container uses, nor one of the last `deploy.keep_releases` releases of any
     environment on the engine (they share it, and images)."""
     desired = desired_state(loaded, ui.redact)
-    client = EngineClient(loaded.engine)
+    client = loaded.outside.connect(loaded.engine)
     with _locked(loaded, client, "prune", lock_wait) as (store, actor):
         every_project = records_of_every_project(client, "release")
         recorded = newest_first(every_project.get(loaded.spec.project, []))
