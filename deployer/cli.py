@@ -260,8 +260,9 @@ def promote(
 ) -> None:
     """Pin in TARGET's spec the exact images (by digest) SOURCE runs; `deploy TARGET` deploys them."""
     names = [name for option in services or [] for name in option.split(",") if name]
-    folder = environments_folder(_str(environments))
-    promotion = operations.promotion(folder, source, target, names, console.redact)
+    promotion = operations.promotion(
+        _load(environments, source), _load(environments, target), names, console.redact
+    )
     if not json:
         console.emit(report.promotion_text(promotion))
     operations.promote(promotion, _interaction(target, yes, json))

@@ -732,18 +732,18 @@ class Promotion:
 
 
 def promotion(
-    folder: Path, source_name: str, target_name: str, services: Sequence[str], redact: Redactor
+    source: Loaded, target: Loaded, services: Sequence[str], redact: Redactor
 ) -> Promotion:
     """The exact images SOURCE runs, pinned in TARGET's spec text (nothing written yet).
     Refused unless SOURCE is in sync and healthy, TARGET declares each service, and both name
     the same repository for it."""
+    source_name, target_name = source.spec.name, target.spec.name
 
     def refused(reason: str) -> PromotionRefusedError:
         return PromotionRefusedError(source_name, target_name, reason)
 
-    if source_name == target_name:
+    if source.spec.path == target.spec.path:
         raise refused("they are the same environment")
-    source, target = load(folder, source_name, redact), load(folder, target_name, redact)
     running = status(source, redact)
     if not running.in_sync:
         raise refused(
@@ -751,7 +751,9 @@ def promotion(
         )
     if not running.healthy:
         unhealthy = ", ".join(s.service for s in running.services if not s.healthy)
-        raise refused(f"{source_name} is not healthy: {unhealthy} (see `deploy status`)")
+        raise refused(
+            f"{source_name} is not healthy: {unhealthy} (see `deploy status {source_name}`)"
+        )
     by_name = {s.service: s for s in running.services}
     names = sorted(set(services)) or sorted(by_name)
     unknown = [n for n in names if n not in by_name]

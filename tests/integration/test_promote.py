@@ -124,10 +124,41 @@ def test_promote_from_a_staging_out_of_sync_is_refused(example: Workspace) -> No
     assert (example.environments / "production.yml").read_text() == production
 
 
+def test_promote_from_an_unhealthy_staging_is_refused(example: Workspace) -> None:
+    # The worker runs an image whose health check fails; the deploy leaves it so.
+    staging = example.environments / "staging.yml"
+    staging.write_text(
+        staging.read_text()
+        .replace(
+            "    replicas: 2\n", f"    replicas: 2\n    image: {REGISTRY}/testapp-unhealthy:1.0.0\n"
+        )
+        .replace("wait_timeout: 60", "wait_timeout: 5\n  on_failure: stop")
+    )
+    assert example.deploy("staging", "--yes").returncode == 1
+
+    result = example.deploy("promote", "staging", "production", "--yes")
+
+    assert (result.returncode, result.stderr) == (
+        1,
+        "error: cannot promote staging to production: staging is not healthy: worker "
+        "(see `deploy status staging`)\n",
+    )
+
+
 def test_promote_refuses_undeclared_services_other_repositories_and_unusual_yaml(
     example: Workspace,
 ) -> None:
+    same = example.deploy("promote", "staging", "staging")
+    assert (same.returncode, same.stderr) == (
+        1,
+        "error: cannot promote staging to staging: they are the same environment\n",
+    )
     ok(example.deploy("staging", "--yes"))
+    unknown = example.deploy("promote", "staging", "production", "--services", "web,nope")
+    assert (unknown.returncode, unknown.stderr) == (
+        1,
+        "error: cannot promote staging to production: staging has no service nope\n",
+    )
     example.write(
         "shop/web-only.yml",
         "services:\n  web:\n    image: ${IMAGE_REGISTRY}/testapp:1.0.0\n",
