@@ -818,10 +818,15 @@ def promote(promoted: Promotion, ui: Interaction) -> None:
     _confirmed(target, ui, f"Pin {len(promoted.services)} image(s) in {path.name}?")
     if path.read_text(encoding="utf-8") != promoted.original:
         raise DeployerError(f"{path.name} changed while promote ran; nothing written, run it again")
+    # Written whole or not at all: a reader never sees half a spec.
     temporary = path.with_name(f".{path.name}.promote")
-    temporary.write_text(promoted.edited, encoding="utf-8")
-    os.chmod(temporary, path.stat().st_mode)
-    os.replace(temporary, path)
+    try:
+        temporary.write_text(promoted.edited, encoding="utf-8")
+        os.chmod(temporary, path.stat().st_mode)
+        os.replace(temporary, path)
+    except OSError as e:
+        temporary.unlink(missing_ok=True)
+        raise DeployerError(f"cannot write {path}: {e.strerror}; nothing written") from e
     release = f" release {promoted.source_release}" if promoted.source_release else ""
     audit.write(
         _store(target),

@@ -159,12 +159,20 @@ def test_promote_refuses_undeclared_services_other_repositories_and_unusual_yaml
         1,
         "error: cannot promote staging to production: staging has no service nope\n",
     )
+    path = example.environments / "production.yml"
+    original = path.read_text()
+    unconfirmed = example.deploy("promote", "staging", "production")
+    assert (unconfirmed.returncode, unconfirmed.stderr) == (
+        1,
+        "error: production asks for confirmation and there is no terminal to ask on: pass --yes\n",
+    )
+    assert unconfirmed.stdout.startswith("promote staging #1 -> production: ")
+    assert path.read_text() == original
     example.write(
         "shop/web-only.yml",
         "services:\n  web:\n    image: ${IMAGE_REGISTRY}/testapp:1.0.0\n",
     )
-    path = example.environments / "production.yml"
-    path.write_text(path.read_text().replace("shop/compose.yml", "shop/web-only.yml"))
+    path.write_text(original.replace("shop/compose.yml", "shop/web-only.yml"))
     production = path.read_text()
 
     undeclared = example.deploy("promote", "staging", "production", "--yes")
