@@ -240,6 +240,38 @@ def status(name: Name, environments: Folder = None, json: Json = False) -> None:
     raise typer.Exit(EXIT_OK if current.healthy else EXIT_ERROR)
 
 
+@app.command()
+def promote(
+    source: Annotated[str, typer.Argument(metavar="SOURCE", help="Environment to promote from.")],
+    target: Annotated[
+        str, typer.Argument(metavar="TARGET", help="Environment whose spec is edited.")
+    ],
+    services: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--services",
+            metavar="SERVICE",
+            help="Only these services (repeat, or a,b); default: all.",
+        ),
+    ] = None,
+    environments: Folder = None,
+    json: Json = False,
+    yes: Yes = False,
+) -> None:
+    """Pin in TARGET's spec the exact images (by digest) SOURCE runs; `deploy TARGET` deploys them."""
+    names = [name for option in services or [] for name in option.split(",") if name]
+    promotion = operations.promotion(
+        _load(environments, source), _load(environments, target), names, console.redact
+    )
+    if not json:
+        console.emit(report.promotion_text(promotion))
+    operations.promote(promotion, _interaction(target, yes, json))
+    if json:
+        console.json(report.promotion_document(promotion))
+    elif promotion.changes:
+        console.emit(report.promoted_text(promotion))
+
+
 Services = Annotated[
     list[str] | None, typer.Argument(metavar="[SERVICE]...", help="Services (default: all).")
 ]

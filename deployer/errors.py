@@ -202,3 +202,26 @@ class LockLostError(DeployerError):
             f"the lock of project {project} is no longer this command's ({now}): "
             "its outcome is not recorded as a release"
         )
+
+
+class SpecEditError(DeployerError):
+    """A spec file whose text cannot be edited safely: nothing is written, and the lines to add
+    by hand are given instead."""
+
+    def __init__(self, file: str, reason: str, hand_lines: Sequence[str]) -> None:
+        self.file, self.reason, self.hand_lines = file, reason, list(hand_lines)
+        super().__init__(
+            f"{shown_path(file)}: cannot be edited safely ({reason}); nothing written. "
+            "Add these lines by hand, in place of the services' `image:` or `tag:`:"
+        )
+
+    def lines(self) -> list[str]:
+        return [self.message, *(f"  {line}" for line in self.hand_lines)]
+
+
+class PromotionRefusedError(DeployerError):
+    """`deploy promote` cannot take what SOURCE runs to TARGET; the reason says why."""
+
+    def __init__(self, source: str, target: str, reason: str) -> None:
+        self.source, self.target, self.reason = source, target, reason
+        super().__init__(f"cannot promote {source} to {target}: {reason}")

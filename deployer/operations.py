@@ -24,6 +24,7 @@ from deployer.errors import (
     ConfirmationRefusedError,
     DeployerError,
     Interrupted,
+    PromotionRefusedError,
     RolledBackError,
 )
 from deployer.lock import DEPLOY_TTL, Lock, holding
@@ -36,7 +37,7 @@ from deployer.observed import (
 )
 from deployer.plan import Plan, plan
 from deployer.prune import Pruned, kept_by_releases, prunable, repository_of
-from deployer.reference import lookup_key
+from deployer.reference import ImageReference, is_image_id, lookup_key
 from deployer.releases import (
     FAILED,
     INTERRUPTED,
@@ -54,8 +55,9 @@ from deployer.releases import (
     running_services,
 )
 from deployer.spec import Spec, find_specs, load_spec, spec_path
+from deployer.spec_edit import pin_images
 from deployer.state import Actor, StateStore, Store, records_of_every_project
-from deployer.status import EnvironmentStatus
+from deployer.status import EnvironmentStatus, ServiceStatus
 from deployer.status import status as environment_status
 from deployer.variables import (
     PROCESS_ENVIRONMENT,
@@ -702,3 +704,135 @@ def _trim_records(
     except DeployerError as e:
         if progress is not None:
             progress.done("records", f"old records not removed: {e.message}")
+
+
+@dataclass(frozen=True)
+class PinnedService:
+    service: str
+    before: str  # the image TARGET's spec resolves to now
+    pinned: str  # `repository:tag@sha256:...`: the exact image SOURCE runs
+    source_release: int | None  # the newest release of SOURCE that ran it
+
+
+@dataclass(frozen=True)
+class Promotion:
+    """What `deploy promote` writes into TARGET's spec, and the texts before and after."""
+
+    source: str
+    target: Loaded
+    source_release: int | None
+    services: tuple[PinnedService, ...]
+    original: str
+    edited: str
+
+    @property
+    def changes(self) -> bool:
+        return self.edited != self.original
+
+
+def promotion(
+    source: Loaded, target: Loaded, services: Sequence[str], redact: Redactor
+) -> Promotion:
+    """The exact images SOURCE runs, pinned in TARGET's spec text (nothing written yet).
+    Refused unless SOURCE is in sync and healthy, TARGET declares each service, and both name
+    the same repository for it."""
+    source_name, target_name = source.spec.name, target.spec.name
+
+    def refused(reason: str) -> PromotionRefusedError:
+        return PromotionRefusedError(source_name, target_name, reason)
+
+    if source.spec.path == target.spec.path:
+        raise refused("they are the same environment")
+    running = status(source, redact)
+    if not running.in_sync:
+        raise refused(
+            f"{source_name} is not in sync with its spec (`deploy diff {source_name}` shows how)"
+        )
+    if not running.healthy:
+        unhealthy = ", ".join(s.service for s in running.services if not s.healthy)
+        raise refused(
+            f"{source_name} is not healthy: {unhealthy} (see `deploy status {source_name}`)"
+        )
+    by_name = {s.service: s for s in running.services}
+    names = sorted(set(services)) or sorted(by_name)
+    unknown = [n for n in names if n not in by_name]
+    if unknown:
+        raise refused(f"{source_name} has no service {', '.join(unknown)}")
+    declared = desired_state(target, redact).services
+    undeclared = [n for n in names if n not in declared]
+    if undeclared:
+        raise refused(
+            f"{target_name} does not declare {', '.join(undeclared)} (its compose files have no such service)"
+        )
+    pinned = tuple(_pinned(refused, source_name, by_name[n], declared[n].image) for n in names)
+    numbers = [p.source_release for p in pinned if p.source_release is not None]
+    source_release = max(numbers, default=None)
+    path = target.spec.path
+    original = path.read_text(encoding="utf-8")
+    promoted_from: dict[str, str | int] = {"environment": source_name}
+    if source_release is not None:
+        promoted_from["release"] = source_release
+    edited = pin_images(original, str(path), {p.service: p.pinned for p in pinned}, promoted_from)
+    return Promotion(source_name, target, source_release, pinned, original, edited)
+
+
+def _pinned(
+    refused: Callable[[str], DeployerError],
+    source_name: str,
+    running: ServiceStatus,
+    target_image: str,
+) -> PinnedService:
+    """The reference that pins the image `running` runs, in the repository it was deployed from."""
+    if not running.containers:
+        raise refused(f"{running.service} runs no container on {source_name}")
+    container = running.containers[0]
+    if is_image_id(container.image) or is_image_id(container.pinned):
+        raise refused(
+            f"the image of {running.service} on {source_name} has no registry digest "
+            f"({container.image}): push it to its registry and deploy {source_name} from there"
+        )
+    source_ref = ImageReference.parse(container.image)
+    target_repository = ImageReference.parse(target_image).repository
+    if source_ref.repository != target_repository:
+        raise refused(
+            f"{running.service} comes from {source_ref.repository} on {source_name} "
+            f"but from {target_repository} on the target"
+        )
+    digest = ImageReference.parse(container.pinned).digest
+    return PinnedService(
+        running.service,
+        target_image,
+        str(replace(source_ref, digest=digest)),
+        container.release,
+    )
+
+
+def promote(promoted: Promotion, ui: Interaction) -> None:
+    """Write the pinned references into TARGET's spec, after a question where it asks; the
+    edit is recorded in TARGET's audit trail. Nothing is deployed."""
+    target = promoted.target
+    if not promoted.changes:
+        return
+    path = target.spec.path
+    _confirmed(target, ui, f"Pin {len(promoted.services)} image(s) in {path.name}?")
+    if path.read_text(encoding="utf-8") != promoted.original:
+        raise DeployerError(f"{path.name} changed while promote ran; nothing written, run it again")
+    # Written whole or not at all: a reader never sees half a spec.
+    temporary = path.with_name(f".{path.name}.promote")
+    try:
+        temporary.write_text(promoted.edited, encoding="utf-8")
+        os.chmod(temporary, path.stat().st_mode)
+        os.replace(temporary, path)
+    except OSError as e:
+        temporary.unlink(missing_ok=True)
+        raise DeployerError(f"cannot write {path}: {e.strerror}; nothing written") from e
+    release = f" release {promoted.source_release}" if promoted.source_release else ""
+    audit.write(
+        _store(target),
+        target.outside.actor(),
+        target.spec.name,
+        f"promote from {promoted.source}{release}",
+        SUCCESS,
+        ui.redact,
+        [f"{p.service}: {p.before} -> {p.pinned}" for p in promoted.services],
+    )

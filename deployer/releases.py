@@ -42,13 +42,16 @@ class ServiceRelease:
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any]) -> ServiceRelease:
-        config = record.get("config")
         return cls(
             str(record["image"]),
             str(record["image_id"]),
             str(record["pinned"]),
-            dict(config) if isinstance(config, Mapping) else None,
+            _mapping_or_none(record.get("config")),
         )
+
+
+def _mapping_or_none(value: Any) -> dict[str, Any] | None:
+    return dict(value) if isinstance(value, Mapping) else None
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,8 @@ class Release:
     result: str
     services: Mapping[str, ServiceRelease]
     changes: Sequence[str] = field(default_factory=list)
+    # The spec's `x-promoted-from` when deployed: {environment, release} of the promotion.
+    promoted_from: Mapping[str, Any] | None = None
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any]) -> Release:
@@ -83,6 +88,7 @@ class Release:
             number=int(record["number"]),
             services=services,
             changes=list(record.get("changes", [])),
+            promoted_from=_mapping_or_none(record.get("promoted_from")),
             **fields,
         )
 
@@ -296,6 +302,7 @@ def record(
             result=result,
             services=dict(services),
             changes=change_lines(plan),
+            promoted_from=spec.promoted_from,
         )
         if store.add("release", f"{number:06d}", release.record()):
             return release

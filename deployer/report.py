@@ -25,7 +25,9 @@ from deployer.apply import Applied
 from deployer.audit import AuditEntry
 from deployer.compose import Command
 from deployer.desired import SafeDumper, dump_compose, load_compose
+from deployer.errors import shown_path
 from deployer.lock import Lock, held_note
+from deployer.operations import Promotion
 from deployer.plan import Plan
 from deployer.prune import Pruned
 from deployer.releases import Release
@@ -270,6 +272,10 @@ def history_text(environment: str, releases: Sequence[Release]) -> str:
             f"#{release.number}  {release.time}  {release.performer}@{release.host}  "
             f"{release.result}  ({release.command})"
         )
+        if release.promoted_from:
+            source = release.promoted_from
+            number = f" #{source['release']}" if source.get("release") else ""
+            lines.append(f"    promoted from {source['environment']}{number}")
         for name, service in sorted(release.services.items()):
             lines.append(f"    {name}: {service.image} ({_short_id(service.image_id)})")
         lines.extend(f"    changed: {change}" for change in release.changes)
@@ -400,3 +406,36 @@ def prune_text(pruned: Pruned) -> str:
 
 def _megabytes(size: int) -> str:
     return f"{size / 1e6:.1f} MB"
+
+
+def promotion_document(promotion: Promotion) -> dict[str, Any]:
+    return {
+        "source": promotion.source,
+        "target": promotion.target.spec.name,
+        "source_release": promotion.source_release,
+        "spec": str(promotion.target.spec.path),
+        "written": promotion.changes,
+        "services": [asdict(p) for p in promotion.services],
+    }
+
+
+def promotion_text(promotion: Promotion) -> str:
+    """What promote pins in TARGET's spec: per service, the image it had and the exact one."""
+    target = promotion.target.spec
+    source = promotion.source
+    if promotion.source_release is not None:
+        source += f" #{promotion.source_release}"
+    spec = shown_path(str(target.path))
+    if not promotion.changes:
+        return f"{spec} already pins what {source} runs: nothing to write"
+    lines = [f"promote {source} -> {target.name}: {spec} would pin"]
+    lines += [f"  {p.service}: {p.before} -> {p.pinned}" for p in promotion.services]
+    return "\n".join(lines)
+
+
+def promoted_text(promotion: Promotion) -> str:
+    name = promotion.target.spec.name
+    return (
+        f"wrote {shown_path(str(promotion.target.spec.path))}: review and commit it; "
+        f"`deploy diff {name}` shows the change, `deploy {name}` deploys it"
+    )

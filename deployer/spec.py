@@ -29,7 +29,7 @@ DEFAULT_WAIT_TIMEOUT = 120.0
 # Names the CLI uses for commands: an environment may not take one (`deploy diff` must stay a command).
 COMMAND_NAMES = frozenset(
     {"audit", "diff", "down", "env", "history", "lock", "logs", "prune", "render", "restart"}
-    | {"rollback", "status", "up", "validate", "version"}
+    | {"promote", "rollback", "status", "up", "validate", "version"}
 )
 # A spec is a small file: far more nodes than this means an alias bomb, refused before it expands.
 MAX_YAML_NODES = 100_000
@@ -78,6 +78,8 @@ class Spec:
     not_secret: frozenset[str] = (
         frozenset()
     )  # names that a secret word in them does not make secret
+    # `x-promoted-from: {environment, release}`, written by `deploy promote`; releases carry it.
+    promoted_from: Mapping[str, Any] | None = None
     lines: Mapping[str, int] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -430,6 +432,7 @@ def load_spec(path: Path) -> Spec:
         keep_history=keep_history,
         registry=Registry(**data["registry"]) if "registry" in data else None,
         not_secret=frozenset(data.get("not_secret", [])),
+        promoted_from=_promoted_from(data.get("x-promoted-from")),
         lines=lines,
     )
 
@@ -437,3 +440,14 @@ def load_spec(path: Path) -> Spec:
 def _env_text(value: str | int | float | bool) -> str:
     # YAML `true` means the text "true" in a container's environment, as Compose writes it.
     return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def _promoted_from(value: Any) -> Mapping[str, Any] | None:
+    """What `deploy promote` wrote: the source environment and its release (None if unreadable)."""
+    if not isinstance(value, dict) or not isinstance(value.get("environment"), str):
+        return None
+    release = value.get("release")
+    return {
+        "environment": value["environment"],
+        "release": release if isinstance(release, int) else None,
+    }

@@ -70,6 +70,7 @@ def stale_staging_lock(space: Workspace) -> None:
 
 SETUP: dict[str, Callable[[Workspace], None]] = {
     "deploy-to-staging.md": deployed(),
+    "build-and-promote.md": deployed(),
     "promote-staging-to-production.md": deployed("staging", "production"),
     "rollback-production.md": production_twice,
     "investigate-drift.md": staging_drifted,

@@ -8,7 +8,10 @@ from pathlib import Path
 from deployer import report
 from deployer.compose import ComposeProject, up
 from deployer.engine import Engine
-from deployer.variables import Redactor, SecretPolicy
+from deployer.operations import Loaded, PinnedService, Promotion
+from deployer.releases import Release, ServiceRelease
+from deployer.spec import Spec
+from deployer.variables import Redactor, SecretPolicy, Variables
 
 
 def test_console_masks_free_text_and_prints_data_as_it_is() -> None:
@@ -118,3 +121,72 @@ def test_render_text_shows_the_invocation_and_the_masked_model() -> None:
         "\n# resolved compose model\n"
         "name: shop\nservices:\n  web:\n    image: web:1\n    environment:\n      DB_PASSWORD: '***'\n      A: '1'\n"
     )
+
+
+def _promotion(edited: str) -> Promotion:
+    spec = Spec(
+        name="production",
+        path=Path("/nowhere/environments/production.yml"),
+        project="shop-production",
+        compose_files=(),
+        env_files=(),
+        secrets=frozenset(),
+        services={},
+        confirm=True,
+        wait_timeout=120.0,
+        engine_host=None,
+    )
+    target = Loaded(spec, Variables({}), Engine("unix:///var/run/docker.sock"))
+    pinned = (
+        PinnedService("web", "acme/web:1.0.0", f"acme/web:1.1.0@{DIGEST}", 7),
+        PinnedService("worker", "acme/worker:1.0.0", f"acme/worker:1.0.0@{DIGEST}", 5),
+    )
+    return Promotion("staging", target, 7, pinned, "old text", edited)
+
+
+DIGEST = "sha256:" + "a" * 64
+
+
+def test_promotion_text_and_document_show_each_service_before_and_pinned() -> None:
+    promotion = _promotion("new text")
+    assert report.promotion_text(promotion) == (
+        "promote staging #7 -> production: /nowhere/environments/production.yml would pin\n"
+        f"  web: acme/web:1.0.0 -> acme/web:1.1.0@{DIGEST}\n"
+        f"  worker: acme/worker:1.0.0 -> acme/worker:1.0.0@{DIGEST}"
+    )
+    assert report.promotion_document(promotion) == {
+        "source": "staging",
+        "target": "production",
+        "source_release": 7,
+        "spec": "/nowhere/environments/production.yml",
+        "written": True,
+        "services": [
+            {"service": "web", "before": "acme/web:1.0.0", "pinned": f"acme/web:1.1.0@{DIGEST}", "source_release": 7},
+            {"service": "worker", "before": "acme/worker:1.0.0", "pinned": f"acme/worker:1.0.0@{DIGEST}", "source_release": 5},
+        ],
+    }  # fmt: skip
+    assert report.promotion_text(_promotion("old text")) == (
+        "/nowhere/environments/production.yml already pins what staging #7 runs: nothing to write"
+    )
+
+
+def test_history_says_which_release_of_which_environment_a_release_was_promoted_from() -> None:
+    release = Release(
+        number=3,
+        time="2026-11-28T10:00:00Z",
+        performer="alice",
+        host="host-a",
+        command="deploy production",
+        spec_hash="",
+        variables_hash="",
+        result="success",
+        services={"web": ServiceRelease(f"acme/web:1.1.0@{DIGEST}", "sha256:" + "b" * 64, "x")},
+        promoted_from={"environment": "staging", "release": 7},
+    )
+    assert report.history_text("production", [release]) == (
+        "production: 1 release, newest first\n"
+        "#3  2026-11-28T10:00:00Z  alice@host-a  success  (deploy production)\n"
+        "    promoted from staging #7\n"
+        f"    web: acme/web:1.1.0@{DIGEST} (bbbbbbbbbbbb)"
+    )
+    assert Release.from_record(release.record()) == release
