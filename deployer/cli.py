@@ -132,6 +132,8 @@ def env(name: Name, environments: Folder = None, json: Json = False) -> None:
 def diff(name: Name, environments: Folder = None, json: Json = False) -> None:
     """What `deploy ENV` would change and why. Exit 0 in sync, 2 changes pending, 1 error."""
     plan, _, _ = operations.diff(_load(environments, name), console.redact)
+    for unchecked in plan.unchecked:
+        console.error(f"warning: tag not checked in its registry: {unchecked}")
     _show(plan, json)
     raise typer.Exit(EXIT_OK if plan.in_sync else EXIT_PENDING)
 

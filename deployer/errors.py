@@ -202,3 +202,28 @@ class LockLostError(DeployerError):
             f"the lock of project {project} is no longer this command's ({now}): "
             "its outcome is not recorded as a release"
         )
+
+
+class RegistryError(DeployerError):
+    """A registry could not answer for an image: not reachable, or it refused the request."""
+
+    def __init__(self, registry: str, image: str, reason: str) -> None:
+        self.registry, self.image, self.reason = registry, image, reason
+        super().__init__(f"registry {registry} did not answer for {image}: {reason}")
+
+
+class TagMovedError(DeployerError):
+    """A tag points to another digest in the registry than the one deployer ran or built, and
+    the environment's tags are immutable (`deploy.immutable_tags`)."""
+
+    def __init__(self, image: str, tag: str, old: str, new: str, why: str) -> None:
+        self.image, self.tag, self.old, self.new = image, tag, old, new
+        super().__init__(f"tag {tag} of {image} moved: {old} -> {new}; {why}")
+
+
+class PushError(DeployerError):
+    """The registry refused a push, or it broke off."""
+
+    def __init__(self, image: str, reason: str) -> None:
+        self.image, self.reason = image, reason
+        super().__init__(f"cannot push {image}: {reason}")
