@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from deployer import audit, compose, releases, retention, runner
+from deployer import build as build_stage
 from deployer import lock as lock_module
 from deployer.apply import Applied, Login, Progress, apply, registry_of, wait_ready
 from deployer.compose import Command, docker_login, env_files_reading, up
@@ -503,6 +504,24 @@ def rollback(
         desired = restore_state(current, targets, secrets, loaded.outside.run)
         command = f"rollback to release {target.number}"
         return _plan_and_apply(loaded, ui, client, store, actor, command, desired)
+
+
+def build(
+    loaded: Loaded, ui: Interaction, services: Sequence[str], push: bool
+) -> list[build_stage.Built]:
+    """Build the services with a `build:` section (those named, or all), tagged as the spec
+    resolves their images; with `push`, push them where the registry does not hold the tag."""
+    desired = desired_state(loaded, ui.redact)
+    names = build_stage.buildable(desired, services)
+    images = [desired.services[name].image for name in names]
+    # The credentials are checked before a build that could take minutes.
+    login = registry_login(loaded, images, ui.redact) if push else None
+    client = loaded.outside.connect(loaded.engine)
+    built = build_stage.build(desired, names, client, loaded.outside.run, ui.progress)
+    if not push:
+        return built
+    _confirmed(loaded, ui, f"Push {', '.join(images)}?")
+    return build_stage.push(built, client, login, ui.progress)
 
 
 def _store(loaded: Loaded) -> Store:

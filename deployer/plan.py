@@ -68,7 +68,7 @@ def plan(
     for orphan in sorted({c.service for c in observed.containers} - set(desired.services)):
         changes.append(Change(orphan, "remove", ("orphan: not in the spec",)))
     changes.sort(key=lambda c: (c.service, ACTIONS.index(c.action)))
-    unchecked = tuple(f"{image}: {e.message}" for image, e in sorted(registry.failures.items()))
+    unchecked = tuple(e.message for _, e in sorted(registry.failures.items()))
     return Plan(
         desired.environment, observed.project, tuple(changes), tuple(moved.values()), unchecked
     )

@@ -30,6 +30,7 @@ DEFAULT_WAIT_TIMEOUT = 120.0
 COMMAND_NAMES = frozenset(
     {"audit", "diff", "down", "env", "history", "lock", "logs", "prune", "render", "restart"}
     | {"rollback", "status", "up", "validate", "version"}
+    | {"build"}
 )
 # A spec is a small file: far more nodes than this means an alias bomb, refused before it expands.
 MAX_YAML_NODES = 100_000

@@ -9,7 +9,15 @@ from collections.abc import Iterator
 import docker
 import pytest
 
-from tests.integration.conftest import REGISTRY, TEST_REGISTRY, Workspace, untag
+from tests.integration.conftest import (
+    AUTH_PASSWORD,
+    AUTH_REGISTRY,
+    AUTH_USER,
+    REGISTRY,
+    TEST_REGISTRY,
+    Workspace,
+    untag,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -23,6 +31,16 @@ def push(engine: docker.DockerClient, source: str, target: str) -> str:
         assert "error" not in event, event
         digest = (event.get("aux") or {}).get("Digest", digest)
     return digest
+
+
+def remove_repository(engine: docker.DockerClient, repository: str) -> None:
+    """Remove every local reference (tag or digest) into `repository`: the images go with the
+    last of theirs, the shared test images stay under their own names."""
+    for image in engine.images.list(all=True):
+        references = [*(image.attrs.get("RepoTags") or []), *(image.attrs.get("RepoDigests") or [])]
+        for reference in references:
+            if reference.startswith((f"{repository}:", f"{repository}@")):
+                untag(engine, reference)
 
 
 def write_spec(space: Workspace, deploy: str) -> None:
@@ -51,7 +69,8 @@ def moving(workspace: Workspace) -> Iterator[tuple[Workspace, str]]:
         yield workspace, repository
     finally:
         workspace.deploy("down", "test", "--yes")
-        for reference in [*pulled, f"{repository}:1.0.0"]:
+        remove_repository(engine, repository)
+        for reference in pulled:
             untag(engine, reference)
 
 
@@ -96,3 +115,148 @@ def test_a_moved_tag_is_reported_by_diff_refused_where_immutable_and_deployed_ot
     assert updated.returncode == 0, updated.stderr
     assert f"{repository}@{new}" in runs
     assert (in_sync.returncode, in_sync.stderr) == (0, "")
+
+
+@pytest.fixture
+def buildable(workspace: Workspace) -> Iterator[tuple[Workspace, str]]:
+    """An environment `test` whose service `tool` is built from a Dockerfile (FROM scratch, one
+    file copied) as REPO:1.0 (the spec's tag), REPO in a repository of this test's own; and a
+    service `web` that has no `build:`."""
+    repository = f"{TEST_REGISTRY}/build-{uuid.uuid4().hex[:8]}/tool"
+    workspace.write("app/Dockerfile", "FROM scratch\nCOPY hello.txt /hello.txt\n")
+    workspace.write("app/hello.txt", "one\n")
+    workspace.write(
+        "app/compose.yml",
+        f"services:\n  tool:\n    build: .\n    image: {repository}:${{TOOL_TAG}}\n"
+        f"  web:\n    image: {REGISTRY}/testapp:1.0.0\n",
+    )
+    workspace.write(
+        "test.yml",
+        f"project: {workspace.project}\ncompose_files: [app/compose.yml]\n"
+        "services:\n  tool: {tag: '1.0'}\n",
+    )
+    workspace.env["TOOL_TAG"] = "latest"
+    try:
+        yield workspace, repository
+    finally:
+        for built in (repository, f"{repository}-bad", private_of(repository)):
+            remove_repository(workspace.engine, built)
+
+
+def private_of(repository: str) -> str:
+    """`repository` in the registry that needs a login."""
+    return repository.replace(TEST_REGISTRY.split("/")[0], AUTH_REGISTRY, 1)
+
+
+def registry_digest(engine: docker.DockerClient, image: str) -> str | None:
+    try:
+        return str(engine.api.inspect_distribution(image)["Descriptor"]["digest"])
+    except docker.errors.NotFound:
+        return None
+
+
+def test_build_push_of_the_same_content_is_a_no_op_and_of_other_content_refused(
+    buildable: tuple[Workspace, str],
+) -> None:
+    space, repository = buildable
+    image = f"{repository}:1.0"
+
+    first = space.deploy("build", "test", "--push")
+    pushed = registry_digest(space.engine, image)
+    again = space.deploy("build", "test", "tool", "--push")
+    first_id = space.engine.images.get(image).id
+    space.write("app/hello.txt", "two\n")
+    other = space.deploy("build", "test", "--push")
+    other_id = space.engine.images.get(image).id
+
+    assert first.returncode == 0, first.stderr
+    assert pushed is not None
+    assert first.stdout == f"tool: pushed {image} ({pushed})\n"
+    assert first.stderr.splitlines()[0] == f"tool: building {image}"
+    assert f"tool: built {image} ({first_id[7:19]})" in first.stderr.splitlines()
+    assert (again.returncode, again.stdout) == (
+        0,
+        f"tool: {image} is in the registry already ({pushed})\n",
+    )
+    assert (other.returncode, other.stdout) == (1, "")
+    assert other.stderr.splitlines()[-1] == (
+        f"error: tag 1.0 of {image} exists in the registry as {pushed}, and the image built is "
+        f"another one ({other_id}): not pushed; build under a new tag"
+    )
+    assert other_id != first_id
+    assert registry_digest(space.engine, image) == pushed
+
+
+def test_build_without_push_only_tags_the_image_locally(buildable: tuple[Workspace, str]) -> None:
+    space, repository = buildable
+
+    result = space.deploy("build", "test")
+
+    image_id = space.engine.images.get(f"{repository}:1.0").id
+    assert (result.returncode, result.stdout) == (0, f"tool: built {repository}:1.0 ({image_id})\n")
+    assert registry_digest(space.engine, f"{repository}:1.0") is None
+
+
+def test_bad_build_input_is_one_clear_line_each(buildable: tuple[Workspace, str]) -> None:
+    space, repository = buildable
+    # A failing build whose output holds a secret: the file to copy is named by a token.
+    space.write(
+        "app/bad.yml",
+        "services:\n  bad:\n    build: {context: ., dockerfile: Dockerfile.bad, "
+        "args: {TOKEN: '${API_TOKEN}'}}\n"
+        f"    image: {repository}-bad:1\n",
+    )
+    space.write("app/Dockerfile.bad", "FROM scratch\nARG TOKEN\nCOPY ${TOKEN} /token\n")
+    space.write("bad.yml", f"project: {space.project}\ncompose_files: [app/bad.yml]\n")
+    secret = "tok-canary-5150"
+
+    no_build = space.deploy("build", "test", "web")
+    unknown = space.deploy("build", "test", "nosuch")
+    failed = space.deploy("build", "bad", env={"API_TOKEN": secret})
+
+    assert (no_build.returncode, no_build.stdout, no_build.stderr) == (
+        1,
+        "",
+        "error: web in test: no `build:` section in the compose files, nothing to build "
+        "(services with one: tool)\n",
+    )
+    assert (unknown.returncode, unknown.stderr) == (
+        1,
+        "error: no service nosuch in test (services: tool, web)\n",
+    )
+    assert failed.returncode == 1
+    lines = failed.stderr.splitlines()
+    assert lines[:3] == [
+        f"bad: building {repository}-bad:1",
+        f"error: the build of bad ({repository}-bad:1) failed",
+        "error: last lines of the build of bad:",
+    ]
+    assert '"/***" not found' in lines[-1]
+    assert secret not in failed.stderr + failed.stdout
+
+
+def test_push_to_a_registry_that_needs_a_login(buildable: tuple[Workspace, str]) -> None:
+    space, repository = buildable
+    private = private_of(repository)
+    space.write(
+        "app/compose.yml",
+        f"services:\n  tool:\n    build: .\n    image: {private}:1.0\n",
+    )
+    space.write("test.yml", f"project: {space.project}\ncompose_files: [app/compose.yml]\n")
+
+    refused = space.deploy("build", "test", "--push")
+    space.append(
+        "test.yml",
+        f"registry: {{server: '{AUTH_REGISTRY}', username: {AUTH_USER}, password_env: PUSH_PASSWORD}}\n",
+    )
+    pushed = space.deploy("build", "test", "--push", env={"PUSH_PASSWORD": AUTH_PASSWORD})
+
+    assert refused.returncode == 1
+    assert refused.stderr.splitlines()[-1] == (
+        f"error: cannot check {private}:1.0 in registry {AUTH_REGISTRY}: Head "
+        f'"http://{AUTH_REGISTRY}/v2/{private.split("/", 1)[1]}/manifests/1.0": '
+        "no basic auth credentials"
+    )
+    assert pushed.returncode == 0, pushed.stderr
+    assert pushed.stdout.startswith(f"tool: pushed {private}:1.0 (sha256:")
+    assert AUTH_PASSWORD not in pushed.stdout + pushed.stderr
