@@ -3,8 +3,13 @@ registry (a moved tag reported, or refused where tags are immutable), `deploy bu
 
 from __future__ import annotations
 
+import contextlib
+import socket
+import subprocess
+import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import docker
 import pytest
@@ -260,3 +265,65 @@ def test_push_to_a_registry_that_needs_a_login(buildable: tuple[Workspace, str])
     assert pushed.returncode == 0, pushed.stderr
     assert pushed.stdout.startswith(f"tool: pushed {private}:1.0 (sha256:")
     assert AUTH_PASSWORD not in pushed.stdout + pushed.stderr
+
+
+@pytest.fixture
+def own_registry(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """A registry of this test's own on a free loopback port (docker-registry, as
+    scripts/test-engine runs the shared ones), that the test may stop."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = tmp_path / "registry.yml"
+    config.write_text(
+        "version: 0.1\nlog: {level: warn}\n"
+        f"storage: {{filesystem: {{rootdirectory: {tmp_path / 'registry'}}}}}\n"
+        f"http: {{addr: 127.0.0.1:{port}}}\n"
+    )
+    process = subprocess.Popen(
+        ["docker-registry", "serve", str(config)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(40):
+            with contextlib.suppress(OSError):
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            time.sleep(0.25)
+        yield f"127.0.0.1:{port}", process
+    finally:
+        process.kill()
+        process.wait()
+
+
+def test_an_unreachable_registry_is_a_warning_for_diff_and_an_error_for_deploy(
+    workspace: Workspace, own_registry: tuple[str, subprocess.Popen[bytes]]
+) -> None:
+    registry, process = own_registry
+    repository = f"{registry}/shop/testapp"
+    source = f"{REGISTRY}/testapp:1.0.0"
+    workspace.engine.images.pull(source)
+    try:
+        push(workspace.engine, source, f"{repository}:1.0.0")
+        workspace.write(
+            "app/compose.yml",
+            f"services:\n  web:\n    image: {repository}:1.0.0\n    ports: ['127.0.0.1::8080']\n",
+        )
+        write_spec(workspace, "{wait_timeout: 30}")
+        assert workspace.deploy("test", "--yes").returncode == 0
+        process.kill()
+        process.wait()
+
+        warned = workspace.deploy("diff", "test")
+        refused = workspace.deploy("test", "--yes")
+    finally:
+        workspace.deploy("down", "test", "--yes")
+        remove_repository(workspace.engine, repository)
+        untag(workspace.engine, source)
+
+    reason = f'Get "http://{registry}/v2/": dial tcp {registry}: connect: connection refused'
+    line = f"cannot check {repository}:1.0.0 in registry {registry}: {reason}"
+    assert (warned.returncode, warned.stderr) == (0, f"warning: {line}; its tag may have moved\n")
+    assert warned.stdout.endswith(": in sync, nothing to change\n")
+    assert (refused.returncode, refused.stdout, refused.stderr) == (1, "", f"error: {line}\n")
