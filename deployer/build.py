@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from deployer import compose
 from deployer.apply import Login, Progress
@@ -14,6 +15,7 @@ from deployer.desired import DesiredState, Runner
 from deployer.engine import EngineClient
 from deployer.errors import BuildError, CommandFailedError, DeployerError, TagTakenError
 from deployer.reference import ImageReference
+from deployer.registry import digest_in
 
 BUILD_LOG_LINES = 15
 
@@ -74,22 +76,13 @@ def build(
     return built
 
 
-def local_digest(found: Mapping[str, object], repository: str) -> str | None:
-    """The digest under which the local image is known in `repository` (once pushed or pulled)."""
-    for pinned in found.get("RepoDigests") or []:  # type: ignore[attr-defined]
-        name, _, digest = str(pinned).partition("@")
-        if ImageReference.parse(name).repository == repository:
-            return digest
-    return None
-
-
-def check_tag(built: Built, found: Mapping[str, object], registry_digest: str | None) -> Built:
+def check_tag(built: Built, found: Mapping[str, Any], registry_digest: str | None) -> Built:
     """What pushing `built` would do to its tag: None in the registry, push; the same image there
     already, nothing (returned as already there); another image there, refused."""
     if registry_digest is None:
         return built
     reference = ImageReference.parse(built.image)
-    if local_digest(found, reference.repository) == registry_digest:
+    if digest_in(found.get("RepoDigests") or [], reference.repository) == registry_digest:
         return Built(built.service, built.image, built.image_id, registry_digest, True)
     raise TagTakenError(built.image, reference.tag or "latest", registry_digest, built.image_id)
 

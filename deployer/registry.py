@@ -8,14 +8,14 @@ pinned by digest, an image ID, or an image only ever built or loaded here needs 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from deployer.desired import DesiredState
+from deployer.desired import DesiredService, DesiredState
 from deployer.errors import RegistryError
-from deployer.observed import ObservedContainer, ObservedState
+from deployer.observed import ObservedState
 from deployer.reference import ImageReference, is_image_id
 
 if TYPE_CHECKING:
@@ -55,40 +55,53 @@ def short_digest(digest: str) -> str:
     return f"{algorithm}:{value[:12]}"
 
 
-def repository_digest(observed: ObservedState, image_id: str | None, repository: str) -> str | None:
-    """The digest under which the local image `image_id` is known in `repository`, if any."""
-    for pinned in observed.digests.get(image_id or "", ()):
-        name, _, digest = pinned.partition("@")
+def digest_in(pinned: Iterable[str], repository: str) -> str | None:
+    """The digest of `repository` among an image's `repository@digest` references (RepoDigests)."""
+    for reference in pinned:
+        name, _, digest = reference.partition("@")
         if ImageReference.parse(name).repository == repository:
             return digest
     return None
 
 
-def _tag_of(image: str) -> ImageReference | None:
-    """The reference when `image` names a tag (not a digest, not an image ID)."""
-    if is_image_id(image):
-        return None
-    reference = ImageReference.parse(image)
-    return None if reference.digest else reference
+def repository_digest(observed: ObservedState, image_id: str | None, repository: str) -> str | None:
+    """The digest under which the local image `image_id` is known in `repository`, if any."""
+    return digest_in(observed.digests.get(image_id or "", ()), repository)
 
 
-def _runs_this_tag(service_fingerprint: Mapping[str, str], container: ObservedContainer) -> bool:
-    return (container.fingerprint or {}).get("image") == service_fingerprint.get("image")
+def _tag_digest(observed: ObservedState, image_id: str, reference: ImageReference) -> str | None:
+    """The digest the image came by under this tag. RepoDigests do not say which tag a digest
+    came by: an image that carries another tag of the repository too may have it from that one."""
+    other_tags = [
+        key
+        for key, found in observed.image_ids.items()
+        if found == image_id
+        and key.startswith(f"{reference.repository}:")
+        and key != reference.normalized
+    ]
+    return None if other_tags else repository_digest(observed, image_id, reference.repository)
+
+
+def _running_digests(name: str, service: DesiredService, observed: ObservedState) -> set[str]:
+    """The digests, in the registry, of what the service's containers run from its tag now."""
+    if is_image_id(service.image):
+        return set()
+    reference = ImageReference.parse(service.image)
+    if reference.digest:
+        return set()
+    return {
+        digest
+        for container in observed.of_service(name)
+        if (container.fingerprint or {}).get("image") == service.fingerprint.get("image")
+        and (digest := _tag_digest(observed, container.image_id, reference))
+    }
 
 
 def tags_to_check(desired: DesiredState, observed: ObservedState) -> list[str]:
-    """The images whose tag a running container came from through its registry, sorted."""
-    images = set()
-    for name, service in desired.services.items():
-        reference = _tag_of(service.image)
-        if reference is None:
-            continue
-        for container in observed.of_service(name):
-            if _runs_this_tag(service.fingerprint, container) and repository_digest(
-                observed, container.image_id, reference.repository
-            ):
-                images.add(service.image)
-    return sorted(images)
+    """The images whose tag a running container came by through its registry, sorted."""
+    return sorted(
+        {s.image for name, s in desired.services.items() if _running_digests(name, s, observed)}
+    )
 
 
 def moved_tags(
@@ -98,19 +111,8 @@ def moved_tags(
     moved = []
     for name, service in sorted(desired.services.items()):
         new = registry.digests.get(service.image)
-        reference = _tag_of(service.image)
-        if new is None or reference is None:
-            continue
-        olds = sorted(
-            {
-                old
-                for c in observed.of_service(name)
-                if _runs_this_tag(service.fingerprint, c)
-                and (old := repository_digest(observed, c.image_id, reference.repository))
-                and old != new
-            }
-        )
-        if olds:
+        olds = sorted(_running_digests(name, service, observed) - {new or ""})
+        if new is not None and olds:
             moved.append(MovedTag(name, service.image, olds[0], new))
     return moved
 

@@ -40,6 +40,13 @@ def test_an_image_pinned_by_digest_needs_no_lookup() -> None:
     assert tags_to_check(desired(web=web), observed()) == []
 
 
+def test_an_image_that_carries_another_tag_of_the_repository_is_not_checked() -> None:
+    # Its digest may have come by that other tag (pulled as 2.0, tagged 1.4.2 here).
+    retagged = {**IMAGES, f"{REG}/web:2.0": "sha256:web-id"}
+
+    assert tags_to_check(desired(), ObservedState("shop", IN_SYNC, retagged, PULLED)) == []
+
+
 def test_a_service_whose_image_changes_anyway_needs_no_lookup() -> None:
     web = DesiredService("web", f"{REG}/web:1.5.0", 2, {**WEB_PRINT, "image": "i-150"}, frozenset())
 
