@@ -514,14 +514,13 @@ def build(
     desired = desired_state(loaded, ui.redact)
     names = build_stage.buildable(desired, services)
     images = [desired.services[name].image for name in names]
-    # The credentials are checked before a build that could take minutes.
+    # Credentials and confirmation come before a build that could take minutes.
     login = registry_login(loaded, images, ui.redact) if push else None
+    if push:
+        _confirmed(loaded, ui, f"Build and push {', '.join(images)}?")
     client = loaded.outside.connect(loaded.engine)
     built = build_stage.build(desired, names, client, loaded.outside.run, ui.progress)
-    if not push:
-        return built
-    _confirmed(loaded, ui, f"Push {', '.join(images)}?")
-    return build_stage.push(built, client, login, ui.progress)
+    return build_stage.push(built, client, login, ui.progress) if push else built
 
 
 def _store(loaded: Loaded) -> Store:
