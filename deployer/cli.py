@@ -132,6 +132,8 @@ def env(name: Name, environments: Folder = None, json: Json = False) -> None:
 def diff(name: Name, environments: Folder = None, json: Json = False) -> None:
     """What `deploy ENV` would change and why. Exit 0 in sync, 2 changes pending, 1 error."""
     plan, _, _ = operations.diff(_load(environments, name), console.redact)
+    for unchecked in plan.unchecked:
+        console.error(f"warning: {unchecked}; its tag may have moved")
     _show(plan, json)
     raise typer.Exit(EXIT_OK if plan.in_sync else EXIT_PENDING)
 
@@ -313,6 +315,28 @@ def restart(
         loaded, _interaction(name, yes, False), services or [], lock_wait
     )
     console.emit("\n".join(f"restarted {c.name}: {c.status}" for c in containers))
+
+
+@app.command()
+def build(
+    name: Name,
+    services: Services = None,
+    push: Annotated[
+        bool,
+        typer.Option("--push", help="Push the images with the spec's registry credentials."),
+    ] = False,
+    environments: Folder = None,
+    json: Json = False,
+    yes: Yes = False,
+) -> None:
+    """Build services with a `build:` section (default: all), tagged as the spec resolves their
+    images; with --push, push them, never moving a tag the registry holds with other content."""
+    loaded = _load(environments, name)
+    built = operations.build(loaded, _interaction(name, yes, json), services or [], push)
+    if json:
+        console.json([asdict(b) for b in built])
+    else:
+        console.emit(report.build_text(built))
 
 
 @app.command()

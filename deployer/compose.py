@@ -114,6 +114,12 @@ def logs(
     return project.command(*args, *services)
 
 
+def build(project: ComposeProject, services: Sequence[str]) -> Command:
+    """`docker compose build`: each image tagged as the service's `image:` (the spec's overrides
+    in the project's override) says."""
+    return project.command("build", *services)
+
+
 def restart(project: ComposeProject, services: Sequence[str]) -> Command:
     return project.command("restart", *services)
 

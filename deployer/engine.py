@@ -11,7 +11,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from deployer.errors import DeployerError, EngineUnreachableError, PullError
+from deployer.errors import (
+    DeployerError,
+    EngineUnreachableError,
+    PullError,
+    PushError,
+    RegistryError,
+)
 from deployer.reference import ImageReference
 
 if TYPE_CHECKING:
@@ -176,6 +182,59 @@ class EngineClient:
                 if "error" in event:
                     raise PullError(image, str(event["error"]))
                 yield event
+
+    def registry_digest(self, image: str, auth: Mapping[str, str] | None = None) -> str | None:
+        """The digest `image`'s tag points to in its registry now, asked of the engine, which
+        reads the manifest without pulling it; None when the registry has no such tag."""
+        import docker.errors
+        import requests.exceptions
+
+        reference = ImageReference.parse(image)
+        try:
+            found = self._api.inspect_distribution(  # type: ignore[no-untyped-call]
+                reference.normalized, auth_config=dict(auth) if auth else None
+            )
+        except docker.errors.NotFound:
+            return None
+        except docker.errors.APIError as e:
+            raise RegistryError(reference.registry, image, _explain(e)) from e
+        except (docker.errors.DockerException, requests.exceptions.RequestException) as e:
+            raise EngineUnreachableError(self.engine.host, _explain(e)) from e
+        return str(found["Descriptor"]["digest"])
+
+    def local_image(self, image: str) -> dict[str, Any] | None:
+        """The engine's record of a local image (Id, RepoDigests, ...); None when absent."""
+        import docker.errors
+
+        with self._errors():
+            try:
+                return self._api.inspect_image(image)  # type: ignore[no-any-return,no-untyped-call]
+            except docker.errors.ImageNotFound:
+                return None
+
+    def push(self, image: str, auth: Mapping[str, str] | None = None) -> Iterator[dict[str, Any]]:
+        """Push `image` (a tag), yielding the engine's progress events; `auth` goes to the
+        engine only. The last event's `aux` carries the digest the registry stored."""
+        import docker.errors
+        import requests.exceptions
+
+        reference = ImageReference.parse(image)
+        try:
+            events = self._api.push(
+                reference.repository,
+                tag=reference.tag or "latest",
+                stream=True,
+                decode=True,
+                auth_config=dict(auth) if auth else None,
+            )
+            for event in events:
+                if "error" in event:
+                    raise PushError(image, str(event["error"]).strip())
+                yield event
+        except docker.errors.APIError as e:
+            raise PushError(image, _explain(e)) from e
+        except (docker.errors.DockerException, requests.exceptions.RequestException) as e:
+            raise EngineUnreachableError(self.engine.host, _explain(e)) from e
 
     def images_in_use(self) -> set[str]:
         """IDs of the images any container on the engine was created from, running or not."""

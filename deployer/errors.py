@@ -225,3 +225,52 @@ class PromotionRefusedError(DeployerError):
     def __init__(self, source: str, target: str, reason: str) -> None:
         self.source, self.target, self.reason = source, target, reason
         super().__init__(f"cannot promote {source} to {target}: {reason}")
+
+
+class RegistryError(DeployerError):
+    """A registry could not answer for an image: not reachable, or it refused the request."""
+
+    def __init__(self, registry: str, image: str, reason: str) -> None:
+        self.registry, self.image, self.reason = registry, image, reason
+        super().__init__(f"cannot check {image} in registry {registry}: {reason}")
+
+
+class TagMovedError(DeployerError):
+    """A tag points to another digest in the registry than the one deployer ran or built, and
+    the environment's tags are immutable (`deploy.immutable_tags`)."""
+
+    def __init__(self, image: str, tag: str, old: str, new: str, why: str) -> None:
+        self.image, self.tag, self.old, self.new = image, tag, old, new
+        super().__init__(f"tag {tag} of {image} moved: {old} -> {new}; {why}")
+
+
+class PushError(DeployerError):
+    """The registry refused a push, or it broke off."""
+
+    def __init__(self, image: str, reason: str) -> None:
+        self.image, self.reason = image, reason
+        super().__init__(f"cannot push {image}: {reason}")
+
+
+class BuildError(DeployerError):
+    """`docker compose build` of a service failed; its last output lines say why."""
+
+    def __init__(self, service: str, image: str, output_lines: Sequence[str]) -> None:
+        self.service, self.image, self.output_lines = service, image, list(output_lines)
+        super().__init__(f"the build of {service} ({image}) failed")
+
+    def lines(self) -> list[str]:
+        tail = [f"  {line}" for line in self.output_lines] or ["  (no output)"]
+        return [self.message, f"last lines of the build of {self.service}:", *tail]
+
+
+class TagTakenError(DeployerError):
+    """A push would move a tag the registry holds with other content: tags are immutable."""
+
+    def __init__(self, image: str, tag: str, registry_digest: str, built: str) -> None:
+        self.image, self.tag = image, tag
+        self.registry_digest, self.built = registry_digest, built
+        super().__init__(
+            f"tag {tag} of {image} exists in the registry as {registry_digest}, and the image "
+            f"built is another one ({built}): not pushed; build under a new tag"
+        )

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from deployer import audit, compose, releases, retention, runner
+from deployer import build as build_stage
 from deployer import lock as lock_module
 from deployer.apply import Applied, Login, Progress, apply, registry_of, wait_ready
 from deployer.compose import Command, docker_login, env_files_reading, up
@@ -26,6 +27,7 @@ from deployer.errors import (
     Interrupted,
     PromotionRefusedError,
     RolledBackError,
+    TagMovedError,
 )
 from deployer.lock import DEPLOY_TTL, Lock, holding
 from deployer.observed import (
@@ -38,6 +40,7 @@ from deployer.observed import (
 from deployer.plan import Plan, plan
 from deployer.prune import Pruned, kept_by_releases, prunable, repository_of
 from deployer.reference import ImageReference, is_image_id, lookup_key
+from deployer.registry import RegistryDigests, resolve_digests, tags_to_check
 from deployer.releases import (
     FAILED,
     INTERRUPTED,
@@ -167,8 +170,36 @@ def render(loaded: Loaded, redact: Redactor) -> tuple[Command, DesiredState]:
 
 
 def diff(loaded: Loaded, redact: Redactor) -> tuple[Plan, DesiredState, EngineClient]:
+    """The plan; a registry that cannot be asked about a tag leaves a warning in the plan
+    (`Plan.unchecked`), not an error: a look at what would change stays possible."""
+    the_plan, desired, client, _ = _checked_diff(loaded, redact, strict=False)
+    return the_plan, desired, client
+
+
+def _checked_diff(
+    loaded: Loaded, redact: Redactor, strict: bool
+) -> tuple[Plan, DesiredState, EngineClient, RegistryDigests]:
+    """The plan with the running tags checked in their registries. A moved tag in an
+    environment whose tags are immutable is an error; with `strict`, so is a registry that
+    cannot be asked."""
     desired, observed, client = _desired_and_observed(loaded, redact)
-    return plan(desired, observed), desired, client
+    images = tags_to_check(desired, observed)
+    login = registry_login(loaded, images, redact) if images else None
+    digests = resolve_digests(client, images, login)
+    if strict and digests.failures:
+        raise next(iter(sorted(digests.failures.items())))[1]
+    the_plan = plan(desired, observed, digests)
+    if loaded.spec.immutable_tags and the_plan.moved:
+        moved = the_plan.moved[0]
+        raise TagMovedError(
+            moved.image,
+            moved.tag,
+            moved.old,
+            moved.new,
+            f"{loaded.spec.name} has immutable tags (deploy.immutable_tags): nothing changed; "
+            "deploy a new tag, or pin the digest to run (image: repo:tag@sha256:...)",
+        )
+    return the_plan, desired, client, digests
 
 
 def _desired_and_observed(
@@ -351,12 +382,14 @@ def deploy(
     The first plan is made without the lock, so that a deploy with nothing to do stays cheap and
     takes nothing; with changes, the lock is taken and the plan made again under it.
     """
-    the_plan, desired, client = diff(loaded, ui.redact)
+    the_plan, desired, client, digests = _checked_diff(loaded, ui.redact, strict=True)
     if the_plan.in_sync:
         ui.show_plan(the_plan)
         return the_plan
     with _locked(loaded, client, "deploy", lock_wait) as (store, actor):
-        return _plan_and_apply(loaded, ui, client, store, actor, command, desired, save_login)
+        return _plan_and_apply(
+            loaded, ui, client, store, actor, command, desired, save_login, digests
+        )
 
 
 def _plan_and_apply(
@@ -368,10 +401,12 @@ def _plan_and_apply(
     command: str,
     desired: DesiredState,
     save_login: bool = False,
+    digests: RegistryDigests | None = None,
 ) -> Applied | Plan:
-    """Under the lock: plan against what runs now, show it, confirm, apply and record."""
+    """Under the lock: plan against what runs now (and the registries' `digests` of its tags),
+    show it, confirm, apply and record."""
     before = observe(client, loaded.spec.project)
-    the_plan = plan(desired, before)
+    the_plan = plan(desired, before, digests)
     ui.show_plan(the_plan)
     if the_plan.in_sync:
         return the_plan
@@ -471,6 +506,23 @@ def rollback(
         desired = restore_state(current, targets, secrets, loaded.outside.run)
         command = f"rollback to release {target.number}"
         return _plan_and_apply(loaded, ui, client, store, actor, command, desired)
+
+
+def build(
+    loaded: Loaded, ui: Interaction, services: Sequence[str], push: bool
+) -> list[build_stage.Built]:
+    """Build the services with a `build:` section (those named, or all), tagged as the spec
+    resolves their images; with `push`, push them where the registry does not hold the tag."""
+    desired = desired_state(loaded, ui.redact)
+    names = build_stage.buildable(desired, services)
+    images = [desired.services[name].image for name in names]
+    # Credentials and confirmation come before a build that could take minutes.
+    login = registry_login(loaded, images, ui.redact) if push else None
+    if push:
+        _confirmed(loaded, ui, f"Build and push {', '.join(images)}?")
+    client = loaded.outside.connect(loaded.engine)
+    built = build_stage.build(desired, names, client, loaded.outside.run, ui.progress)
+    return build_stage.push(built, client, login, ui.progress) if push else built
 
 
 def _store(loaded: Loaded) -> Store:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from deployer.desired import DesiredService, DesiredState
 from deployer.observed import ObservedContainer, ObservedState
 from deployer.reference import ImageReference, is_image_id
+from deployer.registry import MovedTag, RegistryDigests, moved_tags, repository_digest
 
 # The order actions are listed (and carried out) in, for one service.
 ACTIONS = ("pull", "create", "recreate", "start", "scale", "remove")
@@ -26,6 +27,9 @@ class Plan:
     environment: str
     project: str
     changes: tuple[Change, ...]
+    moved: tuple[MovedTag, ...] = ()  # tags that point to another digest in the registry now
+    # Images whose tag could not be checked in their registry, with why (a warning, not a change).
+    unchecked: tuple[str, ...] = ()
 
     @property
     def in_sync(self) -> bool:
@@ -44,25 +48,47 @@ class Plan:
         return any(c.action == "remove" for c in self.changes)
 
 
-def plan(desired: DesiredState, observed: ObservedState) -> Plan:
+def plan(
+    desired: DesiredState, observed: ObservedState, registry: RegistryDigests | None = None
+) -> Plan:
+    """`registry`: the digests the services' tags point to in their registries now (registry.py);
+    a running container whose tag moved there is recreated on the new digest."""
+    registry = registry or RegistryDigests()
+    moved = {m.service: m for m in moved_tags(desired, observed, registry)}
     changes: list[Change] = []
     pulled: set[str] = set()
     for name, service in sorted(desired.services.items()):
-        if observed.image_id(service.image) is None and service.image not in pulled:
+        pull_cause = _pull_cause(service, observed, moved.get(name))
+        if pull_cause and service.image not in pulled:
             pulled.add(service.image)
-            changes.append(
-                Change(name, "pull", (f"image {service.image} not present locally",), service.image)
-            )
-        change = _service_change(service, observed)
+            changes.append(Change(name, "pull", (pull_cause,), service.image))
+        change = _service_change(service, observed, moved.get(name))
         if change:
             changes.append(change)
     for orphan in sorted({c.service for c in observed.containers} - set(desired.services)):
         changes.append(Change(orphan, "remove", ("orphan: not in the spec",)))
     changes.sort(key=lambda c: (c.service, ACTIONS.index(c.action)))
-    return Plan(desired.environment, observed.project, tuple(changes))
+    unchecked = tuple(e.message for _, e in sorted(registry.failures.items()))
+    return Plan(
+        desired.environment, observed.project, tuple(changes), tuple(moved.values()), unchecked
+    )
 
 
-def _service_change(service: DesiredService, observed: ObservedState) -> Change | None:
+def _pull_cause(
+    service: DesiredService, observed: ObservedState, moved: MovedTag | None
+) -> str | None:
+    local_id = observed.image_id(service.image)
+    if local_id is None:
+        return f"image {service.image} not present locally"
+    repository = ImageReference.parse(service.image).repository if moved else ""
+    if moved and repository_digest(observed, local_id, repository) != moved.new:
+        return moved.cause
+    return None
+
+
+def _service_change(
+    service: DesiredService, observed: ObservedState, moved: MovedTag | None = None
+) -> Change | None:
     containers = observed.of_service(service.name)
     if not containers:
         if service.replicas == 0:
@@ -73,6 +99,8 @@ def _service_change(service: DesiredService, observed: ObservedState) -> Change 
     for container in containers:
         for cause in _recreate_causes(service, container, local_id):
             recreate[cause] = None
+    if moved is not None:
+        recreate[moved.cause] = None
     if recreate:
         return Change(service.name, "recreate", tuple(recreate))
     # A one-shot container (a migration) that exited 0 has done its work: nothing to start.

@@ -23,6 +23,7 @@ import yaml
 
 from deployer.apply import Applied
 from deployer.audit import AuditEntry
+from deployer.build import Built
 from deployer.compose import Command
 from deployer.desired import SafeDumper, dump_compose, load_compose
 from deployer.errors import shown_path
@@ -106,6 +107,20 @@ class Console:
             self.err.write("\r\033[K")
             self.err.flush()
             self._live = None
+
+
+def build_text(built: Sequence[Built]) -> str:
+    lines = []
+    for image in built:
+        if image.already_there:
+            lines.append(
+                f"{image.service}: {image.image} is in the registry already ({image.pushed})"
+            )
+        elif image.pushed:
+            lines.append(f"{image.service}: pushed {image.image} ({image.pushed})")
+        else:
+            lines.append(f"{image.service}: built {image.image} ({image.image_id})")
+    return "\n".join(lines)
 
 
 def plan_document(plan: Plan) -> dict[str, Any]:

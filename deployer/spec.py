@@ -30,6 +30,7 @@ DEFAULT_WAIT_TIMEOUT = 120.0
 COMMAND_NAMES = frozenset(
     {"audit", "diff", "down", "env", "history", "lock", "logs", "prune", "render", "restart"}
     | {"promote", "rollback", "status", "up", "validate", "version"}
+    | {"build"}
 )
 # A spec is a small file: far more nodes than this means an alias bomb, refused before it expands.
 MAX_YAML_NODES = 100_000
@@ -75,6 +76,7 @@ class Spec:
     keep_releases: int = 3
     keep_history: int = 10
     registry: Registry | None = None
+    immutable_tags: bool = False  # a moved tag is an error instead of an update
     not_secret: frozenset[str] = (
         frozenset()
     )  # names that a secret word in them does not make secret
@@ -425,6 +427,7 @@ def load_spec(path: Path) -> Spec:
         | ({data["registry"]["password_env"]} if "registry" in data else set()),
         services=services,
         confirm=deploy.get("confirm", name == "production"),
+        immutable_tags=deploy.get("immutable_tags", name == "production"),
         wait_timeout=float(deploy.get("wait_timeout", DEFAULT_WAIT_TIMEOUT)),
         engine_host=data.get("engine", {}).get("host"),
         on_failure=deploy.get("on_failure", "rollback"),

@@ -15,7 +15,7 @@ import yaml
 
 from deployer.compose import Command
 from deployer.desired import FINGERPRINT_LABEL
-from deployer.errors import CommandFailedError
+from deployer.errors import CommandFailedError, DeployerError
 from deployer.observed import NUMBER_LABEL, SERVICE_LABEL
 from deployer.runner import Completed
 from deployer.state import Actor, StoredLock
@@ -197,6 +197,16 @@ class FakeEngine:
 
     def __init__(self, compose: FakeCompose) -> None:
         self.compose = compose
+        # image -> the digest its tag points to in the registry, or the error asking raises
+        self.registry: dict[str, str | DeployerError] = {}
+        self.lookups: list[str] = []
+
+    def registry_digest(self, image: str, auth: Mapping[str, str] | None = None) -> str | None:
+        self.lookups.append(image)
+        answer = self.registry.get(image)
+        if isinstance(answer, DeployerError):
+            raise answer
+        return answer
 
     def project_containers(self, project: str) -> list[dict[str, Any]]:
         return list(self.compose.containers.values())

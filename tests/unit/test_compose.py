@@ -127,3 +127,14 @@ def test_processes_inherit_only_what_the_docker_cli_needs() -> None:
         "https_proxy": "http://proxy:3128",
         "DEPLOYER_LOCK": "0123abcd",
     }
+
+
+def test_build_argv_has_the_overrides_on_stdin() -> None:
+    command = compose.build(PROJECT, ["tool"])
+
+    assert command.argv == (
+        "docker", "compose", "--project-name", "shop-staging", "--env-file", "/dev/null",
+        "--file", "/srv/shop/compose.yml", "--file", "/srv/shop/compose.prod.yml", "--file", "-",
+        "build", "tool",
+    )  # fmt: skip
+    assert (command.stdin, command.env) == (PROJECT.override, compose.up(PROJECT, [], False).env)

@@ -1,0 +1,182 @@
+"""Tags checked against their registry: which tags are looked up, and a moved tag in the plan."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from deployer import report
+from deployer.desired import DesiredService
+from deployer.errors import RegistryError, TagMovedError
+from deployer.observed import ObservedState
+from deployer.operations import diff
+from deployer.plan import Change, Plan, plan
+from deployer.registry import MovedTag, RegistryDigests, moved_tags, tags_to_check
+from deployer.variables import Redactor
+from tests.unit.fakes import FakeEngine
+from tests.unit.test_operations import DIGEST, GOOD, World, make_world
+from tests.unit.test_plan import IMAGES, IN_SYNC, REG, WEB_PRINT, desired
+
+OLD = "sha256:" + "a" * 64
+NEW = "sha256:" + "b" * 64
+# The web image was pulled from its registry (it carries a digest there); worker's was built here.
+PULLED = {"sha256:web-id": (f"{REG}/web@{OLD}",), "sha256:worker-id": ()}
+
+
+def observed(digests: dict[str, tuple[str, ...]] = PULLED) -> ObservedState:
+    return ObservedState("shop", IN_SYNC, IMAGES, digests)
+
+
+def test_only_tags_a_running_container_came_from_through_the_registry_are_looked_up() -> None:
+    assert tags_to_check(desired(), observed()) == [f"{REG}/web:1.4.2"]
+
+
+def test_an_image_pinned_by_digest_needs_no_lookup() -> None:
+    pinned = f"{REG}/web:1.4.2@{OLD}"
+    web = DesiredService("web", pinned, 2, WEB_PRINT, frozenset())
+
+    assert tags_to_check(desired(web=web), observed()) == []
+
+
+def test_an_image_that_carries_another_tag_of_the_repository_is_not_checked() -> None:
+    # Its digest may have come by that other tag (pulled as 2.0, tagged 1.4.2 here).
+    retagged = {**IMAGES, f"{REG}/web:2.0": "sha256:web-id"}
+
+    assert tags_to_check(desired(), ObservedState("shop", IN_SYNC, retagged, PULLED)) == []
+
+
+def test_a_service_whose_image_changes_anyway_needs_no_lookup() -> None:
+    web = DesiredService("web", f"{REG}/web:1.5.0", 2, {**WEB_PRINT, "image": "i-150"}, frozenset())
+
+    assert tags_to_check(desired(web=web), observed()) == []
+
+
+def test_a_tag_at_the_same_digest_changes_nothing() -> None:
+    registry = RegistryDigests({f"{REG}/web:1.4.2": OLD})
+
+    assert plan(desired(), observed(), registry) == Plan("staging", "shop", ())
+
+
+def test_a_moved_tag_is_pulled_and_the_containers_recreated_with_the_cause() -> None:
+    registry = RegistryDigests({f"{REG}/web:1.4.2": NEW})
+
+    the_plan = plan(desired(), observed(), registry)
+
+    cause = "tag 1.4.2 moved: sha256:aaaaaaaaaaaa -> sha256:bbbbbbbbbbbb"
+    assert the_plan == Plan(
+        "staging",
+        "shop",
+        (
+            Change("web", "pull", (cause,), f"{REG}/web:1.4.2"),
+            Change("web", "recreate", (cause,)),
+        ),
+        (MovedTag("web", f"{REG}/web:1.4.2", OLD, NEW),),
+    )
+    assert report.plan_text(the_plan) == (
+        "staging (project shop): 2 changes\n"
+        "SERVICE  ACTION    CAUSE\n"
+        f"web      pull      {cause}\n"
+        f"web      recreate  {cause}"
+    )
+
+
+def test_a_moved_tag_already_pulled_is_not_pulled_again() -> None:
+    new_local = {**IMAGES, f"{REG}/web:1.4.2": "sha256:web-new"}
+    digests = {**PULLED, "sha256:web-new": (f"{REG}/web@{NEW}",)}
+    state = ObservedState("shop", IN_SYNC, new_local, digests)
+
+    the_plan = plan(desired(), state, RegistryDigests({f"{REG}/web:1.4.2": NEW}))
+
+    assert the_plan.changes == (
+        Change(
+            "web",
+            "recreate",
+            (
+                "image ghcr.io/acme/web:1.4.2 now points to web-new (container runs web-id)",
+                "tag 1.4.2 moved: sha256:aaaaaaaaaaaa -> sha256:bbbbbbbbbbbb",
+            ),
+        ),
+    )
+
+
+def test_a_registry_that_could_not_be_asked_is_a_warning_in_the_plan() -> None:
+    failure = RegistryError("ghcr.io", f"{REG}/web:1.4.2", "connection refused")
+
+    the_plan = plan(desired(), observed(), RegistryDigests({}, {f"{REG}/web:1.4.2": failure}))
+
+    assert the_plan == Plan(
+        "staging",
+        "shop",
+        (),
+        (),
+        ("cannot check ghcr.io/acme/web:1.4.2 in registry ghcr.io: connection refused",),
+    )
+
+
+def test_a_tag_the_registry_no_longer_has_is_not_a_move() -> None:
+    registry = RegistryDigests({f"{REG}/web:1.4.2": None})
+
+    assert moved_tags(desired(), observed(), registry) == []
+
+
+# Through operations, over the fakes: the policy for a moved tag, and a registry that is down.
+MOVED = "sha256:" + "f2" * 32
+
+
+def _world_with_registry(tmp_path: Path, immutable: bool) -> tuple[World, FakeEngine]:
+    world = make_world(tmp_path, "rollback")
+    engine = FakeEngine(world.compose)
+    spec = replace(world.loaded.spec, immutable_tags=immutable)
+    outside = replace(world.loaded.outside, connect=lambda _: engine)
+    world.loaded = replace(world.loaded, spec=spec, outside=outside)
+    world.deploy(GOOD)
+    return world, engine
+
+
+def test_a_moved_tag_is_refused_where_tags_are_immutable_and_nothing_changes(
+    tmp_path: Path,
+) -> None:
+    world, engine = _world_with_registry(tmp_path, immutable=True)
+    engine.registry["reg/web:1.0"] = MOVED
+    ups, running = world.compose.ups, world.running()
+
+    with pytest.raises(TagMovedError) as raised:
+        world.deploy(GOOD)
+
+    assert raised.value.message == (
+        f"tag 1.0 of reg/web:1.0 moved: {DIGEST} -> {MOVED}; test has immutable tags "
+        "(deploy.immutable_tags): nothing changed; deploy a new tag, or pin the digest to run "
+        "(image: repo:tag@sha256:...)"
+    )
+    assert (world.compose.ups, world.running()) == (ups, running)
+    assert engine.lookups == ["reg/web:1.0"]
+
+
+def test_a_moved_tag_is_a_change_with_its_cause_where_tags_may_move(tmp_path: Path) -> None:
+    world, engine = _world_with_registry(tmp_path, immutable=False)
+    engine.registry["reg/web:1.0"] = MOVED
+
+    the_plan, _, _ = diff(world.loaded, Redactor())
+
+    cause = "tag 1.0 moved: sha256:d1d1d1d1d1d1 -> sha256:f2f2f2f2f2f2"
+    assert the_plan.changes == (
+        Change("web", "pull", (cause,), "reg/web:1.0"),
+        Change("web", "recreate", (cause,)),
+    )
+
+
+def test_an_unreachable_registry_warns_in_diff_and_stops_a_deploy(tmp_path: Path) -> None:
+    world, engine = _world_with_registry(tmp_path, immutable=False)
+    down = RegistryError("reg", "reg/web:1.0", "connection refused")
+    engine.registry["reg/web:1.0"] = down
+    ups = world.compose.ups
+
+    the_plan, _, _ = diff(world.loaded, Redactor())
+    with pytest.raises(RegistryError) as raised:
+        world.deploy(GOOD)
+
+    assert (the_plan.changes, the_plan.unchecked) == ((), (down.message,))
+    assert raised.value is down
+    assert world.compose.ups == ups
