@@ -131,14 +131,9 @@ class StateStore:
         }
 
     def records(self, kind: str) -> list[dict[str, Any]]:
+        """The readable records of `kind`: a damaged one is shown nowhere rather than failing."""
         volumes = self.client.volumes([f"{KIND_LABEL}={kind}", f"{PROJECT_LABEL}={self.project}"])
-        found = []
-        for volume in volumes:
-            try:
-                found.append(json.loads((volume.get("Labels") or {})[RECORD_LABEL]))
-            except (KeyError, ValueError):
-                continue  # not one of ours, or damaged: shown nowhere rather than failing
-        return found
+        return [record for volume in volumes if (record := parse_record(volume)) is not None]
 
     def add(self, kind: str, key: str, record: Mapping[str, Any]) -> bool:
         # Creating a volume whose name exists returns that volume, labels unchanged: the labels
