@@ -129,8 +129,9 @@ def remove_project(engine: docker.DockerClient, project: str) -> None:
     """Remove what Compose and deployer made for `project`: containers, networks, volumes, records."""
     for label in (f"{PROJECT_LABEL}={project}", f"{STATE_PROJECT_LABEL}={project}"):
         filters = {"label": label}
-        for container in engine.containers.list(all=True, filters=filters):
-            container.remove(force=True, v=True)
+        for container in engine.containers.list(all=True, filters=filters, ignore_removed=True):
+            with contextlib.suppress(docker.errors.NotFound):
+                container.remove(force=True, v=True)
         for network in engine.networks.list(filters=filters):
             network.remove()
         for volume in engine.volumes.list(filters=filters):
@@ -197,7 +198,10 @@ class Workspace:
         filters = [f"{PROJECT_LABEL}={self.project}"]
         if service:
             filters.append(f"com.docker.compose.service={service}")
-        found = self.engine.containers.list(all=True, filters={"label": filters})
+        # Compose may remove a container between the list and its inspection: not an error.
+        found = self.engine.containers.list(
+            all=True, filters={"label": filters}, ignore_removed=True
+        )
         return sorted(found, key=lambda c: c.name)
 
     def ids(self) -> dict[str, str]:

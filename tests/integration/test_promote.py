@@ -40,7 +40,7 @@ def commented_production(example: Workspace) -> str:
 
 def image_ids(example: Workspace, project: str) -> dict[str, str]:
     containers = example.engine.containers.list(
-        filters={"label": f"com.docker.compose.project={project}"}
+        filters={"label": f"com.docker.compose.project={project}"}, ignore_removed=True
     )
     return {c.labels["com.docker.compose.service"]: c.image.id for c in containers}
 
