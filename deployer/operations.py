@@ -92,8 +92,13 @@ class Outside:
 class Loaded:
     spec: Spec
     variables: Variables
-    engine: Engine
+    engine: Engine  # the host operations act on; one of `hosts`
     outside: Outside = field(default_factory=Outside)
+    hosts: tuple[Engine, ...] = ()  # every host of the environment (`engine.hosts`), or `engine`
+
+    def on(self, engine: Engine) -> Loaded:
+        """The same environment, acting on one of its hosts."""
+        return replace(self, engine=engine)
 
 
 def load(
@@ -105,7 +110,9 @@ def load(
     referenced = referenced_names(spec.interpolated_texts())
     variables = load_variables(spec.env_files, environ, spec.is_secret, referenced)
     redact.add(variables.secret_values())
-    return Loaded(spec, variables, Engine.choose(spec.engine_host, environ))
+    urls = spec.engine_hosts or (spec.engine_host,)
+    hosts = tuple(Engine.choose(url, environ) for url in urls)
+    return Loaded(spec, variables, hosts[0], hosts=hosts)
 
 
 def desired_state(loaded: Loaded, redact: Redactor) -> DesiredState:

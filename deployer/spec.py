@@ -73,6 +73,10 @@ class Spec:
     wait_timeout: float
     engine_host: str | None
     on_failure: str = "rollback"
+    # `engine.hosts`: several identical hosts, deployed `batch` at a time (None: one host).
+    engine_hosts: tuple[str, ...] | None = None
+    batch: int | str = 1  # a number of hosts, or a percentage of them ("25%")
+    batch_pause: float = 0.0
     keep_releases: int = 3
     keep_history: int = 10
     registry: Registry | None = None
@@ -412,6 +416,7 @@ def load_spec(path: Path) -> Spec:
                 " prune keeps the images of that many releases for rollback",
             )
         )
+    issues += _engine_issues(data.get("engine", {}), lines, file)
     if issues:
         raise ConfigError(issues)
 
@@ -430,6 +435,9 @@ def load_spec(path: Path) -> Spec:
         immutable_tags=deploy.get("immutable_tags", name == "production"),
         wait_timeout=float(deploy.get("wait_timeout", DEFAULT_WAIT_TIMEOUT)),
         engine_host=data.get("engine", {}).get("host"),
+        engine_hosts=tuple(data["engine"]["hosts"]) if "hosts" in data.get("engine", {}) else None,
+        batch=deploy.get("batch", 1),
+        batch_pause=float(deploy.get("batch_pause", 0)),
         on_failure=deploy.get("on_failure", "rollback"),
         keep_releases=keep_releases,
         keep_history=keep_history,
@@ -438,6 +446,22 @@ def load_spec(path: Path) -> Spec:
         promoted_from=_promoted_from(data.get("x-promoted-from")),
         lines=lines,
     )
+
+
+def _engine_issues(
+    engine: Mapping[str, Any], lines: Mapping[str, int], file: str
+) -> list[ConfigIssue]:
+    """`host` and `hosts` exclude each other; a host is named once."""
+    if "host" in engine and "hosts" in engine:
+        return [ConfigIssue(file, lines.get("engine"), "engine", "set host or hosts, not both")]
+    issues, seen = [], set()
+    for index, url in enumerate(engine.get("hosts", [])):
+        address = url.rstrip("/")
+        if address in seen:
+            at = f"engine.hosts.{index}"
+            issues.append(ConfigIssue(file, lines.get(at), at, f"host {url} is listed twice"))
+        seen.add(address)
+    return issues
 
 
 def _env_text(value: str | int | float | bool) -> str:

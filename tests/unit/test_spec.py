@@ -175,3 +175,55 @@ def test_unknown_environment_lists_the_known_ones(folder: Path) -> None:
         caught.value.message
         == f"unknown environment 'stagign' in {folder} (known: production, staging)"
     )
+
+
+def test_several_hosts_with_batches(folder: Path) -> None:
+    path = write(
+        folder,
+        "production.yml",
+        "project: shop\ncompose_files: [app/compose.yml]\n"
+        "engine:\n  hosts: ['ssh://deploy@web1:2222', 'tcp://web2:2376', 'unix:///run/h3.sock']\n"
+        "deploy: {batch: '50%', batch_pause: 2.5}\n",
+    )
+    spec = load_spec(path)
+    assert (spec.engine_host, spec.engine_hosts, spec.batch, spec.batch_pause) == (
+        None,
+        ("ssh://deploy@web1:2222", "tcp://web2:2376", "unix:///run/h3.sock"),
+        "50%",
+        2.5,
+    )
+
+
+def test_bad_hosts_and_batches_all_at_once(folder: Path) -> None:
+    both = write(
+        folder,
+        "both.yml",
+        "project: shop\ncompose_files: [app/compose.yml]\n"
+        "engine:\n  host: unix:///run/a.sock\n  hosts: [unix:///run/a.sock]\n",
+    )
+    assert errors(both) == [f"{both}:3: engine: set host or hosts, not both"]
+    bad = write(
+        folder,
+        "bad.yml",
+        "project: shop\ncompose_files: [app/compose.yml]\n"
+        "engine:\n  hosts:\n    - http://web1\n    - ssh://root@web2\n"
+        "deploy: {batch: 0, batch_pause: -1}\n",
+    )
+    assert errors(bad) == [
+        f"{bad}:5: engine.hosts.0: 'http://web1' does not match '^(unix|tcp|ssh)://[^\\\\s]+$'",
+        f"{bad}:7: deploy.batch: 0 is not valid under any of the given schemas",
+        f"{bad}:7: deploy.batch_pause: -1 is less than the minimum of 0",
+    ]
+    empty = write(
+        folder,
+        "empty.yml",
+        "project: shop\ncompose_files: [app/compose.yml]\nengine: {hosts: []}\n",
+    )
+    assert errors(empty) == [f"{empty}:3: engine.hosts: [] should be non-empty"]
+    twice = write(
+        folder,
+        "twice.yml",
+        "project: shop\ncompose_files: [app/compose.yml]\n"
+        "engine:\n  hosts:\n    - ssh://root@web1\n    - ssh://root@web2\n    - ssh://root@web1/\n",
+    )
+    assert errors(twice) == [f"{twice}:7: engine.hosts.2: host ssh://root@web1/ is listed twice"]

@@ -1,0 +1,73 @@
+"""Several hosts: an environment's one-host operations fanned out over its hosts
+(`engine.hosts`), in parallel, each outcome kept with the host it belongs to."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+from urllib.parse import urlsplit
+
+from deployer.engine import Engine
+from deployer.errors import DeployerError
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class HostOutcome(Generic[T]):
+    """What an operation gave on one host: its value, or the error that ended it there."""
+
+    host: str
+    value: T | None = None
+    error: DeployerError | None = None
+
+
+def each(hosts: Sequence[Engine], action: Callable[[Engine], T]) -> list[HostOutcome[T]]:
+    """`action` on every host at once; outcomes in the order of `hosts`. A DeployerError is
+    kept as that host's outcome; anything else (a bug, an interrupt) propagates."""
+
+    def attempt(engine: Engine) -> HostOutcome[T]:
+        try:
+            return HostOutcome(engine.host, action(engine))
+        except DeployerError as e:
+            return HostOutcome(engine.host, error=e)
+
+    if len(hosts) == 1:
+        return [attempt(hosts[0])]
+    with ThreadPoolExecutor(max_workers=len(hosts)) as pool:
+        return list(pool.map(attempt, hosts))
+
+
+def batches(hosts: Sequence[Engine], batch: int | str) -> list[list[Engine]]:
+    """The hosts in the order given, cut into batches of `batch` hosts (a number, or a
+    percentage of the hosts rounded up: never an empty batch)."""
+    percent = batch if isinstance(batch, str) else None
+    size = math.ceil(len(hosts) * int(percent.rstrip("%")) / 100) if percent else int(batch)
+    size = max(1, size)
+    return [list(hosts[i : i + size]) for i in range(0, len(hosts), size)]
+
+
+def host_names(url: str) -> set[str]:
+    """The names `--hosts` accepts for a host: its URL, its address, `user@address`."""
+    parts = urlsplit(url)
+    names = {url, url.rstrip("/")}
+    if parts.hostname:
+        names.add(parts.hostname)
+        names.add(parts.netloc)
+    return names
+
+
+def selected(hosts: Sequence[Engine], wanted: Sequence[str], environment: str) -> list[Engine]:
+    """The hosts named in `wanted` (`--hosts`), in the spec's order; all when none named."""
+    if not wanted:
+        return list(hosts)
+    unknown = [w for w in wanted if not any(w in host_names(h.host) for h in hosts)]
+    if unknown:
+        raise DeployerError(
+            f"no host {', '.join(unknown)} in {environment} "
+            f"(hosts: {', '.join(h.host for h in hosts)})"
+        )
+    return [h for h in hosts if host_names(h.host) & set(wanted)]
