@@ -710,7 +710,12 @@ def _host_by_host(
     if question is not None:
         _confirmed(loaded, ui, question)
         ui = replace(ui, confirm=lambda _: True)
-    return fleet.in_turn(hosts, lambda host: action(loaded.on(host), ui))
+
+    def on(host: Engine) -> T:
+        ui.progress.done(host.host, f"on {host.host}:")
+        return action(loaded.on(host), ui)
+
+    return fleet.in_turn(hosts, on)
 
 
 def _on_host(loaded: Loaded) -> str:
