@@ -564,13 +564,16 @@ def statuses_text(
         header += f"; state unknown on {', '.join(unknown)}"
     lines = [header]
     for service, images in images_by_service(known).items():
-        mixed = "MIXED: " if len(images) > 1 else ""
         shown = [
             f"{_running(i)} on "
             + ("every host" if len(i.hosts) == len(outcomes) else ", ".join(i.hosts))
             for i in images
         ]
-        lines.append(f"  {service}: {mixed}{'; '.join(shown)}")
+        if len(shown) == 1:
+            lines.append(f"  {service}: {shown[0]}")
+        else:
+            lines.append(f"  {service}: MIXED versions")
+            lines += [f"    {line}" for line in shown]
     blocks = [
         status_text(o.value, o.host)
         if o.value is not None

@@ -145,7 +145,9 @@ def test_status_of_two_hosts_on_mixed_versions() -> None:
 
     assert report.statuses_text("staging", "shop", outcomes, REDACT) == (
         "staging (project shop): 2 hosts: healthy, NOT in sync (see `deploy diff`)\n"
-        f"  web: MIXED: reg/web:2 (222222222222) on {A}; reg/web:1 (111111111111) on {B}\n\n"
+        "  web: MIXED versions\n"
+        f"    reg/web:2 (222222222222) on {A}\n"
+        f"    reg/web:1 (111111111111) on {B}\n\n"
         f"staging (project shop) on {A}: healthy, in sync\n"
         "SERVICE  READY  CONTAINER   IMAGE      ID            RELEASE  STATUS\n"
         "web      1/1    shop-web-1  reg/web:2  222222222222  #3       Up 2 minutes (healthy)\n\n"
