@@ -23,6 +23,7 @@ from deployer.fleet import HostOutcome
 from deployer.lock import MANUAL_TTL
 from deployer.plan import Plan
 from deployer.spec import environments_folder
+from deployer.variables import Redactor
 
 EXIT_OK, EXIT_ERROR, EXIT_PENDING, EXIT_INTERRUPTED = 0, 1, 2, 130
 T = TypeVar("T")
@@ -155,14 +156,23 @@ def diff(
         for unchecked in outcome.value.unchecked if outcome.value else ():
             where = f"on {outcome.host}: " if several else ""
             console.error(f"warning: {where}{unchecked}; its tag may have moved")
-    spec, redact = loaded.spec, console.redact
-    if json:
-        console.json(report.plans_document(spec.name, spec.project, outcomes, redact))
-    else:
-        console.emit(report.plans_text(spec.name, spec.project, outcomes, redact))
-    _exit_unless_read(name, outcomes)
+    _show_hosts(loaded, outcomes, report.plans_document if json else report.plans_text)
     in_sync = all(o.value is not None and o.value.in_sync for o in outcomes)
     raise typer.Exit(EXIT_OK if in_sync else EXIT_PENDING)
+
+
+def _show_hosts(
+    loaded: operations.Loaded,
+    outcomes: list[HostOutcome[T]],
+    render: Callable[[str, str, Sequence[HostOutcome[T]], Redactor], str | dict[str, Any]],
+) -> None:
+    """What each host gave, as text or a JSON document; exit 1 if some hosts could not be read."""
+    shown = render(loaded.spec.name, loaded.spec.project, outcomes, console.redact)
+    if isinstance(shown, str):
+        console.emit(shown)
+    else:
+        console.json(shown)
+    _exit_unless_read(loaded.spec.name, outcomes)
 
 
 def _exit_unless_read(name: str, outcomes: Sequence[HostOutcome[Any]]) -> None:
@@ -280,12 +290,7 @@ def status(
     running and healthy on every host."""
     loaded = _load(environments, name, hosts)
     outcomes = operations.status_hosts(loaded, console.redact)
-    spec, redact = loaded.spec, console.redact
-    if json:
-        console.json(report.statuses_document(spec.name, spec.project, outcomes, redact))
-    else:
-        console.emit(report.statuses_text(spec.name, spec.project, outcomes, redact))
-    _exit_unless_read(name, outcomes)
+    _show_hosts(loaded, outcomes, report.statuses_document if json else report.statuses_text)
     healthy = all(o.value is not None and o.value.healthy for o in outcomes)
     raise typer.Exit(EXIT_OK if healthy else EXIT_ERROR)
 

@@ -167,8 +167,22 @@ def _unknown_text(
     return "\n".join(lines)
 
 
-def _error(outcome: HostOutcome[Any], redact: Redactor) -> str | None:
-    return None if outcome.error is None else redact(outcome.error.message)
+def _per_host(
+    outcomes: Sequence[HostOutcome[T]],
+    fields: Callable[[T], dict[str, Any]],
+    unknown: Sequence[str],
+    redact: Redactor,
+) -> list[dict[str, Any]]:
+    """The `hosts` of a JSON document: each host's own fields and its error (its text masked);
+    null for each `unknown` field of a host that could not be read."""
+    return [
+        {
+            "host": o.host,
+            **(dict.fromkeys(unknown) if o.value is None else fields(o.value)),
+            "error": None if o.error is None else redact(o.error.message),
+        }
+        for o in outcomes
+    ]
 
 
 def _counted(count: int, what: str) -> str:
@@ -206,15 +220,7 @@ def plans_document(
     """Today's fields (one host: its plan; several: all hosts in sync, and every change with
     its host) and `hosts`: each host's own, with its error (in_sync and changes null) where it
     could not be read."""
-    unknown = {"in_sync": None, "changes": None}
-    hosts = [
-        {
-            "host": o.host,
-            **(unknown if o.value is None else _plan_fields(o.value)),
-            "error": _error(o, redact),
-        }
-        for o in outcomes
-    ]
+    hosts = _per_host(outcomes, _plan_fields, ("in_sync", "changes"), redact)
     if len(outcomes) == 1 and outcomes[0].value is not None:
         return {**plan_document(outcomes[0].value), "hosts": hosts}
     plans = [(o.host, o.value) for o in outcomes if o.value is not None]
@@ -412,15 +418,9 @@ def locks_document(
 ) -> dict[str, Any]:
     """Today's fields, of the first host holding the lock (none: not locked), and `hosts`: the
     lock as each host's records hold it, with its error where it could not be read."""
-    unknown = {"locked": None, "stale": None, "lock": None}
-    hosts = [
-        {
-            "host": o.host,
-            **(unknown if o.value is None else _lock_fields(*o.value)),
-            "error": _error(o, redact),
-        }
-        for o in outcomes
-    ]
+    hosts = _per_host(
+        outcomes, lambda held: _lock_fields(*held), ("locked", "stale", "lock"), redact
+    )
     held = next((o.value for o in outcomes if o.value is not None and o.value[0]), (None, None))
     return {**lock_document(environment, *held), "hosts": hosts}
 
@@ -502,15 +502,8 @@ def statuses_document(
     """Today's fields (one host: its status; several: in sync and healthy only when every host
     is, replicas summed, every container with its host, and per service `images`: which hosts
     run which image) and `hosts`: each host's own, with its error where it could not be read."""
-    unknown = {"in_sync": None, "healthy": None, "services": None, "orphans": None}
-    hosts = [
-        {
-            "host": o.host,
-            **(unknown if o.value is None else _status_fields(o.value)),
-            "error": _error(o, redact),
-        }
-        for o in outcomes
-    ]
+    unknown = ("in_sync", "healthy", "services", "orphans")
+    hosts = _per_host(outcomes, _status_fields, unknown, redact)
     if len(outcomes) == 1 and outcomes[0].value is not None:
         return {**status_document(outcomes[0].value), "hosts": hosts}
     known = [(o.host, o.value) for o in outcomes if o.value is not None]
@@ -626,15 +619,8 @@ def status_text(status: EnvironmentStatus, host: str | None = None) -> str:
 def prunes_document(outcomes: Sequence[HostOutcome[Pruned]], redact: Redactor) -> dict[str, Any]:
     """Today's fields (several hosts: every image with its host, bytes and records summed) and
     `hosts`: each host's own, with its error where it failed."""
-    unknown = {"dry_run": None, "images": None, "freed_bytes": None, "records_removed": None}
-    hosts = [
-        {
-            "host": o.host,
-            **(unknown if o.value is None else prune_document(o.value)),
-            "error": _error(o, redact),
-        }
-        for o in outcomes
-    ]
+    unknown = ("dry_run", "images", "freed_bytes", "records_removed")
+    hosts = _per_host(outcomes, prune_document, unknown, redact)
     done = [(o.host, o.value) for o in outcomes if o.value is not None]
     if len(outcomes) == 1 and done:
         return {**prune_document(done[0][1]), "hosts": hosts}
