@@ -87,6 +87,17 @@ class EngineUnreachableError(DeployerError):
         super().__init__(f"Docker engine at {host} is unreachable: {reason}")
 
 
+class SshConnectError(EngineUnreachableError):
+    """An ssh:// host deployer cannot use: ssh itself failed (`ssh_failed`: refused, no route,
+    unknown host key, key refused), or the remote has no docker CLI or its engine does not answer.
+    `reason` is what ssh or the remote docker CLI said."""
+
+    def __init__(self, host: str, reason: str, ssh_failed: bool) -> None:
+        self.host, self.reason, self.ssh_failed = host, reason, ssh_failed
+        how = "over SSH" if ssh_failed else "through SSH"
+        DeployerError.__init__(self, f"Docker engine at {host} is unreachable {how}: {reason}")
+
+
 class ComposeUnavailableError(DeployerError):
     def __init__(self, found: str) -> None:
         self.found = found
