@@ -79,8 +79,19 @@ Name = Annotated[
 ]
 
 
-def _load(folder: Path | None, name: str) -> operations.Loaded:
-    return operations.load(environments_folder(_str(folder)), name, console.redact)
+HostsOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--hosts",
+        metavar="HOST[,HOST]",
+        help="Only these of ENV's hosts (engine.hosts): URL, address or user@address.",
+    ),
+]
+
+
+def _load(folder: Path | None, name: str, hosts: list[str] | None = None) -> operations.Loaded:
+    wanted = [host for option in hosts or [] for host in option.split(",") if host]
+    return operations.load(environments_folder(_str(folder)), name, console.redact, hosts=wanted)
 
 
 @app.callback()
@@ -129,9 +140,11 @@ def env(name: Name, environments: Folder = None, json: Json = False) -> None:
 
 
 @app.command()
-def diff(name: Name, environments: Folder = None, json: Json = False) -> None:
+def diff(
+    name: Name, environments: Folder = None, hosts: HostsOption = None, json: Json = False
+) -> None:
     """What `deploy ENV` would change and why. Exit 0 in sync, 2 changes pending, 1 error."""
-    plan, _, _ = operations.diff(_load(environments, name), console.redact)
+    plan, _, _ = operations.diff(_load(environments, name, hosts), console.redact)
     for unchecked in plan.unchecked:
         console.error(f"warning: {unchecked}; its tag may have moved")
     _show(plan, json)
@@ -176,6 +189,7 @@ def _show_result(result: Applied | Plan, json: bool) -> None:
 def up(
     name: Name,
     environments: Folder = None,
+    hosts: HostsOption = None,
     json: Json = False,
     yes: Yes = False,
     lock_wait: LockWait = 0.0,
@@ -185,7 +199,7 @@ def up(
     ] = False,
 ) -> None:
     """Deploy ENV: show the plan, confirm where the spec asks, apply, wait until healthy."""
-    loaded = _load(environments, name)
+    loaded = _load(environments, name, hosts)
     ui = _interaction(name, yes, json)
     _show_result(operations.deploy(loaded, ui, f"deploy {name}", lock_wait, save_login), json)
 
@@ -202,19 +216,22 @@ def rollback(
         ),
     ] = None,
     environments: Folder = None,
+    hosts: HostsOption = None,
     json: Json = False,
     yes: Yes = False,
     lock_wait: LockWait = 0.0,
 ) -> None:
     """Redeploy an earlier release by the exact images it ran."""
-    loaded = _load(environments, name)
+    loaded = _load(environments, name, hosts)
     _show_result(operations.rollback(loaded, _interaction(name, yes, json), to, lock_wait), json)
 
 
 @app.command()
-def history(name: Name, environments: Folder = None, json: Json = False) -> None:
+def history(
+    name: Name, environments: Folder = None, hosts: HostsOption = None, json: Json = False
+) -> None:
     """The releases of ENV, newest first, with what changed in each."""
-    releases = operations.history_of(_load(environments, name))
+    releases = operations.history_of(_load(environments, name, hosts))
     if json:
         console.json([r.record() for r in releases])
     else:
@@ -222,9 +239,11 @@ def history(name: Name, environments: Folder = None, json: Json = False) -> None
 
 
 @app.command()
-def audit(name: Name, environments: Folder = None, json: Json = False) -> None:
+def audit(
+    name: Name, environments: Folder = None, hosts: HostsOption = None, json: Json = False
+) -> None:
     """Every state-changing command run on ENV: who, when, what, with what result."""
-    entries = operations.audit_of(_load(environments, name))
+    entries = operations.audit_of(_load(environments, name, hosts))
     if json:
         console.json([asdict(e) for e in entries])
     else:
@@ -232,9 +251,11 @@ def audit(name: Name, environments: Folder = None, json: Json = False) -> None:
 
 
 @app.command()
-def status(name: Name, environments: Folder = None, json: Json = False) -> None:
+def status(
+    name: Name, environments: Folder = None, hosts: HostsOption = None, json: Json = False
+) -> None:
     """Per service: images, state, health, replicas, release. Exit 0 when all is running and healthy."""
-    current = operations.status(_load(environments, name), console.redact)
+    current = operations.status(_load(environments, name, hosts), console.redact)
     if json:
         console.json(report.status_document(current))
     else:
@@ -295,9 +316,12 @@ def logs(
         typer.Option("--tail", metavar="N", help="Only the last N lines of each container."),
     ] = None,
     environments: Folder = None,
+    hosts: HostsOption = None,
 ) -> None:
     """The services' logs (secret values masked)."""
-    for line in operations.logs(_load(environments, name), services or [], follow, since, tail):
+    for line in operations.logs(
+        _load(environments, name, hosts), services or [], follow, since, tail
+    ):
         console.print(line)
 
 
@@ -306,11 +330,12 @@ def restart(
     name: Name,
     services: Services = None,
     environments: Folder = None,
+    hosts: HostsOption = None,
     yes: Yes = False,
     lock_wait: LockWait = 0.0,
 ) -> None:
     """Restart services (default: all) and wait until they are running and healthy again."""
-    loaded = _load(environments, name)
+    loaded = _load(environments, name, hosts)
     containers = operations.restart(
         loaded, _interaction(name, yes, False), services or [], lock_wait
     )
@@ -346,12 +371,13 @@ def down(
         bool, typer.Option("--volumes", help="Also remove the project's volumes.")
     ] = False,
     environments: Folder = None,
+    hosts: HostsOption = None,
     yes: Yes = False,
     lock_wait: LockWait = 0.0,
 ) -> None:
     """Stop and remove ENV's containers and networks (volumes only with --volumes)."""
     removed = operations.down(
-        _load(environments, name), _interaction(name, yes, False), volumes, lock_wait
+        _load(environments, name, hosts), _interaction(name, yes, False), volumes, lock_wait
     )
     console.emit(
         f"{name} is down"
@@ -372,12 +398,13 @@ def prune(
         bool, typer.Option("--dry-run", help="Only list what would be removed.")
     ] = False,
     environments: Folder = None,
+    hosts: HostsOption = None,
     json: Json = False,
     yes: Yes = False,
     lock_wait: LockWait = 0.0,
 ) -> None:
     """Remove dangling images (and with --aggressive unused ones of ENV); never an image in use."""
-    loaded = _load(environments, name)
+    loaded = _load(environments, name, hosts)
     pruned = operations.prune(loaded, _interaction(name, yes, json), aggressive, dry_run, lock_wait)
     if json:
         console.json(report.prune_document(pruned))
@@ -392,9 +419,11 @@ app.add_typer(lock_app, name="lock")
 
 
 @lock_app.command("status")
-def lock_status(name: Name, environments: Folder = None, json: Json = False) -> None:
+def lock_status(
+    name: Name, environments: Folder = None, hosts: HostsOption = None, json: Json = False
+) -> None:
     """Who holds the lock of ENV, since when and why; whether it is stale."""
-    held, stale = operations.lock_status(_load(environments, name))
+    held, stale = operations.lock_status(_load(environments, name, hosts))
     if json:
         console.json(report.lock_document(name, held, stale))
     else:
@@ -410,9 +439,10 @@ def lock_acquire(
         float, typer.Option("--ttl", metavar="SECONDS", help="After this the lock counts as stale.")
     ] = MANUAL_TTL,
     environments: Folder = None,
+    hosts: HostsOption = None,
 ) -> None:
     """Lock ENV for a maintenance window: deploys and rollbacks are refused until it is released."""
-    held = operations.lock_acquire(_load(environments, name), reason, ttl, console.redact)
+    held = operations.lock_acquire(_load(environments, name, hosts), reason, ttl, console.redact)
     console.print(f"locked {name}: {held.reason} (until released, or stale after {ttl:g}s)")
 
 
@@ -424,9 +454,10 @@ def lock_release(
         bool, typer.Option("--force", help="Also break a deploy's lock, e.g. a stale one.")
     ] = False,
     environments: Folder = None,
+    hosts: HostsOption = None,
 ) -> None:
     """Release the lock of ENV."""
-    held = operations.lock_release(_load(environments, name), force, console.redact)
+    held = operations.lock_release(_load(environments, name, hosts), force, console.redact)
     console.print(
         f"released the lock of {name} held by {held.describe()}"
         if held

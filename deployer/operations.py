@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TypeVar
 
-from deployer import audit, compose, releases, retention, runner
+from deployer import audit, compose, fleet, releases, retention, runner
 from deployer import build as build_stage
 from deployer import lock as lock_module
 from deployer.apply import Applied, Login, Progress, apply, registry_of, wait_ready
@@ -102,17 +102,23 @@ class Loaded:
 
 
 def load(
-    folder: Path, name: str, redact: Redactor, process_env: Mapping[str, str] | None = None
+    folder: Path,
+    name: str,
+    redact: Redactor,
+    process_env: Mapping[str, str] | None = None,
+    hosts: Sequence[str] = (),
 ) -> Loaded:
-    """Spec and variables of one environment; their secret values are taught to `redact`."""
+    """Spec and variables of one environment; their secret values are taught to `redact`.
+    `hosts` (`--hosts`) limits the environment to some of its hosts."""
     environ = os.environ if process_env is None else process_env
     spec = load_spec(spec_path(folder, name))
     referenced = referenced_names(spec.interpolated_texts())
     variables = load_variables(spec.env_files, environ, spec.is_secret, referenced)
     redact.add(variables.secret_values())
     urls = spec.engine_hosts or (spec.engine_host,)
-    hosts = tuple(Engine.choose(url, environ) for url in urls)
-    return Loaded(spec, variables, hosts[0], hosts=hosts)
+    every = [Engine.choose(url, environ) for url in urls]
+    chosen = tuple(fleet.selected(every, hosts, spec.name))
+    return Loaded(spec, variables, chosen[0], hosts=chosen)
 
 
 def desired_state(loaded: Loaded, redact: Redactor) -> DesiredState:
