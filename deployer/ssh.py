@@ -48,6 +48,8 @@ REMOTE_HOLD = "cat >/dev/null"
 _SSH_FAILED = 255  # ssh's exit code for its own failures; others are the remote command's
 _COMMAND_NOT_FOUND = 127
 _HOST_KEY_FAILED = "Host key verification failed."
+_SOCKET_PATH_MAX = 107  # bytes of a unix socket's path
+_CONTROL_NAME = 40 + 17  # %C (a SHA-1 in hex), and the suffix ssh adds to it while it binds
 
 
 @dataclass(frozen=True)
@@ -124,6 +126,14 @@ class Multiplexing:
         return Command((self.ssh, *control, "-O", "exit", *target.destination()))
 
 
+def runtime_folder(environ: Mapping[str, str]) -> str:
+    """Where the private folder goes: XDG_RUNTIME_DIR, unless too long for the control socket's
+    path (108 bytes with ssh's temporary suffix: macOS's TMPDIR alone takes 50), else /tmp."""
+    runtime = environ.get("XDG_RUNTIME_DIR", "")
+    room = _SOCKET_PATH_MAX - len("/deployer-ssh-12345678/") - _CONTROL_NAME
+    return runtime if runtime and len(runtime) <= room else "/tmp"
+
+
 class Completed(Protocol):
     """A finished process (runner.Completed)."""
 
@@ -147,7 +157,7 @@ def remote_socket(target: SshTarget, opened: Completed) -> str:
     said = _said(opened.stderr) or f"exit {opened.returncode}"
     if opened.returncode == _COMMAND_NOT_FOUND:
         said = f"no docker CLI on the remote host ({said})"
-    elif said.endswith(_HOST_KEY_FAILED):
+    elif said == _HOST_KEY_FAILED:  # nothing said of why (BatchMode with StrictHostKeyChecking ask)
         login = " ".join(a for a in target.destination() if a != "--")
         said += f" (its key is not in known_hosts, or another one is: check with `ssh {login}`)"
     return _refuse(target, said, opened.returncode)
@@ -198,7 +208,7 @@ class SshConnections:
                 program = shutil.which("ssh", path=self._environ.get("PATH", os.defpath))
                 if program is None:
                     raise ProgramNotFoundError("ssh")
-                folder = tempfile.mkdtemp(prefix="deployer-ssh-", dir=self._environ.get("TMPDIR"))
+                folder = tempfile.mkdtemp(prefix="deployer-ssh-", dir=runtime_folder(self._environ))
                 atexit.register(self.close)
                 made = Multiplexing(folder, os.path.abspath(program))
                 os.mkdir(made.bin, 0o700)

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import stat
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,7 +17,7 @@ import pytest
 from deployer.compose import Command
 from deployer.errors import SshConnectError
 from deployer.runner import Completed, child_environment
-from deployer.ssh import Multiplexing, SshConnections, SshTarget, remote_socket
+from deployer.ssh import Multiplexing, SshConnections, SshTarget, remote_socket, runtime_folder
 
 MUX = Multiplexing("/tmp/deployer-ssh-ab12", "/usr/bin/ssh")
 SHARED = [
@@ -179,15 +182,31 @@ def user_ssh(tmp_path: Path) -> str:
     return str(program)
 
 
-def test_one_master_per_host_reused_and_ended(user_ssh: str, tmp_path: Path) -> None:
+@pytest.fixture
+def runtime() -> Iterator[str]:
+    """A short XDG_RUNTIME_DIR (a control socket's path has at most 107 bytes)."""
+    folder = tempfile.mkdtemp(prefix="dt-", dir="/tmp")
+    yield folder
+    shutil.rmtree(folder)
+
+
+def test_runtime_folder_is_short_enough_for_control_sockets() -> None:
+    assert runtime_folder({"XDG_RUNTIME_DIR": "/run/user/1000"}) == "/run/user/1000"
+    assert runtime_folder({"XDG_RUNTIME_DIR": "/var/folders/xy/" + 20 * "a"}) == "/tmp"
+    assert runtime_folder({"TMPDIR": "/home/ops/tmp"}) == "/tmp"
+
+
+def test_one_master_per_host_reused_and_ended(user_ssh: str, runtime: str) -> None:
     fake = FakeSsh()
     connections = SshConnections(
-        fake.run, fake.hold, {"PATH": f"{Path(user_ssh).parent}:/usr/bin", "TMPDIR": str(tmp_path)}
+        fake.run,
+        fake.hold,
+        {"PATH": f"{Path(user_ssh).parent}:/usr/bin", "XDG_RUNTIME_DIR": runtime},
     )
     first = connections.tunnel("ssh://root@h1")
     assert connections.tunnel("ssh://root@h1") == first  # reused: nothing more is run
     second = connections.tunnel("ssh://h2:2222")
-    [folder] = [str(p) for p in tmp_path.glob("deployer-ssh-*")]
+    [folder] = [str(p) for p in Path(runtime).glob("deployer-ssh-*")]
     assert stat.S_IMODE(os.stat(folder).st_mode) == 0o700
     assert (first, second) == (
         f"{folder}/engine-{_name('ssh://root@h1')}.sock",
@@ -213,26 +232,24 @@ def test_one_master_per_host_reused_and_ended(user_ssh: str, tmp_path: Path) -> 
         (user_ssh, *control, "-O", "exit", "-l", "root", "--", "h1"),
         (user_ssh, *control, "-O", "exit", "-p", "2222", "--", "h2"),
     ]
-    assert (fake.closed, list(tmp_path.glob("deployer-ssh-*"))) == (["h1", "h2"], [])
+    assert (fake.closed, list(Path(runtime).glob("deployer-ssh-*"))) == (["h1", "h2"], [])
 
 
 def _name(url: str) -> str:
     return hashlib.sha256(url.encode()).hexdigest()[:16]
 
 
-def test_a_docker_cli_dialing_ssh_finds_the_sharing_ssh_first(
-    user_ssh: str, tmp_path: Path
-) -> None:
+def test_a_docker_cli_dialing_ssh_finds_the_sharing_ssh_first(user_ssh: str, runtime: str) -> None:
     fake = FakeSsh()
     connections = SshConnections(
-        fake.run, fake.hold, {"PATH": str(Path(user_ssh).parent), "TMPDIR": str(tmp_path)}
+        fake.run, fake.hold, {"PATH": str(Path(user_ssh).parent), "XDG_RUNTIME_DIR": runtime}
     )
     engine = {"DOCKER_HOST": "ssh://root@h1", "DOCKER_TLS_VERIFY": "", "DOCKER_CERT_PATH": ""}
     process = {"PATH": "/usr/bin:/bin", "HOME": "/home/ops", "SECRET": "x", "DOCKER_CONFIG": "/d"}
     env = child_environment(
         Command(("docker", "compose", "up"), {**engine, "TAG": "1"}), process, connections
     )
-    [folder] = [str(p) for p in tmp_path.glob("deployer-ssh-*")]
+    [folder] = [str(p) for p in Path(runtime).glob("deployer-ssh-*")]
     assert env == {
         "PATH": f"{folder}/bin:/usr/bin:/bin",
         "HOME": "/home/ops",
