@@ -50,7 +50,7 @@ def child_environment(
     """The whole environment of `command`'s process: what it inherits, what it adds, and for a
     docker CLI that dials an ssh:// engine, the `ssh` that shares this process's connection."""
     env = {**tool_environment(environ), **command.env}
-    engine = env.get("DOCKER_HOST", "")
+    engine = command.env.get("DOCKER_HOST", "")  # the engine it is given, not the shell's
     if engine.startswith("ssh://"):
         env["PATH"] = (ssh or SSH).cli_path(engine, env.get("PATH", os.defpath))
     return env

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from deployer.compose import Command
-from deployer.errors import SshConnectError
+from deployer.errors import ProgramNotFoundError, SshConnectError
 from deployer.runner import Completed, child_environment
 from deployer.ssh import Multiplexing, SshConnections, SshTarget, remote_socket, runtime_folder
 
@@ -268,8 +268,20 @@ def test_other_engines_keep_the_path_they_had() -> None:
     fake = FakeSsh()
     connections = SshConnections(fake.run, fake.hold, {"PATH": "/nowhere"})
     command = Command(("docker", "compose", "up"), {"DOCKER_HOST": "unix:///var/run/docker.sock"})
-    assert child_environment(command, {"PATH": "/usr/bin", "HOME": "/h"}, connections) == {
-        "PATH": "/usr/bin",
-        "HOME": "/h",
-        "DOCKER_HOST": "unix:///var/run/docker.sock",
-    }
+    # nor does a command given no engine, whatever DOCKER_HOST the shell has (ssh itself)
+    other = Command(("/usr/bin/ssh", "-O", "exit", "--", "h1"))
+    shell = {"PATH": "/usr/bin", "HOME": "/h", "DOCKER_HOST": "ssh://h1"}
+    assert [child_environment(c, shell, connections) for c in (command, other)] == [
+        {"PATH": "/usr/bin", "HOME": "/h", "DOCKER_HOST": "unix:///var/run/docker.sock"},
+        shell,
+    ]
+    # (and no wrapper was made: there is no `ssh` on /nowhere to wrap)
+
+
+def test_no_ssh_program_is_one_line() -> None:
+    fake = FakeSsh()
+    connections = SshConnections(fake.run, fake.hold, {"PATH": "/nowhere"})
+    command = Command(("docker", "compose", "up"), {"DOCKER_HOST": "ssh://h1"})
+    with pytest.raises(ProgramNotFoundError) as raised:
+        child_environment(command, {"PATH": "/nowhere"}, connections)
+    assert raised.value.lines() == ["`ssh` is not installed (not found on PATH)"]
