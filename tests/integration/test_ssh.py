@@ -13,6 +13,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import REGISTRY, Fleet, Result
+from tests.integration.conftest import REGISTRY, Fleet, Result, ok
 
 pytestmark = [
     pytest.mark.integration,
@@ -39,7 +40,7 @@ class Sshd:
     folder: Path
     address: str
     port: int
-    process: subprocess.Popen[bytes]
+    process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
@@ -63,8 +64,30 @@ class Sshd:
         program.chmod(0o755)
         return {"PATH": f"{program.parent}:{os.environ.get('PATH', os.defpath)}"}
 
+    def start(self, setenv: str = "DOCKER_HOST=unix:///run/dh1/docker.sock") -> None:
+        """Start it, with `setenv` (sshd's SetEnv) for the sessions; wait until it listens."""
+        config = self.folder / "sshd_config"
+        config.write_text(
+            f"ListenAddress {self.address}:{self.port}\nHostKey {self.folder}/host_key\n"
+            f"PidFile {self.folder}/sshd.pid\nAuthorizedKeysFile {self.folder}/authorized_keys\n"
+            "PermitRootLogin prohibit-password\nPasswordAuthentication no\n"
+            "KbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\nLogLevel VERBOSE\n"
+            f"SetEnv {setenv}\n"
+        )
+        listening = self.log.read_text().count("Server listening") if self.log.exists() else 0
+        with open(self.log, "ab") as log:
+            self.process = subprocess.Popen(
+                ["nsenter", "--net=/run/netns/dh1", "/usr/sbin/sshd", "-D", "-e", "-f", str(config)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )  # fmt: skip
+        for _ in range(100):  # 0.1 s each, 10 s at most
+            if self.log.read_text().count("Server listening") > listening:
+                return
+            time.sleep(0.1)
+
     def stop(self) -> None:
-        if self.process.poll() is None:
+        if self.process is not None and self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             self.process.wait(timeout=30)
 
@@ -80,29 +103,14 @@ def sshd(fleet: Fleet, tmp_path: Path) -> Iterator[Sshd]:
             ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(folder / key)], check=True
         )
     shutil.copy(folder / "id_ed25519.pub", folder / "authorized_keys")
-    address, port = fleet.bed.address(1), 22000 + os.getpid() % 1000
-    (folder / "sshd_config").write_text(
-        f"ListenAddress {address}:{port}\nHostKey {folder}/host_key\nPidFile {folder}/sshd.pid\n"
-        f"AuthorizedKeysFile {folder}/authorized_keys\nPermitRootLogin prohibit-password\n"
-        "PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n"
-        "LogLevel VERBOSE\nSetEnv DOCKER_HOST=unix:///run/dh1/docker.sock\n"
-    )
+    daemon = Sshd(folder, fleet.bed.address(1), 22000 + os.getpid() % 1000)
     host_key = (folder / "host_key.pub").read_text().split()[:2]
-    (folder / "known_hosts").write_text(f"[{address}]:{port} {' '.join(host_key)}\n")
+    known = f"[{daemon.address}]:{daemon.port} {' '.join(host_key)}\n"
+    (folder / "known_hosts").write_text(known)
     Path("/run/sshd").mkdir(exist_ok=True)
-    with open(folder / "sshd.log", "wb") as log:
-        process = subprocess.Popen(
-            ["nsenter", "--net=/run/netns/dh1", "/usr/sbin/sshd", "-D", "-e", "-f", str(folder / "sshd_config")],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    daemon = Sshd(folder, address, port, process)
     runtime = Path(tempfile.mkdtemp(prefix="dt-", dir="/tmp"))  # short: it holds sockets
     try:
-        for _ in range(100):  # until it listens (0.1 s each, 10 s at most)
-            if "Server listening" in daemon.log.read_text():
-                break
-            time.sleep(0.1)
+        daemon.start()
         spec = fleet.environments / "test.yml"
         single = f"engine: {{host: {daemon.url}}}"
         spec.write_text(re.sub(r"engine: \{hosts: \[.*\]\}", single, spec.read_text()))
@@ -144,12 +152,13 @@ def test_deploy_over_ssh_opens_one_connection_per_command(fleet: Fleet, sshd: Ss
     }
 
 
-def refused(fleet: Fleet, sshd: Sshd, result: Result, reason: str) -> None:
-    """One line naming the host and ssh's reason, exit 1, nothing deployed on host 1."""
+def refused(fleet: Fleet, sshd: Sshd, result: Result, reason: str, how: str = "over") -> None:
+    """One line naming the host and the reason ssh or the remote gave, exit 1, nothing
+    deployed on host 1."""
     assert (result.returncode, result.stdout, result.stderr) == (
         1,
         "",
-        f"error: Docker engine at {sshd.url} is unreachable over SSH: {reason}\n",
+        f"error: Docker engine at {sshd.url} is unreachable {how} SSH: {reason}\n",
     )
     assert fleet.containers_on(1) == []
 
@@ -178,3 +187,62 @@ def test_ssh_refused_is_one_line_naming_the_host(fleet: Fleet, sshd: Sshd) -> No
         result,
         f"ssh: connect to host {sshd.address} port {sshd.port}: Connection refused",
     )
+
+
+@pytest.mark.parametrize(
+    ("setenv", "reason"),
+    [
+        ("PATH={tools}", "no docker CLI on the remote host (bash: line 1: docker: command not found)"),
+        (
+            "DOCKER_HOST=unix:///run/dh1/none.sock",
+            "Cannot connect to the Docker daemon at unix:///run/dh1/none.sock. Is the docker daemon running?",
+        ),
+    ],
+    ids=["no-docker-cli", "no-engine"],
+)  # fmt: skip
+def test_remote_without_docker_is_one_line_naming_the_host(
+    fleet: Fleet, sshd: Sshd, setenv: str, reason: str, tmp_path: Path
+) -> None:
+    tools = tmp_path / "tools"  # a PATH for the remote shell with all it needs but docker
+    tools.mkdir()
+    for tool in ("bash", "sh", "env", "cat"):
+        (tools / tool).symlink_to(str(shutil.which(tool)))
+    sshd.stop()
+    sshd.start(setenv.format(tools=tools))
+    before = len(sshd.log.read_text())
+    result = fleet.deploy("test", "--yes")
+    refused(fleet, sshd, result, reason, how="through")
+    text = sshd.log.read_text()[before:]
+    assert set(CLOSED.findall(text)) == set(ACCEPTED.findall(text))  # the master ended too
+
+
+def test_ctrl_c_ends_the_connection(fleet: Fleet, sshd: Sshd) -> None:
+    """Ctrl-C while a deploy waits for the lock: exit 130, the connection closed (and its
+    folder removed: the fixture checks)."""
+    ok(fleet.deploy("lock", "acquire", "test", "--reason", "maintenance"))
+    before = len(sshd.log.read_text())
+    waiting = subprocess.Popen(
+        [sys.executable, "-m", "deployer", "test", "--yes", "--lock-wait", "300"],
+        cwd=fleet.root,
+        env={**os.environ, **fleet.env},
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        for _ in range(300):  # until its master holds (the second session), 30 s at most
+            if sshd.log.read_text()[before:].count("Starting session") >= 2:
+                break
+            time.sleep(0.1)
+        time.sleep(1)  # into the wait for the lock
+        os.killpg(waiting.pid, signal.SIGINT)
+        _, stderr = waiting.communicate(timeout=60)
+    finally:
+        if waiting.poll() is None:
+            waiting.kill()
+    assert (waiting.returncode, stderr.splitlines()[-1:]) == (130, ["interrupted"])
+    text = sshd.log.read_text()[before:]
+    opened = ACCEPTED.findall(text)
+    assert (len(opened), set(CLOSED.findall(text)) == set(opened)) == (1, True)
