@@ -13,7 +13,6 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -23,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.conftest import REGISTRY, Fleet, Result, ok
+from tests.integration.test_faults import ended, start, wait_for
 
 pytestmark = [
     pytest.mark.integration,
@@ -221,28 +221,17 @@ def test_ctrl_c_ends_the_connection(fleet: Fleet, sshd: Sshd) -> None:
     folder removed: the fixture checks)."""
     ok(fleet.deploy("lock", "acquire", "test", "--reason", "maintenance"))
     before = len(sshd.log.read_text())
-    waiting = subprocess.Popen(
-        [sys.executable, "-m", "deployer", "test", "--yes", "--lock-wait", "300"],
-        cwd=fleet.root,
-        env={**os.environ, **fleet.env},
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
+    waiting = start(fleet, "test", "--yes", "--lock-wait", "300", new_group=True)
     try:
-        for _ in range(300):  # until its master holds (the second session), 30 s at most
-            if sshd.log.read_text()[before:].count("Starting session") >= 2:
-                break
-            time.sleep(0.1)
+        held = "its master holds (the second session)"
+        wait_for(held, lambda: sshd.log.read_text()[before:].count("Starting session") >= 2)
         time.sleep(1)  # into the wait for the lock
         os.killpg(waiting.pid, signal.SIGINT)
-        _, stderr = waiting.communicate(timeout=60)
+        code, stderr = ended(waiting)
     finally:
         if waiting.poll() is None:
             waiting.kill()
-    assert (waiting.returncode, stderr.splitlines()[-1:]) == (130, ["interrupted"])
+    assert (code, stderr.splitlines()[-1:]) == (130, ["interrupted"])
     text = sshd.log.read_text()[before:]
     opened = ACCEPTED.findall(text)
     assert (len(opened), set(CLOSED.findall(text)) == set(opened)) == (1, True)
