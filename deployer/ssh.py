@@ -153,18 +153,14 @@ def remote_socket(target: SshTarget, opened: Completed) -> str:
         if endpoint.startswith("unix://"):
             return endpoint.removeprefix("unix://")
         reason = f"the docker CLI there reaches its engine at {endpoint or '?'}, not a unix socket"
-        return _refuse(target, reason, opened.returncode)
+        raise SshConnectError(target.url, reason, ssh_failed=False)
     said = _said(opened.stderr) or f"exit {opened.returncode}"
     if opened.returncode == _COMMAND_NOT_FOUND:
         said = f"no docker CLI on the remote host ({said})"
     elif said == _HOST_KEY_FAILED:  # nothing said of why (BatchMode with StrictHostKeyChecking ask)
         login = " ".join(a for a in target.destination() if a != "--")
         said += f" (its key is not in known_hosts, or another one is: check with `ssh {login}`)"
-    return _refuse(target, said, opened.returncode)
-
-
-def _refuse(target: SshTarget, reason: str, code: int) -> str:
-    raise SshConnectError(target.url, reason, ssh_failed=code == _SSH_FAILED)
+    raise SshConnectError(target.url, said, ssh_failed=opened.returncode == _SSH_FAILED)
 
 
 def _said(stderr: str) -> str:
@@ -244,7 +240,8 @@ class SshConnections:
         local = os.path.join(mux.folder, f"engine-{name}.sock")
         forwarded = self._run(mux.forward(target, local, remote))
         if forwarded.returncode != 0:
-            raise SshConnectError(target.url, _said(forwarded.stderr), ssh_failed=True)
+            said = _said(forwarded.stderr) or f"the forward to {remote} failed"
+            raise SshConnectError(target.url, said, ssh_failed=True)
         return _Opened(local, self._hold(mux.hold(target)))
 
     def close(self) -> None:
