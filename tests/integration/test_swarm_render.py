@@ -172,3 +172,36 @@ def test_a_swarm_environment_validates_and_renders_for_stack_deploy(tmp_path: Pa
     )
     config = yaml.safe_load(interpolated.stdout)
     assert config["services"]["web"]["environment"]["GREETING"] == GREETING
+
+
+def test_what_swarm_cannot_honour_fails_validate_and_render_with_its_place(
+    tmp_path: Path,
+) -> None:
+    environments = tmp_path / "environments"
+    (environments / "app").mkdir(parents=True)
+    (environments / "app/compose.yml").write_text(
+        "services:\n"
+        "  web:\n"
+        "    image: web:1\n"
+        "    container_name: web\n"
+        "    depends_on:\n"
+        "      db:\n"
+        "        condition: service_healthy\n"
+        "  db:\n"
+        "    image: postgres:16\n"
+        "    network_mode: host\n",
+        encoding="utf-8",
+    )
+    (environments / "cluster.yml").write_text(
+        "project: app\ncompose_files: [app/compose.yml]\n"
+        f"engine: {{host: '{NO_DAEMON}', orchestrator: swarm}}\n",
+        encoding="utf-8",
+    )
+    errors = [
+        "error: environments/app/compose.yml:10: services.db.network_mode: a swarm service joins networks, it has no network_mode (for the host's network, attach the service to the external network `host`)",
+        "error: environments/app/compose.yml:4: services.web.container_name: Swarm names the tasks itself; remove container_name",
+        "error: environments/app/compose.yml:7: services.web.depends_on.db.condition: Swarm cannot wait for db (service_healthy)",
+    ]  # fmt: skip
+    for command in ("validate", "render"):
+        result = deploy(tmp_path, command, "cluster")
+        assert (result.returncode, result.stdout, result.stderr.splitlines()) == (1, "", errors)

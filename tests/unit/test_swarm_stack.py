@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
+from deployer import report
 from deployer.compose import Command
 from deployer.engine import Engine
 from deployer.spec import load_spec
@@ -22,6 +23,7 @@ from deployer.swarm_stack import (
     stack_deploy,
     with_rolling_defaults,
 )
+from deployer.variables import Redactor, SecretPolicy
 
 # `docker compose config --format json` (Compose 2.40.3) of a shop: a web with a build, a dev
 # password equal to a service name, a health check, an ingress and a host-mode port, a short
@@ -527,3 +529,60 @@ def test_findings_are_placed_in_the_compose_file_that_declares_them(tmp_path: Pa
     assert [str(w) for w in warnings] == [
         f"{base}:6: services.cache.expose: Swarm ignores expose: services on a network reach each other on every port",
     ]  # fmt: skip
+
+
+def test_render_shows_the_invocation_with_the_stack_file_masked() -> None:
+    model = {
+        "services": {
+            "db": {"image": "postgres:16", "environment": {"POSTGRES_PASSWORD": "db"}},
+            "web": {
+                "image": "web:1",
+                "environment": {
+                    "DB_HOST": "db",
+                    "API_TOKEN": "tok-canary-42",
+                    "NOTE": "see tok-canary-42",
+                },
+            },
+        }
+    }
+    stack = convert(model)
+    command = stack_deploy("shop", Engine("unix:///run/manager.sock", None), stack, True)
+    redact = Redactor()
+    redact.add(["tok-canary-42", "db"])
+    masked = report.masked_model(stack.document, SecretPolicy(frozenset()), redact)
+    rolling = (
+        "    deploy:\n"
+        "      update_config:\n"
+        "        failure_action: rollback\n"
+        "        order: start-first\n"
+        "        monitor: 5s\n"
+        "      rollback_config:\n"
+        "        failure_action: pause\n"
+        "        order: start-first\n"
+        "        monitor: 5s\n"
+    )
+    assert report.stack_render_text(command, masked, redact) == (
+        "# invocation\n"
+        "DOCKER_HOST=unix:///run/manager.sock DOCKER_TLS_VERIFY='' DOCKER_CERT_PATH='' "
+        "docker stack deploy --compose-file - --prune --with-registry-auth shop <<'STACK'\n"
+        "version: '3.8'\n"
+        "services:\n"
+        "  db:\n"
+        "    environment:\n"
+        "      POSTGRES_PASSWORD: '***'\n"
+        "    image: postgres:16\n"
+        f"{rolling}"
+        "  web:\n"
+        "    environment:\n"
+        "      DB_HOST: db\n"
+        "      API_TOKEN: '***'\n"
+        "      NOTE: see ***\n"
+        "    image: web:1\n"
+        f"{rolling}"
+        "STACK"
+    )
+    assert "tok-canary" in command.stdin  # what stack deploy reads is the real file
+    document = report.stack_render_document(command, masked, redact)
+    assert document["stack"] == masked
+    assert yaml.safe_load(document["stdin"]) == masked
+    assert document["argv"] == list(command.argv)
