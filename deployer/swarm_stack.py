@@ -205,7 +205,10 @@ def _service(conversion: _Conversion, name: str, service: Mapping[str, Any]) -> 
         elif key == "networks":
             result["networks"] = _service_networks(conversion, path, value)
         elif key in ("secrets", "configs"):
-            result[key] = [_file_reference(key, reference) for reference in value]
+            result[key] = [
+                _file_reference(conversion, f"{path}.{i}", key, reference)
+                for i, reference in enumerate(value)
+            ]
         elif key == "depends_on":
             _depends_on(conversion, path, value)
         elif key == "build":
@@ -289,6 +292,8 @@ def _mount(conversion: _Conversion, path: str, mount: Mapping[str, Any]) -> dict
             conversion.unknown(f"{path}.{key}")
             continue
         kept = {option: given[option] for option in sorted(given) if option in options[key]}
+        if isinstance(kept.get("size"), str):
+            kept["size"] = _whole_number(conversion, f"{path}.tmpfs.size", kept["size"], 10)
         for option in sorted(set(given) - options[key]):
             if (key, option) != ("bind", "create_host_path"):  # the warning above says it
                 conversion.unknown(f"{path}.{key}.{option}")
@@ -345,16 +350,28 @@ def _service_networks(conversion: _Conversion, path: str, networks: Any) -> Any:
     return result
 
 
-def _file_reference(kind: str, reference: Any) -> Any:
+def _file_reference(conversion: _Conversion, path: str, kind: str, reference: Any) -> Any:
     """A secret's or config's reference; a secret's target below /run/secrets is written
-    relative to it, as every engine places a relative secret target there."""
+    relative to it, as every engine places a relative secret target there; the file mode,
+    which Compose writes as octal text ("0400"), is a number."""
     if not isinstance(reference, Mapping):
         return reference
     result = dict(reference)
     target = result.get("target")
     if kind == "secrets" and isinstance(target, str) and target.startswith("/run/secrets/"):
         result["target"] = target.removeprefix("/run/secrets/")
+    if isinstance(result.get("mode"), str):
+        result["mode"] = _whole_number(conversion, f"{path}.mode", result["mode"], 8)
     return result
+
+
+def _whole_number(conversion: _Conversion, path: str, text: str, base: int) -> int | str:
+    """A number Compose writes as text; text that is none stays, refused."""
+    try:
+        return int(text, base)
+    except ValueError:
+        conversion.refuse(path, f"expected a number, not {text!r}")
+        return text
 
 
 def _depends_on(conversion: _Conversion, path: str, value: Any) -> None:

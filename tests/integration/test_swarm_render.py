@@ -50,8 +50,32 @@ services:
     image: 127.0.0.1:5000/shop/report:${WEB_TAG}
     profiles: [jobs]
     restart: "no"
+  agent:
+    image: 127.0.0.1:5000/shop/agent:${WEB_TAG}
+    cap_add: [NET_ADMIN]
+    init: true
+    sysctls: {net.core.somaxconn: 1024}
+    ulimits: {nofile: {soft: 1024, hard: 2048}}
+    logging: {driver: local, options: {max-size: 10m}}
+    secrets: [{source: api_key, target: api_key, mode: 0400}]
+    configs: [{source: settings, target: /etc/agent.conf}]
+    volumes: [{type: tmpfs, target: /cache, tmpfs: {size: 65536}}]
+    tmpfs: /run
+    networks: [hostnet]
+    healthcheck: {test: "true", interval: 1m, timeout: 10s, start_period: 30s}
+    deploy:
+      mode: global
+      placement: {constraints: [node.role == worker], preferences: [{spread: node.id}]}
+      restart_policy: {condition: on-failure, delay: 5s, window: 2m}
+      resources: {limits: {cpus: "0.25", memory: 32M}}
 volumes:
   pgdata: {}
+secrets:
+  api_key: {file: ./api_key.txt}
+configs:
+  settings: {file: ./agent.conf}
+networks:
+  hostnet: {external: true, name: host}
 """
 # Quotes, `$`, `#`, spaces, unicode and backslashes, as an operator writes them in a .env file.
 GREETING = '"quoted" $HOME $$ #not a comment  two  spaces Grüße 🚀 back\\slash'
@@ -96,6 +120,8 @@ def test_a_swarm_environment_validates_and_renders_for_stack_deploy(tmp_path: Pa
     (environments / "shop/www").mkdir(parents=True)
     (environments / "shop/compose.yml").write_text(COMPOSE, encoding="utf-8")
     (environments / "shop/.env").write_text(ENV, encoding="utf-8")
+    (environments / "shop/api_key.txt").write_text("key\n", encoding="utf-8")
+    (environments / "shop/agent.conf").write_text("level = 1\n", encoding="utf-8")
     (environments / "cluster.yml").write_text(
         "project: shop-swarm\ncompose_files: [shop/compose.yml]\nenv_files: [shop/.env]\n"
         f"engine: {{host: '{NO_DAEMON}', orchestrator: swarm}}\n"
@@ -146,6 +172,11 @@ def test_a_swarm_environment_validates_and_renders_for_stack_deploy(tmp_path: Pa
     }
     assert db["deploy"]["restart_policy"] == {"condition": "any"}
     assert report["deploy"]["restart_policy"] == {"condition": "none"}
+    agent = stack["services"]["agent"]
+    assert (agent["secrets"], agent["volumes"]) == (
+        [{"source": "api_key", "target": "api_key", "mode": 0o400}],
+        [{"type": "tmpfs", "target": "/cache", "tmpfs": {"size": 65536}}, {"type": "tmpfs", "target": "/run"}],
+    )  # fmt: skip
 
     # docker CLI 20.10 reads the file with no complaint and no option ignored: its next step is
     # the daemon, which is not there.

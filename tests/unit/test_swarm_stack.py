@@ -586,3 +586,30 @@ def test_render_shows_the_invocation_with_the_stack_file_masked() -> None:
     assert document["stack"] == masked
     assert yaml.safe_load(document["stdin"]) == masked
     assert document["argv"] == list(command.argv)
+
+
+def test_numbers_compose_writes_as_text_are_numbers_in_the_stack_file() -> None:
+    # As Compose 2.40.3 prints them: a file mode in octal text, a tmpfs size in bytes as text.
+    model = {
+        "services": {
+            "agent": {
+                "image": "agent:1",
+                "secrets": [{"source": "key", "target": "/run/secrets/key", "mode": "0400"}],
+                "configs": [{"source": "conf", "target": "/etc/agent.conf", "mode": "0444"}],
+                "volumes": [{"type": "tmpfs", "target": "/cache", "tmpfs": {"size": "65536"}}],
+                "extra_hosts": ["gateway=10.0.0.1", "v6=::1"],
+            },
+            "bad": {"image": "bad:1", "secrets": [{"source": "key", "mode": "rw"}]},
+        }
+    }
+    stack = convert(model)
+    agent = stack.document["services"]["agent"]
+    assert {key: agent[key] for key in ("secrets", "configs", "volumes", "extra_hosts")} == {
+        "secrets": [{"source": "key", "target": "key", "mode": 0o400}],
+        "configs": [{"source": "conf", "target": "/etc/agent.conf", "mode": 0o444}],
+        "volumes": [{"type": "tmpfs", "target": "/cache", "tmpfs": {"size": 65536}}],
+        "extra_hosts": ["gateway:10.0.0.1", "v6:::1"],
+    }
+    assert stack.findings == (
+        Finding("services.bad.secrets.0.mode", "expected a number, not 'rw'", True),
+    )
