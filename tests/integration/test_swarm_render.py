@@ -99,20 +99,27 @@ def deploy(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def docker_cli(version: str) -> str:
-    """A docker client of this version: Debian's docker.io (20.10) or the one on PATH."""
+def docker_cli(args: list[str], stdin: str, answer: str) -> str:
+    """The first docker client here (Debian's docker.io, then the one on PATH) whose output of
+    `docker ARGS...` starts with `answer`; no daemon is asked."""
     for candidate in ("/usr/bin/docker", shutil.which("docker") or "docker"):
-        found = subprocess.run(
-            [candidate, "version", "--format", "{{.Client.Version}}"],
+        tried = subprocess.run(
+            [candidate, *args],
+            input=stdin,
             capture_output=True,
             text=True,
             env={**os.environ, "DOCKER_HOST": NO_DAEMON},
         )
-        if found.stdout.startswith(version):
+        if tried.stdout.startswith(answer):  # `docker version` exits 1 without a daemon
             return candidate
-    raise AssertionError(
-        f"no docker CLI {version} on this machine (scripts/test-engine installs it)"
-    )
+    raise AssertionError(f"no docker CLI here answers `docker {' '.join(args)}` with {answer!r}")
+
+
+# docker CLI 20.10: scripts/test-engine installs Debian's docker.io.
+VERSION = ["version", "--format", "{{.Client.Version}}"]
+# `docker stack config` prints the file as stack deploy reads and interpolates it (after 20.10).
+STACK_CONFIG = ["stack", "config", "--compose-file", "-"]
+EMPTY_STACK = "version: '3.8'\nservices: {}\n"
 
 
 def test_a_swarm_environment_validates_and_renders_for_stack_deploy(tmp_path: Path) -> None:
@@ -181,7 +188,7 @@ def test_a_swarm_environment_validates_and_renders_for_stack_deploy(tmp_path: Pa
     # docker CLI 20.10 reads the file with no complaint and no option ignored: its next step is
     # the daemon, which is not there.
     stack_deploy = subprocess.run(
-        [docker_cli("20.10"), *document["argv"][1:]],
+        [docker_cli(VERSION, "", "20.10."), *document["argv"][1:]],
         input=document["stdin"],
         env={**os.environ, **document["env"]},
         capture_output=True,
@@ -194,7 +201,7 @@ def test_a_swarm_environment_validates_and_renders_for_stack_deploy(tmp_path: Pa
 
     # Stack deploy's own interpolation turns the file's values back into the .env's, byte for byte.
     interpolated = subprocess.run(
-        [docker_cli("28."), "stack", "config", "--compose-file", "-"],
+        [docker_cli(STACK_CONFIG, EMPTY_STACK, "version:"), *STACK_CONFIG],
         input=document["stdin"],
         env={**os.environ, **document["env"], "HOME": "/should-not-appear", "X": "nor-this"},
         capture_output=True,
