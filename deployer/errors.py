@@ -285,3 +285,14 @@ class TagTakenError(DeployerError):
             f"tag {tag} of {image} exists in the registry as {registry_digest}, and the image "
             f"built is another one ({built}): not pushed; build under a new tag"
         )
+
+
+class SwarmNotBuiltError(DeployerError):
+    """A command the swarm target does not have yet, asked of an environment on a swarm."""
+
+    def __init__(self, environment: str) -> None:
+        self.environment = environment
+        super().__init__(
+            f"{environment} targets a swarm (engine.orchestrator: swarm): `deploy render`, "
+            "`deploy validate` and `deploy env` work; deploying to a swarm is not built yet"
+        )
