@@ -6,7 +6,7 @@ of --runs):
   - a no-op `deploy diff ENV` (every host in sync): the hosts are read in parallel, so the aim
     is a wall time at 5 hosts within 1.5x of one host;
   - a one-service change, `deploy ENV --yes` after changing web's tag (alternately 1.0.0 and
-    1.1.0), and how many hosts run the new tag afterwards. Meaningful once `deploy ENV` rolls out
+    1.1.0), and on how many hosts web's container was replaced. Meaningful once `deploy ENV` rolls out
     over every host (deploy.batch); before that, it changes the first host only, which the
     "hosts changed" column shows.
 The environment has two services (web with a health check, worker) from the test app image.
@@ -84,17 +84,14 @@ def write_environment(folder: Path, project: str, urls: list[str], tag: str) -> 
     )
 
 
-def hosts_on(project: str, count: int, tag: str) -> int:
-    """How many of hosts 1..count run web on `tag`."""
-    found = 0
-    for k in range(1, count + 1):
-        images = sh(
-            ["docker", "-H", url(k, "unix"), "ps", "--format", "{{.Image}}", "--filter",
-             f"label=com.docker.compose.project={project}", "--filter",
-             "label=com.docker.compose.service=web"],
-        )  # fmt: skip
-        found += images.split() == [f"{NODE_REGISTRY}/testapp:{tag}"]
-    return found
+def web_containers(project: str, count: int) -> list[str]:
+    """The ID of web's container on each of hosts 1..count."""
+    labels = [f"label=com.docker.compose.project={project}", "label=com.docker.compose.service=web"]
+    filters = [arg for label in labels for arg in ("--filter", label)]
+    return [
+        sh(["docker", "-H", url(k, "unix"), "ps", "-q", *filters]).strip()
+        for k in range(1, count + 1)
+    ]
 
 
 def remove(project: str, count: int) -> None:
@@ -126,8 +123,10 @@ def bench(count: int, transport: str, runs: int) -> dict[str, Any]:
             for run in range(runs):
                 tag = TAGS[(run + 1) % 2]
                 (folder / ".env").write_text(f"WEB_TAG={tag}\n")
+                before = web_containers(project, count)
                 change.append(timed([*DEPLOY, "bench", "--yes"], env))
-                changed.append(hosts_on(project, count, tag))
+                after = web_containers(project, count)
+                changed.append(sum(1 for b, a in zip(before, after, strict=True) if b != a))
         finally:
             remove(project, count)
     return {
@@ -158,11 +157,11 @@ def main() -> None:
     lease = str(os.getpid())  # a living process: the bed stays up while it runs
     sh([str(BED), "lease", lease, str(max(args.hosts))])
     try:
-        results = [
-            bench(count, transport, args.runs)
-            for transport in args.transports
-            for count in args.hosts
-        ]
+        results = []
+        for transport in args.transports:
+            for count in args.hosts:
+                results.append(bench(count, transport, args.runs))
+                print(json.dumps(results[-1]), file=sys.stderr, flush=True)
     finally:
         sh([str(BED), "release", lease], check=False)
     print(f"{'transport':<10}{'hosts':>6}{'no-op diff':>12}{'vs 1 host':>10}"
