@@ -29,6 +29,8 @@ ROOT = Path(__file__).resolve().parents[2]
 # The tests' own namespace in the local registry, apart from the example's images.
 TEST_REGISTRY = os.environ.get("DEPLOYER_TEST_REGISTRY", "127.0.0.1:5000")
 REGISTRY = TEST_REGISTRY + "/deployer-test"
+# The engine of the specs without `engine:` (the test engine), as deployer names it.
+ENGINE_HOST = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
 AUTH_REGISTRY = os.environ.get("DEPLOYER_TEST_AUTH_REGISTRY", "127.0.0.1:5001")
 AUTH_USER = os.environ.get("DEPLOYER_TEST_AUTH_USER", "deployer")
 AUTH_PASSWORD = os.environ.get("DEPLOYER_TEST_AUTH_PASSWORD", "deployer-test-password")

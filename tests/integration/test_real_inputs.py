@@ -4,16 +4,13 @@ with quotes and backslashes, layered env files, variables from the shell."""
 from __future__ import annotations
 
 import json
-import os
 
 import pytest
 
-from tests.integration.conftest import REGISTRY, Workspace, ok
+from tests.integration.conftest import ENGINE_HOST, REGISTRY, Workspace, ok
 
 pytestmark = pytest.mark.integration
 
-# The engine the specs without `engine:` target (the test engine).
-ENGINE_HOST = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
 # A secret with a quote, a double quote, a backslash and a dollar: each output escapes it its own way.
 CANARY = "ca'n\"a\\ry$x-zq"
 # How the canary would look if it leaked: as is, JSON-escaped, YAML single-quoted, `$` doubled.

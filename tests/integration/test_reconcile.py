@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import REGISTRY, Workspace
+from tests.integration.conftest import ENGINE_HOST, REGISTRY, Workspace
 
 pytestmark = pytest.mark.integration
 
@@ -58,20 +58,22 @@ def test_second_deploy_recreates_nothing(app: Workspace) -> None:
 
 def test_diff_json_shape_and_exit_codes(app: Workspace) -> None:
     pending = app.deploy("diff", "test", "--json")
+    changes = [
+        {
+            "service": "web",
+            "action": "pull",
+            "causes": [f"image {REGISTRY}/testapp:1.0.0 not present locally"],
+        },
+        {"service": "web", "action": "create", "causes": ["no container"]},
+        {"service": "worker", "action": "create", "causes": ["no container"]},
+    ]
     assert pending.returncode == 2
     assert pending.json() == {
         "environment": "test",
         "project": app.project,
         "in_sync": False,
-        "changes": [
-            {
-                "service": "web",
-                "action": "pull",
-                "causes": [f"image {REGISTRY}/testapp:1.0.0 not present locally"],
-            },
-            {"service": "web", "action": "create", "causes": ["no container"]},
-            {"service": "worker", "action": "create", "causes": ["no container"]},
-        ],
+        "changes": changes,
+        "hosts": [{"host": ENGINE_HOST, "in_sync": False, "changes": changes, "error": None}],
     }
     deployed(app)
     synced = app.deploy("diff", "test", "--json")
@@ -81,6 +83,7 @@ def test_diff_json_shape_and_exit_codes(app: Workspace) -> None:
         "project": app.project,
         "in_sync": True,
         "changes": [],
+        "hosts": [{"host": ENGINE_HOST, "in_sync": True, "changes": [], "error": None}],
     }
 
 
