@@ -162,7 +162,12 @@ def diff(
     name: Name, environments: Folder = None, hosts: HostsOption = None, json: Json = False
 ) -> None:
     """What `deploy ENV` would change and why. Exit 0 in sync, 2 changes pending, 1 error."""
-    plan, _, _ = operations.diff(_load(environments, name, hosts), console.redact)
+    loaded = _load(environments, name, hosts, swarm_ready=True)
+    if loaded.spec.orchestrator == SWARM:
+        swarm_plan = operations.swarm_diff(loaded, console.redact)
+        _show(swarm_plan, json)
+        raise typer.Exit(EXIT_OK if swarm_plan.in_sync else EXIT_PENDING)
+    plan, _, _ = operations.diff(loaded, console.redact)
     for unchecked in plan.unchecked:
         console.error(f"warning: {unchecked}; its tag may have moved")
     _show(plan, json)
@@ -273,7 +278,15 @@ def status(
     name: Name, environments: Folder = None, hosts: HostsOption = None, json: Json = False
 ) -> None:
     """Per service: images, state, health, replicas, release. Exit 0 when all is running and healthy."""
-    current = operations.status(_load(environments, name, hosts), console.redact)
+    loaded = _load(environments, name, hosts, swarm_ready=True)
+    if loaded.spec.orchestrator == SWARM:
+        on_swarm = operations.swarm_status(loaded, console.redact)
+        if json:
+            console.json(report.swarm_status_document(on_swarm))
+        else:
+            console.emit(report.swarm_status_text(on_swarm))
+        raise typer.Exit(EXIT_OK if on_swarm.healthy else EXIT_ERROR)
+    current = operations.status(loaded, console.redact)
     if json:
         console.json(report.status_document(current))
     else:

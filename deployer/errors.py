@@ -294,5 +294,17 @@ class SwarmNotBuiltError(DeployerError):
         self.environment = environment
         super().__init__(
             f"{environment} targets a swarm (engine.orchestrator: swarm): `deploy render`, "
-            "`deploy validate` and `deploy env` work; deploying to a swarm is not built yet"
+            "`validate`, `env`, `diff` and `status` work; deploying to a swarm is not built yet"
+        )
+
+
+class NotSwarmManagerError(DeployerError):
+    """A swarm environment's engine that cannot answer for the swarm: not in one, or a worker."""
+
+    def __init__(self, host: str, node_state: str) -> None:
+        self.host, self.node_state = host, node_state
+        what = "a swarm worker" if node_state == "active" else f"in no swarm ({node_state})"
+        super().__init__(
+            f"{host} is not a swarm manager, it is {what}: name a manager in engine.host "
+            "(or make this engine one: docker swarm init)"
         )

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TypeVar
 
-from deployer import audit, compose, fleet, releases, retention, runner
+from deployer import audit, compose, fleet, releases, retention, runner, swarm_plan
 from deployer import build as build_stage
 from deployer import lock as lock_module
 from deployer.apply import Applied, Login, Progress, apply, registry_of, wait_ready
@@ -63,7 +63,9 @@ from deployer.spec_edit import pin_images
 from deployer.state import Actor, StateStore, Store, records_of_every_project
 from deployer.status import EnvironmentStatus, ServiceStatus
 from deployer.status import status as environment_status
+from deployer.swarm_observed import observe_stack
 from deployer.swarm_stack import StackFile, convert, located_issues, stack_deploy
+from deployer.swarm_status import SwarmStatus
 from deployer.variables import (
     PROCESS_ENVIRONMENT,
     Redactor,
@@ -202,6 +204,19 @@ def render_stack(loaded: Loaded, redact: Redactor) -> tuple[Command, StackFile, 
         raise ConfigError(refused)
     registry_auth = loaded.spec.registry is not None
     return stack_deploy(loaded.spec.project, loaded.engine, stack, registry_auth), stack, ignored
+
+
+def swarm_diff(loaded: Loaded, redact: Redactor) -> Plan:
+    """The plan of a swarm environment: its stack file against the stack on the swarm."""
+    return swarm_status(loaded, redact).plan
+
+
+def swarm_status(loaded: Loaded, redact: Redactor) -> SwarmStatus:
+    _, stack, _ = render_stack(loaded, redact)
+    observed = observe_stack(loaded.outside.connect(loaded.engine), loaded.spec.project)
+    return SwarmStatus(
+        loaded.spec.name, observed, swarm_plan.plan(loaded.spec.name, stack, observed)
+    )
 
 
 def diff(loaded: Loaded, redact: Redactor) -> tuple[Plan, DesiredState, EngineClient]:

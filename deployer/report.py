@@ -35,6 +35,7 @@ from deployer.releases import Release
 from deployer.state import iso
 from deployer.status import EnvironmentStatus
 from deployer.swarm_stack import dump_stack
+from deployer.swarm_status import SwarmStatus
 from deployer.variables import MASK, Redactor, Variables
 
 
@@ -472,3 +473,53 @@ def promoted_text(promotion: Promotion) -> str:
         f"wrote {shown_path(str(promotion.target.spec.path))}: review and commit it; "
         f"`deploy diff {name}` shows the change, `deploy {name}` deploys it"
     )
+
+
+def swarm_status_document(status: SwarmStatus) -> dict[str, Any]:
+    return {
+        "environment": status.environment,
+        "project": status.stack.project,
+        "in_sync": status.plan.in_sync,
+        "healthy": status.healthy,
+        "services": [
+            {
+                "service": s.name,
+                "image": s.requested_image,
+                "digest": s.digest,
+                "replicas": {"running": s.running, "desired": s.desired_tasks},
+                "update": {"state": s.update_state, "message": s.update_message},
+                "tasks": [asdict(t) for t in s.tasks],
+            }
+            for s in status.stack.services.values()
+        ],
+    }
+
+
+def swarm_status_text(status: SwarmStatus) -> str:
+    sync = "in sync" if status.plan.in_sync else "NOT in sync (see `deploy diff`)"
+    health = "healthy" if status.healthy else "NOT healthy"
+    rows: list[tuple[str, ...]] = [
+        ("SERVICE", "RUNNING", "IMAGE", "DIGEST", "UPDATE", "NODE", "STATE", "HEALTH", "SINCE")
+    ]
+    for s in status.stack.services.values():
+        digest = (s.digest or "-").removeprefix("sha256:")[:12]
+        head = (
+            s.name,
+            f"{s.running}/{s.desired_tasks}",
+            s.requested_image,
+            digest,
+            s.update_state or "-",
+        )
+        for index, t in enumerate(s.tasks or [None]):
+            first = head if index == 0 else ("",) * len(head)
+            task = (
+                (t.node or "?", t.state, t.health or "-", t.since[:19] + "Z") if t else ("-",) * 4
+            )
+            rows.append((*first, *task))
+    lines = [f"{status.environment} (stack {status.stack.project}): {health}, {sync}", _table(rows)]
+    lines.extend(
+        f"{c.action}: {c.service} ({'; '.join(c.causes)})"
+        for c in status.plan.changes
+        if c.action in ("create", "converge", "remove")
+    )
+    return "\n".join(lines)

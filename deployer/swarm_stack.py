@@ -542,8 +542,14 @@ def without_fingerprint(service: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def key_fingerprints(service: Mapping[str, Any]) -> dict[str, str]:
-    """Each top-level key's digest (of a service without its fingerprint labels)."""
-    return {key: _digest(value)[:12] for key, value in service.items()}
+    """Each top-level key's digest (of a service without its fingerprint labels); `deploy`'s
+    without the replicas, which the swarm's service spec shows as they are."""
+    return {
+        key: _digest(
+            {k: v for k, v in value.items() if k != "replicas"} if key == "deploy" else value
+        )[:12]
+        for key, value in service.items()
+    }
 
 
 def parse_key_fingerprints(label: str) -> dict[str, str]:

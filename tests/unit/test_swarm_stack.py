@@ -201,7 +201,7 @@ services:
         monitor: 15s
       labels:
         io.deployer.fingerprint: e452d09334dd3a30c9064677411831414710978c8e91529debd4f06401def6fb
-        io.deployer.fingerprint.keys: command=91cb96cfb567,deploy=817fd0480b2d,environment=0ab1d07bb7cb,healthcheck=a7be8beb6ae6,image=76167b451609,networks=f12755ba8337,ports=8ca5a94906df,volumes=40add35664fb
+        io.deployer.fingerprint.keys: command=91cb96cfb567,deploy=9c4fcc82f91f,environment=0ab1d07bb7cb,healthcheck=a7be8beb6ae6,image=76167b451609,networks=f12755ba8337,ports=8ca5a94906df,volumes=40add35664fb
   worker:
     image: 127.0.0.1:5000/shop/worker:1.4.2
     networks:
@@ -228,7 +228,7 @@ services:
         monitor: 5s
       labels:
         io.deployer.fingerprint: 15480c69dc5ed50adf2c17d984feef3506b32596d48b6d2277033cc0403ad85b
-        io.deployer.fingerprint.keys: deploy=f5ea2b0c3cd5,image=c895989e783a,networks=8e944959032c,secrets=366f2ac56d30
+        io.deployer.fingerprint.keys: deploy=cca32ae73834,image=c895989e783a,networks=8e944959032c,secrets=366f2ac56d30
 networks:
   back:
     name: shop_back
