@@ -281,17 +281,17 @@ def status(
     loaded = _load(environments, name, hosts, swarm_ready=True)
     if loaded.spec.orchestrator == SWARM:
         on_swarm = operations.swarm_status(loaded, console.redact)
-        if json:
-            console.json(report.swarm_status_document(on_swarm))
-        else:
-            console.emit(report.swarm_status_text(on_swarm))
-        raise typer.Exit(EXIT_OK if on_swarm.healthy else EXIT_ERROR)
-    current = operations.status(loaded, console.redact)
-    if json:
-        console.json(report.status_document(current))
+        healthy, document = on_swarm.healthy, report.swarm_status_document(on_swarm)
+        text = None if json else report.swarm_status_text(on_swarm)
     else:
-        console.emit(report.status_text(current))
-    raise typer.Exit(EXIT_OK if current.healthy else EXIT_ERROR)
+        current = operations.status(loaded, console.redact)
+        healthy, document = current.healthy, report.status_document(current)
+        text = None if json else report.status_text(current)
+    if text is None:
+        console.json(document)
+    else:
+        console.emit(text)
+    raise typer.Exit(EXIT_OK if healthy else EXIT_ERROR)
 
 
 @app.command()
