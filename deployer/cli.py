@@ -20,7 +20,7 @@ from deployer.apply import Applied
 from deployer.errors import ConfirmationRefusedError, DeployerError, Interrupted
 from deployer.lock import MANUAL_TTL
 from deployer.plan import Plan
-from deployer.spec import environments_folder
+from deployer.spec import SWARM, environments_folder
 
 EXIT_OK, EXIT_ERROR, EXIT_PENDING, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -79,8 +79,22 @@ Name = Annotated[
 ]
 
 
-def _load(folder: Path | None, name: str) -> operations.Loaded:
-    return operations.load(environments_folder(_str(folder)), name, console.redact)
+HostsOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--hosts",
+        metavar="HOST[,HOST]",
+        help="Only these of ENV's hosts (engine.hosts): URL, address or user@address.",
+    ),
+]
+
+
+def _load(
+    folder: Path | None, name: str, hosts: list[str] | None = None, swarm_ready: bool = False
+) -> operations.Loaded:
+    wanted = [host for option in hosts or [] for host in option.split(",") if host]
+    folder_path = environments_folder(_str(folder))
+    return operations.load(folder_path, name, console.redact, hosts=wanted, swarm_ready=swarm_ready)
 
 
 @app.callback()
@@ -108,8 +122,12 @@ def validate(
 
 @app.command()
 def render(name: Name, environments: Folder = None, json: Json = False) -> None:
-    """Print the exact `docker compose` invocation and the resolved compose model."""
-    loaded = _load(environments, name)
+    """Print the exact `docker compose` (or `docker stack deploy`) invocation and the resolved
+    compose model (or the stack file)."""
+    loaded = _load(environments, name, swarm_ready=True)
+    if loaded.spec.orchestrator == SWARM:
+        _render_stack(loaded, json)
+        return
     command, desired = operations.render(loaded, console.redact)
     model = report.masked_model(desired.model, loaded.spec.is_secret, console.redact)
     if json:
@@ -118,10 +136,21 @@ def render(name: Name, environments: Folder = None, json: Json = False) -> None:
         console.emit(report.render_text(command, model, console.redact))
 
 
+def _render_stack(loaded: operations.Loaded, json: bool) -> None:
+    command, stack, warnings = operations.render_stack(loaded, console.redact)
+    for warning in warnings:
+        console.notice(f"warning: {warning}")
+    document = report.masked_model(stack.document, loaded.spec.is_secret, console.redact)
+    if json:
+        console.json(report.stack_render_document(command, document, console.redact))
+    else:
+        console.emit(report.stack_render_text(command, document, console.redact))
+
+
 @app.command()
 def env(name: Name, environments: Folder = None, json: Json = False) -> None:
     """Each variable with its value (secrets masked) and where it came from."""
-    loaded = _load(environments, name)
+    loaded = _load(environments, name, swarm_ready=True)
     if json:
         console.json(report.variables_rows(loaded.variables, console.redact))
     else:
@@ -129,9 +158,11 @@ def env(name: Name, environments: Folder = None, json: Json = False) -> None:
 
 
 @app.command()
-def diff(name: Name, environments: Folder = None, json: Json = False) -> None:
+def diff(
+    name: Name, environments: Folder = None, hosts: HostsOption = None, json: Json = False
+) -> None:
     """What `deploy ENV` would change and why. Exit 0 in sync, 2 changes pending, 1 error."""
-    plan, _, _ = operations.diff(_load(environments, name), console.redact)
+    plan, _, _ = operations.diff(_load(environments, name, hosts), console.redact)
     for unchecked in plan.unchecked:
         console.error(f"warning: {unchecked}; its tag may have moved")
     _show(plan, json)
@@ -176,6 +207,7 @@ def _show_result(result: Applied | Plan, json: bool) -> None:
 def up(
     name: Name,
     environments: Folder = None,
+    hosts: HostsOption = None,
     json: Json = False,
     yes: Yes = False,
     lock_wait: LockWait = 0.0,
@@ -185,7 +217,7 @@ def up(
     ] = False,
 ) -> None:
     """Deploy ENV: show the plan, confirm where the spec asks, apply, wait until healthy."""
-    loaded = _load(environments, name)
+    loaded = _load(environments, name, hosts)
     ui = _interaction(name, yes, json)
     _show_result(operations.deploy(loaded, ui, f"deploy {name}", lock_wait, save_login), json)
 
@@ -202,19 +234,22 @@ def rollback(
         ),
     ] = None,
     environments: Folder = None,
+    hosts: HostsOption = None,
     json: Json = False,
     yes: Yes = False,
     lock_wait: LockWait = 0.0,
 ) -> None:
     """Redeploy an earlier release by the exact images it ran."""
-    loaded = _load(environments, name)
+    loaded = _load(environments, name, hosts)
     _show_result(operations.rollback(loaded, _interaction(name, yes, json), to, lock_wait), json)
 
 
 @app.command()
-def history(name: Name, environments: Folder = None, json: Json = False) -> None:
+def history(
+    name: Name, environments: Folder = None, hosts: HostsOption = None, json: Json = False
+) -> None:
     """The releases of ENV, newest first, with what changed in each."""
-    releases = operations.history_of(_load(environments, name))
+    releases = operations.history_of(_load(environments, name, hosts))
     if json:
         console.json([r.record() for r in releases])
     else:
@@ -222,9 +257,11 @@ def history(name: Name, environments: Folder = None, json: Json = False) -> None
 
 
 @app.command()
-def audit(name: Name, environments: Folder = None, json: Json = False) -> None:
+def audit(
+    name: Name, environments: Folder = None, hosts: HostsOption = None, json: Json = False
+) -> None:
     """Every state-changing command run on ENV: who, when, what, with what result."""
-    entries = operations.audit_of(_load(environments, name))
+    entries = operations.audit_of(_load(environments, name, hosts))
     if json:
         console.json([asdict(e) for e in entries])
     else:
@@ -232,9 +269,11 @@ def audit(name: Name, environments: Folder = None, json: Json = False) -> None:
 
 
 @app.command()
-def status(name: Name, environments: Folder = None, json: Json = False) -> None:
+def status(
+    name: Name, environments: Folder = None, hosts: HostsOption = None, json: Json = False
+) -> None:
     """Per service: images, state, health, replicas, release. Exit 0 when all is running and healthy."""
-    current = operations.status(_load(environments, name), console.redact)
+    current = operations.status(_load(environments, name, hosts), console.redact)
     if json:
         console.json(report.status_document(current))
     else:
@@ -295,9 +334,12 @@ def logs(
         typer.Option("--tail", metavar="N", help="Only the last N lines of each container."),
     ] = None,
     environments: Folder = None,
+    hosts: HostsOption = None,
 ) -> None:
     """The services' logs (secret values masked)."""
-    for line in operations.logs(_load(environments, name), services or [], follow, since, tail):
+    for line in operations.logs(
+        _load(environments, name, hosts), services or [], follow, since, tail
+    ):
         console.print(line)
 
 
@@ -306,11 +348,12 @@ def restart(
     name: Name,
     services: Services = None,
     environments: Folder = None,
+    hosts: HostsOption = None,
     yes: Yes = False,
     lock_wait: LockWait = 0.0,
 ) -> None:
     """Restart services (default: all) and wait until they are running and healthy again."""
-    loaded = _load(environments, name)
+    loaded = _load(environments, name, hosts)
     containers = operations.restart(
         loaded, _interaction(name, yes, False), services or [], lock_wait
     )
@@ -346,12 +389,13 @@ def down(
         bool, typer.Option("--volumes", help="Also remove the project's volumes.")
     ] = False,
     environments: Folder = None,
+    hosts: HostsOption = None,
     yes: Yes = False,
     lock_wait: LockWait = 0.0,
 ) -> None:
     """Stop and remove ENV's containers and networks (volumes only with --volumes)."""
     removed = operations.down(
-        _load(environments, name), _interaction(name, yes, False), volumes, lock_wait
+        _load(environments, name, hosts), _interaction(name, yes, False), volumes, lock_wait
     )
     console.emit(
         f"{name} is down"
@@ -372,12 +416,13 @@ def prune(
         bool, typer.Option("--dry-run", help="Only list what would be removed.")
     ] = False,
     environments: Folder = None,
+    hosts: HostsOption = None,
     json: Json = False,
     yes: Yes = False,
     lock_wait: LockWait = 0.0,
 ) -> None:
     """Remove dangling images (and with --aggressive unused ones of ENV); never an image in use."""
-    loaded = _load(environments, name)
+    loaded = _load(environments, name, hosts)
     pruned = operations.prune(loaded, _interaction(name, yes, json), aggressive, dry_run, lock_wait)
     if json:
         console.json(report.prune_document(pruned))
@@ -392,9 +437,11 @@ app.add_typer(lock_app, name="lock")
 
 
 @lock_app.command("status")
-def lock_status(name: Name, environments: Folder = None, json: Json = False) -> None:
+def lock_status(
+    name: Name, environments: Folder = None, hosts: HostsOption = None, json: Json = False
+) -> None:
     """Who holds the lock of ENV, since when and why; whether it is stale."""
-    held, stale = operations.lock_status(_load(environments, name))
+    held, stale = operations.lock_status(_load(environments, name, hosts))
     if json:
         console.json(report.lock_document(name, held, stale))
     else:
@@ -410,9 +457,10 @@ def lock_acquire(
         float, typer.Option("--ttl", metavar="SECONDS", help="After this the lock counts as stale.")
     ] = MANUAL_TTL,
     environments: Folder = None,
+    hosts: HostsOption = None,
 ) -> None:
     """Lock ENV for a maintenance window: deploys and rollbacks are refused until it is released."""
-    held = operations.lock_acquire(_load(environments, name), reason, ttl, console.redact)
+    held = operations.lock_acquire(_load(environments, name, hosts), reason, ttl, console.redact)
     console.print(f"locked {name}: {held.reason} (until released, or stale after {ttl:g}s)")
 
 
@@ -424,9 +472,10 @@ def lock_release(
         bool, typer.Option("--force", help="Also break a deploy's lock, e.g. a stale one.")
     ] = False,
     environments: Folder = None,
+    hosts: HostsOption = None,
 ) -> None:
     """Release the lock of ENV."""
-    held = operations.lock_release(_load(environments, name), force, console.redact)
+    held = operations.lock_release(_load(environments, name, hosts), force, console.redact)
     console.print(
         f"released the lock of {name} held by {held.describe()}"
         if held
