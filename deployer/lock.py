@@ -41,6 +41,7 @@ class Lock:
     since: float = 0.0
     renewed: float = 0.0
     id: str = ""
+    engine: str = ""  # where an environment has several hosts: the engine it was found on
 
     @classmethod
     def new(cls, actor: Actor, reason: str, kind: str, ttl: float) -> Lock:
@@ -62,6 +63,7 @@ class Lock:
             since=stored.since,
             renewed=stored.renewed,
             id=stored.id,
+            engine=stored.engine,
         )
 
     @property
@@ -74,7 +76,8 @@ class Lock:
         return {key: getattr(self, key) for key in keys}
 
     def describe(self) -> str:
-        return f"{self.holder} on {self.host} (pid {self.pid})"
+        held = f"{self.holder} on {self.host} (pid {self.pid})"
+        return f"{held}, on engine {self.engine}" if self.engine else held
 
 
 def pid_alive(pid: int) -> bool:
