@@ -241,9 +241,19 @@ def holding(
     acquire(store, environment, lock, wait)
     renewal = Renewal(store, lock.token, renew_every)
     os.environ[LOCK_ENV] = lock.token  # inherited by every process started meanwhile
+    ended: BaseException | None = None
     try:
         yield lock
+    except BaseException as e:
+        ended = e
+        raise
     finally:
         os.environ.pop(LOCK_ENV, None)
         renewal.stop()
-        release(store, lock)
+        try:
+            release(store, lock)
+        except DeployerError as e:
+            # An engine that stopped answering meanwhile: what ended the command comes first.
+            if ended is None:
+                raise
+            ended.add_note(f"the lock could not be released: {e.message}")

@@ -191,6 +191,7 @@ def test_a_batch_of_two_deploys_its_hosts_together_and_hosts_in_sync_are_left_al
         [(h, r, "debug") for h, r in [(H1, "success"), (H2, "unchanged"), (H3, "success")]],
     )
     assert fleet.releases()[1][3] == [(H2, "success", "debug")]  # --hosts H2: its own release
+    assert [s.count for s in fleet.hosts.stores.values()] == [3, 3, 3]  # each deploy locked all
     in_sync = fleet.deploy(GOOD, log_level="debug")
     assert summary(in_sync) == [(h, "unchanged", [], "") for h in HOSTS]
     assert [len(plans) for plans in fleet.shown][-1] == 3
