@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 from deployer.apply import Progress
 from deployer.engine import Engine
 from deployer.errors import DeployerError
+from deployer.runner import interrupts_held
 
 T = TypeVar("T")
 
@@ -40,6 +41,18 @@ def each(hosts: Sequence[Engine], action: Callable[[Engine], T]) -> list[HostOut
         return [attempt(hosts[0])]
     with ThreadPoolExecutor(max_workers=len(hosts)) as pool:
         return list(pool.map(attempt, hosts))
+
+
+def together(items: Sequence[T], action: Callable[[T], None]) -> None:
+    """`action` on every item at once, each in a thread of its own; returns when all are done.
+    An interrupt (Ctrl-C, SIGTERM, SIGHUP) propagates only once every action has finished:
+    they all start (the signals wait until they have), and none is cut short."""
+    with ThreadPoolExecutor(max_workers=len(items)) as pool:
+        with interrupts_held():
+            futures = [pool.submit(action, item) for item in items]
+        # Leaving this block, by an interrupt too, waits for every thread started above.
+        for future in futures:
+            future.result()
 
 
 def batches(hosts: Sequence[T], batch: int | str) -> list[list[T]]:

@@ -25,6 +25,7 @@ from deployer.errors import (
     ConfigIssue,
     ConfirmationRefusedError,
     DeployerError,
+    EngineUnreachableError,
     HostsFailedError,
     Interrupted,
     PromotionRefusedError,
@@ -785,28 +786,18 @@ def _batches(
 ) -> None:
     """Deploy the hosts a batch at a time; a batch starts once every host of the one before is
     healthy (and `batch_pause` has passed)."""
-    for index, batch in enumerate(fleet.batches(changing, loaded.spec.batch)):
-        if index and loaded.spec.batch_pause:
-            ui.progress.update("batch", f"pausing {loaded.spec.batch_pause:g}s")
-            with Interrupted.leaving(f"stopped between batches: {_results(recording.hosts)}"):
-                time.sleep(loaded.spec.batch_pause)
-        hosts = ", ".join(run.host for run in batch)
-        ui.progress.done("batch", f"batch {index + 1}: {hosts}")
-        _in_parallel(batch, lambda run: _deploy_host(loaded, ui, run, login), recording)
-        failed = [run for run in batch if run.error is not None]
-        if failed:
-            _stop(loaded, ui, store, recording, changing, failed)
-
-
-def _in_parallel(
-    runs: Sequence[HostRun], action: Callable[[HostRun], None], recording: Recording
-) -> None:
-    """`action` on each host at once. An interrupt lets every host under way finish (Compose
-    is never cut short), then says what each host was left with."""
     try:
-        with ThreadPoolExecutor(max_workers=len(runs)) as pool:
-            for future in [pool.submit(action, run) for run in runs]:
-                future.result()
+        for index, batch in enumerate(fleet.batches(changing, loaded.spec.batch)):
+            if index and loaded.spec.batch_pause:
+                ui.progress.update("batch", f"pausing {loaded.spec.batch_pause:g}s")
+                time.sleep(loaded.spec.batch_pause)
+            hosts = ", ".join(run.host for run in batch)
+            ui.progress.done("batch", f"batch {index + 1}: {hosts}")
+            # An interrupt lets every host under way finish: Compose is never cut short.
+            fleet.together(batch, lambda run: _deploy_host(loaded, ui, run, login))
+            failed = [run for run in batch if run.error is not None]
+            if failed:
+                _stop(loaded, ui, store, recording, changing, failed)
     except KeyboardInterrupt as e:
         raise Interrupted(f"no further host started: {_results(recording.hosts)}") from e
 
@@ -851,7 +842,7 @@ def _stop(
         raise RolloutFailedError(name, failures, None, lines, FAILED)
     recording.rolling_back = failures[0][1]
     changed = [run for run in changing if run.changed]
-    _in_parallel(changed, lambda run: _undo_host(loaded, ui, store, recording, run), recording)
+    fleet.together(changed, lambda run: _undo_host(loaded, ui, store, recording, run))
     undone = [run.host for run in changed if run.result == ROLLED_BACK]
     result = ROLLED_BACK if len(undone) == len(changed) else FAILED
     raise RolloutFailedError(name, failures, undone, _result_lines(recording.hosts), result)
@@ -875,7 +866,8 @@ def _undo_host(
         )
         run.result = ROLLED_BACK
     except DeployerError as e:
-        run.result = FAILED
+        # An engine that stopped answering meanwhile leaves its host in a state unknown.
+        run.result = UNKNOWN if isinstance(e, EngineUnreachableError) else FAILED
         failure = f"{run.error.message}; " if run.error is not None else ""
         run.error = DeployerError(f"{failure}the rollback failed: {e.message}")
     finally:
