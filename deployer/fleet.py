@@ -47,6 +47,8 @@ def together(items: Sequence[T], action: Callable[[T], None]) -> None:
     """`action` on every item at once, each in a thread of its own; returns when all are done.
     An interrupt (Ctrl-C, SIGTERM, SIGHUP) propagates only once every action has finished:
     they all start (the signals wait until they have), and none is cut short."""
+    if not items:
+        return
     with ThreadPoolExecutor(max_workers=len(items)) as pool:
         with interrupts_held():
             futures = [pool.submit(action, item) for item in items]

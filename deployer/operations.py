@@ -836,16 +836,26 @@ def _stop(
     """A host failed: no further batch; put back every host the rollout changed, in parallel
     (`on_failure: rollback`), and fail naming each host's result."""
     failures = [(run.host, run.error) for run in failed if run.error is not None]
-    name = loaded.spec.name
-    if loaded.spec.on_failure != "rollback":
-        lines = _result_lines(recording.hosts)
-        raise RolloutFailedError(name, failures, None, lines, FAILED)
-    recording.rolling_back = failures[0][1]
-    changed = [run for run in changing if run.changed]
-    fleet.together(changed, lambda run: _undo_host(loaded, ui, store, recording, run))
-    undone = [run.host for run in changed if run.result == ROLLED_BACK]
-    result = ROLLED_BACK if len(undone) == len(changed) else FAILED
-    raise RolloutFailedError(name, failures, undone, _result_lines(recording.hosts), result)
+    undone: list[str] | None = None
+    result = FAILED
+    if loaded.spec.on_failure == "rollback":
+        recording.rolling_back = failures[0][1]
+        changed = [run for run in changing if run.changed]
+        fleet.together(changed, lambda run: _undo_host(loaded, ui, store, recording, run))
+        undone = [run.host for run in changed if run.result == ROLLED_BACK]
+        result = ROLLED_BACK if changed and len(undone) == len(changed) else FAILED
+    # A failure can be the first sign of an engine going down: ask the failed hosts again.
+    fleet.together([run for run in failed if run.result == FAILED], lambda run: _probe(loaded, run))
+    lines = _result_lines(recording.hosts)
+    raise RolloutFailedError(loaded.spec.name, failures, undone, lines, result)
+
+
+def _probe(loaded: Loaded, run: HostRun) -> None:
+    """A host whose engine no longer answers is in a state unknown."""
+    try:
+        observe_containers(run.client, loaded.spec.project)
+    except DeployerError:
+        run.result = UNKNOWN
 
 
 def _undo_host(

@@ -12,7 +12,13 @@ import pytest
 
 from deployer import audit, report
 from deployer.engine import Engine
-from deployer.errors import HostsFailedError, Interrupted, LockedError, RolloutFailedError
+from deployer.errors import (
+    CommandFailedError,
+    HostsFailedError,
+    Interrupted,
+    LockedError,
+    RolloutFailedError,
+)
 from deployer.fleet_state import FleetStore
 from deployer.operations import (
     Interaction,
@@ -233,6 +239,25 @@ def test_a_failure_in_the_second_batch_rolls_back_the_first_two_and_never_touche
         f"{H2}: {UNHEALTHY}",
     )
     assert fleet.locked() == {h: False for h in HOSTS}
+
+
+def test_a_failure_that_replaced_no_container_is_failed_with_nothing_to_roll_back(
+    fleet: Fleet,
+) -> None:
+    fleet.hosts.composes[H1].raise_on_up = CommandFailedError(["docker"], 1, "no such network")
+
+    with pytest.raises(RolloutFailedError) as raised:
+        fleet.deploy(GOOD, log_level="debug")
+
+    assert raised.value.lines() == [
+        f"deploy of production failed on {H1}: `docker ...` failed (exit 1): no such network; "
+        "rolled back: no host was changed",
+        f"  {H1}  failed: `docker ...` failed (exit 1): no such network",
+        f"  {H2}  not started",
+        f"  {H3}  not started",
+    ]
+    assert fleet.releases()[0][2] == "failed"
+    assert [c.ups for c in fleet.hosts.composes.values()] == [2, 1, 1]
 
 
 def test_with_on_failure_stop_nothing_is_undone(tmp_path: Path) -> None:
