@@ -23,6 +23,8 @@ import docker
 import docker.errors
 import pytest
 
+from tests.integration.bed import TRANSPORTS, Bed, checked, run_script
+
 ROOT = Path(__file__).resolve().parents[2]
 # The tests' own namespace in the local registry, apart from the example's images.
 TEST_REGISTRY = os.environ.get("DEPLOYER_TEST_REGISTRY", "127.0.0.1:5000")
@@ -195,28 +197,37 @@ class Workspace:
         return Result(proc.returncode, proc.stdout, proc.stderr)
 
     def containers(self, service: str | None = None) -> list[docker.models.containers.Container]:
-        filters = [f"{PROJECT_LABEL}={self.project}"]
-        if service:
-            filters.append(f"com.docker.compose.service={service}")
-        # Compose may remove a container between the list and its inspection: not an error.
-        found = self.engine.containers.list(
-            all=True, filters={"label": filters}, ignore_removed=True
-        )
-        return sorted(found, key=lambda c: c.name)
+        return project_containers(self.engine, self.project, service)
 
     def ids(self) -> dict[str, str]:
         return {c.name: c.id for c in self.containers()}
 
     def http(self, service: str, path: str) -> str:
         """GET a path from the service's published port 8080 on loopback."""
-        import urllib.request
+        return http_get(self.containers(service)[0], "127.0.0.1", path)
 
-        container = self.containers(service)[0]
-        container.reload()
-        binding = container.attrs["NetworkSettings"]["Ports"]["8080/tcp"][0]
-        url = f"http://127.0.0.1:{binding['HostPort']}{path}"
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return response.read().decode().strip()
+
+def project_containers(
+    engine: docker.DockerClient, project: str, service: str | None = None
+) -> list[docker.models.containers.Container]:
+    """The containers of `project` (of one of its services) on `engine`, sorted by name."""
+    filters = [f"{PROJECT_LABEL}={project}"]
+    if service:
+        filters.append(f"com.docker.compose.service={service}")
+    # Compose may remove a container between the list and its inspection: not an error.
+    found = engine.containers.list(all=True, filters={"label": filters}, ignore_removed=True)
+    return sorted(found, key=lambda c: c.name)
+
+
+def http_get(container: docker.models.containers.Container, address: str, path: str) -> str:
+    """GET a path from the container's port 8080 as published on `address`."""
+    import urllib.request
+
+    container.reload()
+    binding = container.attrs["NetworkSettings"]["Ports"]["8080/tcp"][0]
+    url = f"http://{address}:{binding['HostPort']}{path}"
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return response.read().decode().strip()
 
 
 @pytest.fixture
@@ -283,3 +294,88 @@ def example(workspace: Workspace) -> Workspace:
         path.write_text(path.read_text().replace(f"project: shop-{name}", f"project: {project}"))
     workspace.env.update({"WEB_PUBLISH": "127.0.0.1::8080", "IMAGE_REGISTRY": REGISTRY})
     return workspace
+
+
+@pytest.fixture(scope="session")
+def bed(engine: docker.DockerClient) -> Iterator[Bed]:
+    """Three more engines, dh1..dh3 (scripts/test-hosts), up once per session and down at its
+    end, unless another session still uses them (a lease per session's pid)."""
+    lease = str(os.getpid())
+    proc = run_script("lease", lease, "3")
+    if proc.returncode != 0:
+        run_script("release", lease)  # what a failed `up` made, unless another session uses it
+        message = f"no multi-host test bed (scripts/test-hosts up 3): {proc.stderr.strip()}"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    hosts = Bed(3)
+    try:
+        yield hosts
+    finally:
+        hosts.close()
+        checked("release", lease)
+
+
+@dataclass
+class Fleet(Workspace):
+    """A workspace whose environment `test` runs on every host of the bed, reached over
+    `transport` (unix or ssh); `engine` is host 1's."""
+
+    bed: Bed = field(kw_only=True)
+    transport: str = field(kw_only=True)
+
+    @property
+    def urls(self) -> list[str]:
+        return [self.bed.url(k, self.transport) for k in self.bed.numbers]
+
+    def containers_on(
+        self, k: int, service: str | None = None
+    ) -> list[docker.models.containers.Container]:
+        return project_containers(self.bed.client(k), self.project, service)
+
+    def http_on(self, k: int, service: str, path: str) -> str:
+        """GET a path from the service's port 8080 as host k publishes it on its address."""
+        return http_get(self.containers_on(k, service)[0], self.bed.address(k), path)
+
+
+# The app's services, published on every address of each host (its own namespace).
+FLEET_COMPOSE = APP_COMPOSE.replace('"127.0.0.1::8080"', '"8080"')
+
+
+@pytest.fixture
+def fleet(
+    request: pytest.FixtureRequest, tmp_path: Path, bed: Bed, images: list[str]
+) -> Iterator[Fleet]:
+    """The app of `app`, environment `test`, on every host of the bed: over unix:// sockets, or
+    over ssh:// with `@pytest.mark.parametrize("fleet", ["ssh"], indirect=True)`. The hosts
+    start without the test images; the project is removed from every host afterwards."""
+    transport = getattr(request, "param", "unix")
+    assert transport in TRANSPORTS, transport
+    project = f"dt-{uuid.uuid4().hex[:10]}"
+    node_images = [bed.node_image(reference) for reference in images]
+    env = {**bed.env, "DEPLOYER_ENVIRONMENTS": str(tmp_path / "environments")}
+    space = Fleet(tmp_path, project, bed.client(1), env, bed=bed, transport=transport)
+    space.write("app/compose.yml", FLEET_COMPOSE)
+    space.write("app/worker.env", "CONCURRENCY=2\n")
+    space.write(
+        "app/.env",
+        f"REGISTRY={bed.node_image(REGISTRY)}\nWEB_TAG=1.0.0\nWORKER_TAG=1.0.0\nLOG_LEVEL=info\n"
+        "DB_PASSWORD=s3cret-canary-4711\n",
+    )
+    space.write(
+        "test.yml",
+        f"project: {project}\ncompose_files: [app/compose.yml]\nenv_files: [app/.env]\n"
+        f"engine: {{hosts: {json.dumps(space.urls)}}}\ndeploy: {{wait_timeout: 30}}\n",
+    )
+    for k in bed.numbers:
+        for reference in node_images:
+            untag(bed.client(k), reference)
+    try:
+        yield space
+    finally:
+        bed.heal()
+        for k in bed.numbers:
+            for name in [project, *space.other_projects]:
+                remove_project(bed.client(k), name)
+            for reference in node_images:
+                untag(bed.client(k), reference)
