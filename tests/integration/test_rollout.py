@@ -7,12 +7,12 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 from typing import Any
 
 import pytest
 
 from tests.integration.conftest import REGISTRY, Fleet, ok
+from tests.integration.test_faults import start
 
 pytestmark = pytest.mark.integration
 
@@ -62,20 +62,6 @@ def newest_release(fleet: Fleet) -> tuple[Any, ...]:
 def release_volumes(fleet: Fleet, k: int) -> int:
     filters = {"label": ["dev.deployer.state=release", f"dev.deployer.project={fleet.project}"]}
     return len(fleet.bed.client(k).volumes.list(filters=filters))
-
-
-def start(fleet: Fleet, *args: str) -> subprocess.Popen[str]:
-    """The deploy CLI in the background, in a session of its own (a terminal's process group)."""
-    return subprocess.Popen(
-        [sys.executable, "-m", "deployer", *args],
-        cwd=fleet.root,
-        env={**os.environ, **fleet.env},
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
 
 
 def read_until(process: subprocess.Popen[str], text: str) -> list[str]:
@@ -151,7 +137,7 @@ def test_an_engine_stopped_mid_deploy_is_unknown_the_others_are_rolled_back_the_
     set_web_tag(fleet, "1.1.0")
     urls = fleet.urls
 
-    deploy = start(fleet, "test", "--yes")
+    deploy = start(fleet, "test", "--yes", new_group=True)
     read_until(deploy, "batch 2:")
     fleet.bed.stop_engine(2)
     _, stderr = deploy.communicate(timeout=120)
@@ -179,7 +165,7 @@ def test_of_two_deploys_at_once_one_proceeds_and_the_other_names_the_holder_and_
     setup(fleet, slow=True)
     set_web_tag(fleet, "1.1.0")
 
-    first = start(fleet, "test", "--yes")
+    first = start(fleet, "test", "--yes", new_group=True)
     read_until(first, "batch 1:")
     second = fleet.deploy("test", "--yes")
     first.communicate(timeout=120)
@@ -199,7 +185,7 @@ def test_ctrl_c_mid_rollout_leaves_every_host_running_and_the_release_says_which
     set_web_tag(fleet, "1.1.0")
 
     urls = fleet.urls
-    deploy = start(fleet, "test", "--yes")
+    deploy = start(fleet, "test", "--yes", new_group=True)
     read_until(deploy, f"{urls[1]}: docker compose up")  # host 2 is being changed
     os.killpg(deploy.pid, signal.SIGINT)
     _, stderr = deploy.communicate(timeout=120)

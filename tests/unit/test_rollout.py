@@ -109,12 +109,14 @@ def _log_level(services: Any) -> str | None:
     return web.config["environment"]["LOG_LEVEL"] if web and web.config else None
 
 
-def make_fleet(tmp_path: Path, batch: int | str = 1, on_failure: str = "rollback") -> Fleet:
+def make_fleet(
+    tmp_path: Path, batch: int | str = 1, on_failure: str = "rollback", pause: float = 0.0
+) -> Fleet:
     spec_file = tmp_path / "production.yml"
     spec_file.write_text("project: shop\n")
     spec = Spec(
         "production", spec_file, "shop", (tmp_path / "compose.yml",), (), frozenset(), {}, False,
-        5.0, None, on_failure, tuple(HOSTS), batch,
+        5.0, None, on_failure, tuple(HOSTS), batch, pause,
     )  # fmt: skip
     variables = Variables(
         {
@@ -201,6 +203,19 @@ def test_a_batch_of_two_deploys_its_hosts_together_and_hosts_in_sync_are_left_al
     in_sync = fleet.deploy(GOOD, log_level="debug")
     assert summary(in_sync) == [(h, "unchanged", [], "") for h in HOSTS]
     assert [len(plans) for plans in fleet.shown][-1] == 3
+
+
+def test_batches_are_paused_between_not_before_the_first_nor_after_the_last(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fleet = make_fleet(tmp_path, batch=2, pause=7.5)
+    slept: list[tuple[float, list[int]]] = []
+    ups = lambda: [c.ups for c in fleet.hosts.composes.values()]  # noqa: E731
+    monkeypatch.setattr("deployer.operations.time.sleep", lambda s: slept.append((s, ups())))
+
+    fleet.deploy(GOOD)
+
+    assert slept == [(7.5, [1, 1, 0])]
 
 
 def test_a_failure_in_the_second_batch_rolls_back_the_first_two_and_never_touches_the_third(
