@@ -183,7 +183,7 @@ def _interaction(name: str, yes: bool, json: bool) -> operations.Interaction:
 def _show_result(result: Applied | Plan | operations.Rollout, json: bool) -> None:
     if isinstance(result, operations.Rollout):
         if json:
-            console.json(report.rollout_document(result))
+            console.json(report.masked(report.rollout_document(result), console.redact))
         elif not result.in_sync:
             console.emit(report.rollout_text(result))
     elif isinstance(result, Plan):

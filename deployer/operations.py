@@ -374,7 +374,7 @@ def _recorded(
                 store, actor, loaded.spec.name, command, result, redact, recording.changes, error
             )
             if recording.applying is not None or recording.hosts:
-                services, hosts = _released(loaded, store, recording)
+                services, hosts = _released(loaded, store, recording, redact)
                 # A release is written only under the lock still held: if it was broken and
                 # taken meanwhile, the release numbers are someone else's now.
                 lock_module.verify_held(store)
@@ -397,7 +397,7 @@ def _recorded(
 
 
 def _released(
-    loaded: Loaded, store: Store, recording: Recording
+    loaded: Loaded, store: Store, recording: Recording, redact: Redactor
 ) -> tuple[dict[str, ServiceRelease], list[HostRelease]]:
     """What runs when the command ends (services of its first host) and, with several hosts,
     on each host together with what the command did there."""
@@ -410,11 +410,12 @@ def _released(
     earlier = history(store)
 
     def released(run: HostRun) -> HostRelease:
-        error = run.error.message if run.error is not None else ""
+        error = redact(run.error.message) if run.error is not None else ""
         try:
             observed = observe(run.client, loaded.spec.project)
         except DeployerError as e:
-            return HostRelease(run.host, UNKNOWN, {}, run.changes, run.rounded, error or e.message)
+            error = error or redact(e.message)
+            return HostRelease(run.host, UNKNOWN, {}, run.changes, run.rounded, error)
         services = running_services(observed, recording.states, secrets)
         if run.result == NOT_STARTED:
             # Untouched: it runs what its last release recorded, configuration included.

@@ -275,6 +275,17 @@ def test_a_failure_that_replaced_no_container_is_failed_with_nothing_to_roll_bac
     assert [c.ups for c in fleet.hosts.composes.values()] == [2, 1, 1]
 
 
+def test_a_secret_in_a_hosts_error_is_masked_in_its_release(fleet: Fleet) -> None:
+    failure = CommandFailedError(["docker"], 1, "cannot log in with hunter22")
+    fleet.hosts.composes[H1].raise_on_up = failure
+
+    with pytest.raises(RolloutFailedError):
+        fleet.deploy(GOOD, log_level="debug")
+
+    [first, *_] = history(fleet.hosts.stores[H1])[0].hosts
+    assert first.error == "`docker ...` failed (exit 1): cannot log in with ***"
+
+
 def test_with_on_failure_stop_nothing_is_undone(tmp_path: Path) -> None:
     fleet = make_fleet(tmp_path, on_failure="stop")
     fleet.deploy(GOOD)
