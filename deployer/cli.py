@@ -21,7 +21,7 @@ from deployer.apply import Applied
 from deployer.errors import ConfirmationRefusedError, DeployerError, Interrupted
 from deployer.lock import MANUAL_TTL
 from deployer.plan import Plan
-from deployer.spec import environments_folder
+from deployer.spec import SWARM, environments_folder
 
 EXIT_OK, EXIT_ERROR, EXIT_PENDING, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -90,9 +90,12 @@ HostsOption = Annotated[
 ]
 
 
-def _load(folder: Path | None, name: str, hosts: list[str] | None = None) -> operations.Loaded:
+def _load(
+    folder: Path | None, name: str, hosts: list[str] | None = None, swarm_ready: bool = False
+) -> operations.Loaded:
     wanted = [host for option in hosts or [] for host in option.split(",") if host]
-    return operations.load(environments_folder(_str(folder)), name, console.redact, hosts=wanted)
+    folder_path = environments_folder(_str(folder))
+    return operations.load(folder_path, name, console.redact, hosts=wanted, swarm_ready=swarm_ready)
 
 
 @app.callback()
@@ -120,8 +123,12 @@ def validate(
 
 @app.command()
 def render(name: Name, environments: Folder = None, json: Json = False) -> None:
-    """Print the exact `docker compose` invocation and the resolved compose model."""
-    loaded = _load(environments, name)
+    """Print the exact `docker compose` (or `docker stack deploy`) invocation and the resolved
+    compose model (or the stack file)."""
+    loaded = _load(environments, name, swarm_ready=True)
+    if loaded.spec.orchestrator == SWARM:
+        _render_stack(loaded, json)
+        return
     command, desired = operations.render(loaded, console.redact)
     model = report.masked_model(desired.model, loaded.spec.is_secret, console.redact)
     if json:
@@ -130,10 +137,21 @@ def render(name: Name, environments: Folder = None, json: Json = False) -> None:
         console.emit(report.render_text(command, model, console.redact))
 
 
+def _render_stack(loaded: operations.Loaded, json: bool) -> None:
+    command, stack, warnings = operations.render_stack(loaded, console.redact)
+    for warning in warnings:
+        console.notice(f"warning: {warning}")
+    document = report.masked_model(stack.document, loaded.spec.is_secret, console.redact)
+    if json:
+        console.json(report.stack_render_document(command, document, console.redact))
+    else:
+        console.emit(report.stack_render_text(command, document, console.redact))
+
+
 @app.command()
 def env(name: Name, environments: Folder = None, json: Json = False) -> None:
     """Each variable with its value (secrets masked) and where it came from."""
-    loaded = _load(environments, name)
+    loaded = _load(environments, name, swarm_ready=True)
     if json:
         console.json(report.variables_rows(loaded.variables, console.redact))
     else:

@@ -37,7 +37,8 @@ class Engine:
     handed both to the docker CLI (Compose) and to the SDK. Passed down explicitly, never global.
 
     TLS is read as the docker CLI reads it (DOCKER_TLS_VERIFY, DOCKER_CERT_PATH) and applies to
-    tcp:// hosts; ssh:// hosts go through the `ssh` program, by the CLI and the SDK alike."""
+    tcp:// hosts. ssh:// hosts are reached through this process's one SSH connection to each
+    (deployer.ssh): the CLI keeps its ssh:// URL, the SDK speaks to a socket forwarded over it."""
 
     host: str
     cert_path: str | None = None  # a folder with ca.pem, cert.pem, key.pem: TLS, verified
@@ -64,9 +65,18 @@ class Engine:
             "DOCKER_CERT_PATH": self.cert_path,
         }
 
-    def sdk_arguments(self) -> dict[str, Any]:
+    @property
+    def over_ssh(self) -> bool:
+        return self.host.startswith("ssh://")
+
+    def sdk_arguments(self, ssh_tunnel: str | None = None) -> dict[str, Any]:
         """docker.APIClient's arguments, but the API version (negotiated) and TLS given as the
-        arguments of docker.tls.TLSConfig."""
+        arguments of docker.tls.TLSConfig. An ssh:// engine is reached at `ssh_tunnel`, the
+        local end of the socket forwarded to it (SshConnections.tunnel)."""
+        if self.over_ssh:
+            if ssh_tunnel is None:
+                raise ValueError(f"{self.host}: the SDK reaches an ssh:// engine through a tunnel")
+            return {"base_url": f"unix://{ssh_tunnel}", "timeout": SDK_TIMEOUT}
         arguments: dict[str, Any] = {"base_url": self.host, "timeout": SDK_TIMEOUT}
         if self.cert_path is not None:
             arguments["tls"] = {
@@ -77,8 +87,6 @@ class Engine:
                 "ca_cert": os.path.join(self.cert_path, "ca.pem"),
                 "verify": True,
             }
-        if self.host.startswith("ssh://"):
-            arguments["use_ssh_client"] = True  # the `ssh` program, as the CLI: no paramiko
         return arguments
 
 
@@ -121,7 +129,12 @@ class EngineClient:
         import docker.tls
 
         self.engine = engine
-        arguments = engine.sdk_arguments()
+        if engine.over_ssh:
+            from deployer.runner import SSH  # the runner starts the SSH connection's processes
+
+            arguments = engine.sdk_arguments(SSH.tunnel(engine.host))
+        else:
+            arguments = engine.sdk_arguments()
 
         def connect(version: str) -> docker.APIClient:
             api = docker.APIClient(**arguments, version=version)

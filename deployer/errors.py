@@ -87,6 +87,17 @@ class EngineUnreachableError(DeployerError):
         super().__init__(f"Docker engine at {host} is unreachable: {reason}")
 
 
+class SshConnectError(EngineUnreachableError):
+    """An ssh:// host deployer cannot use: ssh itself failed (`ssh_failed`: refused, no route,
+    unknown host key, key refused), or the remote has no docker CLI or its engine does not answer.
+    `reason` is what ssh or the remote docker CLI said."""
+
+    def __init__(self, host: str, reason: str, ssh_failed: bool) -> None:
+        self.host, self.reason, self.ssh_failed = host, reason, ssh_failed
+        how = "over SSH" if ssh_failed else "through SSH"
+        DeployerError.__init__(self, f"Docker engine at {host} is unreachable {how}: {reason}")
+
+
 class ComposeUnavailableError(DeployerError):
     def __init__(self, found: str) -> None:
         self.found = found
@@ -322,4 +333,15 @@ class TagTakenError(DeployerError):
         super().__init__(
             f"tag {tag} of {image} exists in the registry as {registry_digest}, and the image "
             f"built is another one ({built}): not pushed; build under a new tag"
+        )
+
+
+class SwarmNotBuiltError(DeployerError):
+    """A command the swarm target does not have yet, asked of an environment on a swarm."""
+
+    def __init__(self, environment: str) -> None:
+        self.environment = environment
+        super().__init__(
+            f"{environment} targets a swarm (engine.orchestrator: swarm): `deploy render`, "
+            "`deploy validate` and `deploy env` work; deploying to a swarm is not built yet"
         )

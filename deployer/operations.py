@@ -31,6 +31,7 @@ from deployer.errors import (
     PromotionRefusedError,
     RolledBackError,
     RolloutFailedError,
+    SwarmNotBuiltError,
     TagMovedError,
 )
 from deployer.lock import DEPLOY_TTL, Lock, holding
@@ -65,11 +66,12 @@ from deployer.releases import (
     rollback_target,
     running_services,
 )
-from deployer.spec import Spec, find_specs, load_spec, spec_path
+from deployer.spec import SWARM, Spec, find_specs, load_spec, spec_path
 from deployer.spec_edit import pin_images
 from deployer.state import Actor, StateStore, Store, records_of_every_project
 from deployer.status import EnvironmentStatus, ServiceStatus
 from deployer.status import status as environment_status
+from deployer.swarm_stack import StackFile, convert, located_issues, stack_deploy
 from deployer.variables import (
     PROCESS_ENVIRONMENT,
     Redactor,
@@ -125,11 +127,15 @@ def load(
     redact: Redactor,
     process_env: Mapping[str, str] | None = None,
     hosts: Sequence[str] = (),
+    swarm_ready: bool = False,
 ) -> Loaded:
     """Spec and variables of one environment; their secret values are taught to `redact`.
-    `hosts` (`--hosts`) limits the environment to some of its hosts."""
+    `hosts` (`--hosts`) limits the environment to some of its hosts. A command that does not
+    work on a swarm yet (`swarm_ready` False) refuses an environment on one."""
     environ = os.environ if process_env is None else process_env
     spec = load_spec(spec_path(folder, name))
+    if spec.orchestrator == SWARM and not swarm_ready:
+        raise SwarmNotBuiltError(spec.name)
     referenced = referenced_names(spec.interpolated_texts())
     variables = load_variables(spec.env_files, environ, spec.is_secret, referenced)
     redact.add(variables.secret_values())
@@ -169,11 +175,15 @@ def validate(folder: Path, names: list[str], redact: Redactor) -> Validated:
     warnings: list[ConfigIssue] = []
     for name in names:
         try:
-            loaded = load(folder, name, redact)
+            loaded = load(folder, name, redact, swarm_ready=True)
             desired = desired_state(loaded, redact)
         except ConfigError as e:
             issues.extend(e.issues)
             continue
+        if loaded.spec.orchestrator == SWARM:
+            refused, ignored = located_issues(convert(desired.model), loaded.spec)
+            issues += refused
+            warnings += ignored
         model_names = identifiers(desired.model, loaded.spec.project)
         warnings += weak_secret_issues(loaded.variables, model_names)
         warnings += _compose_reading_issues(loaded, redact)
@@ -198,6 +208,18 @@ def _compose_reading_issues(loaded: Loaded, redact: Redactor) -> list[ConfigIssu
 def render(loaded: Loaded, redact: Redactor) -> tuple[Command, DesiredState]:
     desired = desired_state(loaded, redact)
     return up(desired.project, [], remove_orphans=True), desired
+
+
+def render_stack(loaded: Loaded, redact: Redactor) -> tuple[Command, StackFile, list[ConfigIssue]]:
+    """The `docker stack deploy` invocation of a swarm environment, its stack file, and the
+    warnings of the conversion; a feature Swarm cannot honour is an error."""
+    desired = desired_state(loaded, redact)
+    stack = convert(desired.model)
+    refused, ignored = located_issues(stack, loaded.spec)
+    if refused:
+        raise ConfigError(refused)
+    registry_auth = loaded.spec.registry is not None
+    return stack_deploy(loaded.spec.project, loaded.engine, stack, registry_auth), stack, ignored
 
 
 def diff(loaded: Loaded, redact: Redactor) -> tuple[Plan, DesiredState, EngineClient]:

@@ -34,6 +34,7 @@ from deployer.prune import Pruned
 from deployer.releases import Release
 from deployer.state import iso
 from deployer.status import EnvironmentStatus
+from deployer.swarm_stack import dump_stack
 from deployer.variables import MASK, Redactor, Variables
 
 
@@ -265,6 +266,23 @@ def render_document(command: Command, model: Mapping[str, Any], redact: Redactor
         "stdin": _masked_override(command, redact),
         "shell": command.shell(redact),
         "model": dict(model),
+    }
+
+
+def stack_render_text(command: Command, stack: Mapping[str, Any], redact: Redactor) -> str:
+    """The `docker stack deploy` invocation with its stack file (masked) on stdin."""
+    return f"# invocation\n{command.shell(redact)} <<'STACK'\n{dump_stack(stack)}STACK"
+
+
+def stack_render_document(
+    command: Command, stack: Mapping[str, Any], redact: Redactor
+) -> dict[str, Any]:
+    return {
+        "argv": list(command.argv),
+        "env": command.shown_env(redact),
+        "stdin": dump_stack(stack),
+        "shell": command.shell(redact),
+        "stack": dict(stack),
     }
 
 

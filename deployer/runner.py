@@ -11,7 +11,7 @@ import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import IO
+from typing import IO, Any
 
 from deployer.compose import Command, compose_version
 from deployer.errors import (
@@ -20,6 +20,7 @@ from deployer.errors import (
     DeployerError,
     ProgramNotFoundError,
 )
+from deployer.ssh import SshConnections
 
 # What the docker CLI and its plugins need from the process environment to run, find their
 # plugins and configuration, and reach an engine. Every other variable reaches a process only
@@ -43,6 +44,28 @@ def tool_environment(environ: Mapping[str, str]) -> dict[str, str]:
     }
 
 
+def child_environment(
+    command: Command, environ: Mapping[str, str], ssh: SshConnections | None = None
+) -> dict[str, str]:
+    """The whole environment of `command`'s process: what it inherits, what it adds, and for a
+    docker CLI that dials an ssh:// engine, the `ssh` that shares this process's connection."""
+    env = {**tool_environment(environ), **command.env}
+    engine = command.env.get("DOCKER_HOST", "")  # the engine it is given, not the shell's
+    if engine.startswith("ssh://"):
+        env["PATH"] = (ssh or SSH).cli_path(engine, env.get("PATH", os.defpath))
+    return env
+
+
+def _start(command: Command, **options: Any) -> subprocess.Popen[Any]:
+    """Start `command` in its whole environment; a program that is not there is an error."""
+    try:
+        return subprocess.Popen(
+            list(command.argv), env=child_environment(command, os.environ), **options
+        )
+    except FileNotFoundError as e:
+        raise ProgramNotFoundError(command.argv[0]) from e
+
+
 @dataclass(frozen=True)
 class Completed:
     returncode: int
@@ -60,21 +83,16 @@ def run(command: Command, check: bool = True) -> Completed:
     deployer lets it finish: its stdin is written whole and closed before the wait (Compose reads
     `-f -` whole at start), and its output goes to files, not to pipes that would break with
     deployer gone."""
-    env = {**tool_environment(os.environ), **command.env}
     with _output_file() as stdout, _output_file() as stderr:
         held: list[int] = []
-        try:
-            with _signals_held(held):
-                proc = subprocess.Popen(
-                    list(command.argv),
-                    stdin=subprocess.PIPE if command.stdin is not None else subprocess.DEVNULL,
-                    stdout=stdout,
-                    stderr=stderr,
-                    env=env,
-                    start_new_session=True,
-                )
-        except FileNotFoundError as e:
-            raise ProgramNotFoundError(command.argv[0]) from e
+        with _signals_held(held):
+            proc = _start(
+                command,
+                stdin=subprocess.PIPE if command.stdin is not None else subprocess.DEVNULL,
+                stdout=stdout,
+                stderr=stderr,
+                start_new_session=True,
+            )
         interrupted: KeyboardInterrupt | None = None
         stdin = command.stdin
         while True:
@@ -155,19 +173,15 @@ def stream(command: Command) -> Iterator[str]:
     """Run `command`, yielding its output lines (stdout and stderr) as they come.
 
     Unlike run(), an interrupt stops the process too: it only reads (`logs --follow`)."""
-    try:
-        proc = subprocess.Popen(
-            list(command.argv),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            env={**tool_environment(os.environ), **command.env},
-            text=True,
-            encoding="utf-8",
-            errors="replace",
-        )
-    except FileNotFoundError as e:
-        raise ProgramNotFoundError(command.argv[0]) from e
+    proc = _start(
+        command,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        encoding="utf-8",
+        errors="replace",
+    )
     last: list[str] = []
     try:
         assert proc.stdout is not None
@@ -198,3 +212,38 @@ def _failure(command: Command, returncode: int, output: str) -> DeployerError:
         client = run(Command(("docker", "--version")), check=False).stdout.strip()
         return ComposeUnavailableError(f"{client or 'a docker CLI'} without the compose plugin")
     return CommandFailedError(command.argv, returncode, output)
+
+
+class Held:
+    """A process left running until close(), which ends its stdin and waits for it."""
+
+    def __init__(self, proc: subprocess.Popen[Any]) -> None:
+        self._proc = proc
+
+    def close(self) -> None:
+        assert self._proc.stdin is not None
+        with contextlib.suppress(BrokenPipeError):
+            self._proc.stdin.close()
+        try:
+            self._proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait()
+
+
+def hold(command: Command) -> Held:
+    """Start `command` and leave it running, its stdin a pipe that only this process holds: it
+    ends when close() is called or when this process is gone, even by kill -9. Its own session,
+    as run()'s: Ctrl-C reaches deployer, which ends it when done."""
+    proc = _start(
+        command,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    return Held(proc)
+
+
+# This process's SSH connections (one master per ssh:// host), ended when it exits.
+SSH = SshConnections(run=lambda command: run(command, check=False), hold=hold)

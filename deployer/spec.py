@@ -34,6 +34,8 @@ COMMAND_NAMES = frozenset(
 )
 # A spec is a small file: far more nodes than this means an alias bomb, refused before it expands.
 MAX_YAML_NODES = 100_000
+# `engine.orchestrator`: what runs the environment on its engine.
+COMPOSE, SWARM = "compose", "swarm"
 Path_ = tuple[str | int, ...]
 
 
@@ -73,6 +75,7 @@ class Spec:
     wait_timeout: float
     engine_host: str | None
     on_failure: str = "rollback"
+    orchestrator: str = COMPOSE  # SWARM: `engine_host` is a swarm manager, the project a stack
     # `engine.hosts`: several identical hosts, deployed `batch` at a time (None: one host).
     engine_hosts: tuple[str, ...] | None = None
     batch: int | str = 1  # a number of hosts, or a percentage of them ("25%")
@@ -436,6 +439,7 @@ def load_spec(path: Path) -> Spec:
         wait_timeout=float(deploy.get("wait_timeout", DEFAULT_WAIT_TIMEOUT)),
         engine_host=data.get("engine", {}).get("host"),
         engine_hosts=tuple(data["engine"]["hosts"]) if "hosts" in data.get("engine", {}) else None,
+        orchestrator=data.get("engine", {}).get("orchestrator", COMPOSE),
         batch=deploy.get("batch", 1),
         batch_pause=float(deploy.get("batch_pause", 0)),
         on_failure=deploy.get("on_failure", "rollback"),
@@ -451,9 +455,13 @@ def load_spec(path: Path) -> Spec:
 def _engine_issues(
     engine: Mapping[str, Any], lines: Mapping[str, int], file: str
 ) -> list[ConfigIssue]:
-    """`host` and `hosts` exclude each other; a host is named once."""
+    """`host` and `hosts` exclude each other; a host is named once; a swarm has one `host`."""
     if "host" in engine and "hosts" in engine:
         return [ConfigIssue(file, lines.get("engine"), "engine", "set host or hosts, not both")]
+    if engine.get("orchestrator") == SWARM and "hosts" in engine:
+        at = "engine.orchestrator"
+        message = "a swarm is reached through one manager: set engine.host, not engine.hosts"
+        return [ConfigIssue(file, lines.get(at), at, message)]
     issues, seen = [], set()
     for index, url in enumerate(engine.get("hosts", [])):
         address = url.rstrip("/")

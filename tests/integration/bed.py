@@ -106,6 +106,8 @@ class Bed:
 
     def _fault(self, daemon: str, k: int, *, stop: bool) -> None:
         checked(f"{'stop' if stop else 'start'}-{daemon}", str(k))
+        if daemon == "engine" and k in self._clients:  # its connections are to the old engine
+            self._clients.pop(k).close()
         if stop:
             self._stopped.add((daemon, k))
         else:

@@ -10,6 +10,8 @@ import docker
 import docker.errors
 import pytest
 
+from deployer import runner
+from deployer.ssh import SshConnections
 from tests.integration.bed import Bed
 from tests.integration.conftest import REGISTRY, Fleet, ok
 
@@ -42,15 +44,19 @@ def test_each_host_answers_the_docker_cli_over_ssh(bed: Bed) -> None:
 
 
 def test_each_host_answers_the_sdk_over_ssh(bed: Bed, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The SDK as deployer uses it over ssh:// (deployer.ssh): on a unix socket forwarded to the
+    engine the remote docker CLI uses, through one SSH connection per host."""
     for name, value in bed.env.items():
         monkeypatch.setenv(name, value)
+    connections = SshConnections(lambda command: runner.run(command, check=False), runner.hold)
     names = []
-    for k in bed.numbers:
-        client = docker.DockerClient(base_url=bed.ssh(k), use_ssh_client=True, timeout=60)
-        try:
+    try:
+        for k in bed.numbers:
+            client = docker.APIClient(f"unix://{connections.tunnel(bed.ssh(k))}", timeout=60)
             names.append(client.info()["Name"])
-        finally:
             client.close()
+    finally:
+        connections.close()
     assert names == ["dh1", "dh2", "dh3"]
 
 
@@ -88,7 +94,7 @@ def test_stop_engine_stops_that_engine_only_and_start_engine_brings_it_back(bed:
         assert "Cannot connect to the Docker daemon" in down_over_ssh.stderr
     finally:
         bed.start_engine(2)
-    assert docker.DockerClient(base_url=bed.unix(2), timeout=10).info()["Name"] == "dh2"
+    assert bed.client(2).info()["Name"] == "dh2"
 
 
 def test_stop_sshd_refuses_ssh_and_start_sshd_lets_it_in_again(bed: Bed) -> None:

@@ -41,8 +41,9 @@ def push(engine: docker.DockerClient, source: str, target: str) -> str:
 def remove_repository(engine: docker.DockerClient, repository: str) -> None:
     """Remove every local reference (tag or digest) into `repository`: the images go with the
     last of theirs, the shared test images stay under their own names."""
-    for image in engine.images.list(all=True):
-        references = [*(image.attrs.get("RepoTags") or []), *(image.attrs.get("RepoDigests") or [])]
+    # The listing itself (no inspect per image): other tests may remove images meanwhile.
+    for image in engine.api.images(all=True):
+        references = [*(image.get("RepoTags") or []), *(image.get("RepoDigests") or [])]
         for reference in references:
             if reference.startswith((f"{repository}:", f"{repository}@")):
                 untag(engine, reference)

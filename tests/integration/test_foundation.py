@@ -18,7 +18,9 @@ def test_deploy_pulls_from_the_local_registry_and_serves_the_tag(app: Workspace)
     assert [c.name for c in app.containers()] == [f"{app.project}-web-1", f"{app.project}-worker-1"]
     assert app.http("web", "/version") == "1.0.0"
     assert app.http("web", "/health") == "ok"
-    pulled = {t for i in app.engine.images.list() for t in i.tags if t.startswith(REGISTRY)}
+    pulled = {
+        t for i in app.engine.api.images() for t in i["RepoTags"] or [] if t.startswith(REGISTRY)
+    }
     assert pulled == {f"{REGISTRY}/testapp:1.0.0"}
 
 

@@ -293,7 +293,7 @@ def test_prune_keeps_the_last_releases_and_never_an_image_in_use(app: Workspace)
 
     pruned = ok(app.deploy("prune", "test", "--aggressive", "--yes"))
     assert pruned.stdout.splitlines()[-1].endswith(" MB freed")
-    remaining = {i.id for i in app.engine.images.list()}
+    remaining = {i["Id"] for i in app.engine.api.images()}
     assert image["1.0.0"] not in remaining
     assert {image["1.1.0"], image["2.0.0"]} <= remaining  # release 2 kept, release 3 in use
 
@@ -304,10 +304,12 @@ def test_prune_keeps_the_last_releases_and_never_an_image_in_use(app: Workspace)
         labels={"com.docker.compose.project": app.project},
     )
     ok(app.deploy("prune", "test", "--aggressive", "--yes"))
-    assert image["1.1.0"] in {i.id for i in app.engine.images.list()}  # a stopped container uses it
+    assert image["1.1.0"] in {
+        i["Id"] for i in app.engine.api.images()
+    }  # a stopped container uses it
     holder.remove()
     ok(app.deploy("prune", "test", "--aggressive", "--yes"))
-    assert image["1.1.0"] not in {i.id for i in app.engine.images.list()}
+    assert image["1.1.0"] not in {i["Id"] for i in app.engine.api.images()}
     assert all(c.status == "running" for c in app.containers())
     audit = ok(app.deploy("audit", "test", "--json")).json()
     assert isinstance(audit, list)

@@ -150,3 +150,26 @@ def test_env_lists_values_masks_secrets_and_names_sources(
     )
     code, out, _ = run(capsys, "env", "good", "--json")
     assert "tok-canary" not in out
+
+
+@pytest.mark.parametrize("command", [["diff"], ["up"], ["status"], ["lock", "status"]])
+def test_a_swarm_environment_refuses_what_is_not_built_yet(
+    command: list[str], environments: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (environments / "cluster.yml").write_text(
+        "project: cluster\ncompose_files: [app/compose.yml]\nenv_files: [app/.env]\n"
+        "engine: {host: 'unix:///nonexistent/manager.sock', orchestrator: swarm}\n"
+    )
+    before = sorted(p.name for p in environments.parent.rglob("*"))
+
+    code, out, err = run(capsys, *command, "cluster")
+
+    assert (code, out, err) == (
+        1,
+        "",
+        "error: cluster targets a swarm (engine.orchestrator: swarm): `deploy render`, "
+        "`deploy validate` and `deploy env` work; deploying to a swarm is not built yet\n",
+    )
+    assert sorted(p.name for p in environments.parent.rglob("*")) == before
+    code, out, _ = run(capsys, "env", "cluster")
+    assert (code, out.splitlines()[0]) == (0, "NAME       VALUE  SOURCE")

@@ -52,12 +52,6 @@ TLS_ENV = {"DOCKER_TLS_VERIFY": "1", "DOCKER_CERT_PATH": "/certs"}
                 "ca_cert": "/home/ops/.docker/ca.pem", "verify": True,
             }},
         ),
-        (
-            "ssh://deploy@prod-1",
-            TLS_ENV,
-            {"DOCKER_HOST": "ssh://deploy@prod-1", "DOCKER_TLS_VERIFY": "", "DOCKER_CERT_PATH": ""},
-            {"base_url": "ssh://deploy@prod-1", "timeout": 60, "use_ssh_client": True},
-        ),
     ],
 )  # fmt: skip
 def test_profile_gives_cli_environment_and_sdk_arguments(
@@ -69,6 +63,20 @@ def test_profile_gives_cli_environment_and_sdk_arguments(
     engine = Engine.choose(spec_host, process_env)
     assert engine.cli_environment() == cli_environment
     assert engine.sdk_arguments() == sdk_arguments
+
+
+def test_ssh_profile_keeps_its_url_for_the_cli_and_gives_the_sdk_the_tunnel() -> None:
+    # TLS settings of the shell do not apply either: the CLI dials `ssh`
+    engine = Engine.choose("ssh://deploy@prod-1", TLS_ENV)
+    assert engine.cli_environment() == {
+        "DOCKER_HOST": "ssh://deploy@prod-1",
+        "DOCKER_TLS_VERIFY": "",
+        "DOCKER_CERT_PATH": "",
+    }
+    assert engine.sdk_arguments("/tmp/deployer-ssh-x/engine-1.sock") == {
+        "base_url": "unix:///tmp/deployer-ssh-x/engine-1.sock",
+        "timeout": 60,
+    }
 
 
 def test_tls_cert_path_defaults_to_docker_config() -> None:

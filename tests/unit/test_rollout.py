@@ -116,7 +116,7 @@ def make_fleet(
     spec_file.write_text("project: shop\n")
     spec = Spec(
         "production", spec_file, "shop", (tmp_path / "compose.yml",), (), frozenset(), {}, False,
-        5.0, None, on_failure, tuple(HOSTS), batch, pause,
+        5.0, None, on_failure, engine_hosts=tuple(HOSTS), batch=batch, batch_pause=pause,
     )  # fmt: skip
     variables = Variables(
         {

@@ -227,3 +227,37 @@ def test_bad_hosts_and_batches_all_at_once(folder: Path) -> None:
         "engine:\n  hosts:\n    - ssh://root@web1\n    - ssh://root@web2\n    - ssh://root@web1/\n",
     )
     assert errors(twice) == [f"{twice}:7: engine.hosts.2: host ssh://root@web1/ is listed twice"]
+
+
+def test_the_orchestrator_defaults_to_compose_and_may_be_swarm(folder: Path) -> None:
+    one_host = write(folder, "staging.yml", "project: shop\ncompose_files: [app/compose.yml]\n")
+    assert load_spec(one_host).orchestrator == "compose"
+    swarm = write(
+        folder,
+        "production.yml",
+        "project: shop\ncompose_files: [app/compose.yml]\n"
+        "engine: {host: 'ssh://deploy@manager1', orchestrator: swarm}\n",
+    )
+    spec = load_spec(swarm)
+    assert (spec.engine_host, spec.orchestrator) == ("ssh://deploy@manager1", "swarm")
+
+
+def test_a_swarm_is_reached_through_one_manager(folder: Path) -> None:
+    several = write(
+        folder,
+        "several.yml",
+        "project: shop\ncompose_files: [app/compose.yml]\n"
+        "engine:\n  hosts: [ssh://root@m1, ssh://root@m2]\n  orchestrator: swarm\n",
+    )
+    assert errors(several) == [
+        f"{several}:5: engine.orchestrator: a swarm is reached through one manager: "
+        "set engine.host, not engine.hosts"
+    ]
+    unknown = write(
+        folder,
+        "unknown.yml",
+        "project: shop\ncompose_files: [app/compose.yml]\nengine: {orchestrator: kubernetes}\n",
+    )
+    assert errors(unknown) == [
+        f"{unknown}:3: engine.orchestrator: 'kubernetes' is not one of ['compose', 'swarm']"
+    ]
