@@ -7,6 +7,7 @@ import os
 import signal
 import sys
 import traceback
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated
@@ -195,11 +196,20 @@ def _interaction(name: str, yes: bool, json: bool) -> operations.Interaction:
         if not json:
             _show(plan, False)
 
-    return operations.Interaction(console, confirm, show_plan, console.redact)
+    def show_plans(plans: Sequence[tuple[str, Plan]]) -> None:
+        if not json:
+            console.emit(report.rollout_plans_text(plans))
+
+    return operations.Interaction(console, confirm, show_plan, console.redact, show_plans)
 
 
-def _show_result(result: Applied | Plan, json: bool) -> None:
-    if isinstance(result, Plan):
+def _show_result(result: Applied | Plan | operations.Rollout, json: bool) -> None:
+    if isinstance(result, operations.Rollout):
+        if json:
+            console.json(report.masked(report.rollout_document(result), console.redact))
+        elif not result.in_sync:
+            console.emit(report.rollout_text(result))
+    elif isinstance(result, Plan):
         if json:
             _show(result, True)
     elif json:
@@ -254,11 +264,13 @@ def history(
     name: Name, environments: Folder = None, hosts: HostsOption = None, json: Json = False
 ) -> None:
     """The releases of ENV, newest first, with what changed in each."""
-    releases = operations.history_of(_load(environments, name, hosts))
+    loaded = _load(environments, name, hosts)
+    releases = operations.history_of(loaded)
+    diverged = operations.divergences(loaded, releases)
     if json:
-        console.json([r.record() for r in releases])
+        console.json(report.history_document(releases, diverged))
     else:
-        console.emit(report.history_text(name, releases))
+        console.emit(report.history_text(name, releases, diverged))
 
 
 @app.command()
