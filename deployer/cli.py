@@ -7,23 +7,26 @@ import os
 import signal
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
 import click
 import typer
 from typer.core import TyperGroup
 
-from deployer import __version__, operations, report
+from deployer import __version__, fleet, operations, report
 from deployer.apply import Applied
 from deployer.errors import ConfirmationRefusedError, DeployerError, Interrupted
+from deployer.fleet import HostOutcome
 from deployer.lock import MANUAL_TTL
 from deployer.plan import Plan
 from deployer.spec import SWARM, environments_folder
+from deployer.variables import Redactor
 
 EXIT_OK, EXIT_ERROR, EXIT_PENDING, EXIT_INTERRUPTED = 0, 1, 2, 130
+T = TypeVar("T")
 
 
 class _Group(TyperGroup):
@@ -162,17 +165,44 @@ def env(name: Name, environments: Folder = None, json: Json = False) -> None:
 def diff(
     name: Name, environments: Folder = None, hosts: HostsOption = None, json: Json = False
 ) -> None:
-    """What `deploy ENV` would change and why. Exit 0 in sync, 2 changes pending, 1 error."""
+    """What `deploy ENV` would change and why, on each host. Exit 0 in sync (every host), 2
+    changes pending, 1 error (a host that could not be read too)."""
     loaded = _load(environments, name, hosts, swarm_ready=True)
     if loaded.spec.orchestrator == SWARM:
         swarm_plan = operations.swarm_diff(loaded, console.redact)
         _show(swarm_plan, json)
         raise typer.Exit(EXIT_OK if swarm_plan.in_sync else EXIT_PENDING)
-    plan, _, _ = operations.diff(loaded, console.redact)
-    for unchecked in plan.unchecked:
-        console.error(f"warning: {unchecked}; its tag may have moved")
-    _show(plan, json)
-    raise typer.Exit(EXIT_OK if plan.in_sync else EXIT_PENDING)
+    outcomes = operations.diff_hosts(loaded, console.redact)
+    several = len(outcomes) > 1
+    for outcome in outcomes:
+        for unchecked in outcome.value.unchecked if outcome.value else ():
+            where = f"on {outcome.host}: " if several else ""
+            console.error(f"warning: {where}{unchecked}; its tag may have moved")
+    _show_hosts(loaded, outcomes, report.plans_document if json else report.plans_text)
+    in_sync = all(o.value is not None and o.value.in_sync for o in outcomes)
+    raise typer.Exit(EXIT_OK if in_sync else EXIT_PENDING)
+
+
+def _show_hosts(
+    loaded: operations.Loaded,
+    outcomes: list[HostOutcome[T]],
+    render: Callable[[str, str, Sequence[HostOutcome[T]], Redactor], str | dict[str, Any]],
+) -> None:
+    """What each host gave, as text or a JSON document; exit 1 if some hosts could not be read."""
+    shown = render(loaded.spec.name, loaded.spec.project, outcomes, console.redact)
+    if isinstance(shown, str):
+        console.emit(shown)
+    else:
+        console.json(shown)
+    _exit_unless_read(loaded.spec.name, outcomes)
+
+
+def _exit_unless_read(name: str, outcomes: Sequence[HostOutcome[Any]]) -> None:
+    """Exit 1, naming them, when some hosts could not be read or failed."""
+    failed = fleet.failed(outcomes)
+    if failed:
+        console.error(f"error: {name}: failed on {', '.join(failed)}")
+        raise typer.Exit(EXIT_ERROR)
 
 
 Yes = Annotated[bool, typer.Option("--yes", "-y", help="Answer yes to confirmation.")]
@@ -289,20 +319,19 @@ def audit(
 def status(
     name: Name, environments: Folder = None, hosts: HostsOption = None, json: Json = False
 ) -> None:
-    """Per service: images, state, health, replicas, release. Exit 0 when all is running and healthy."""
+    """Per host, per service: images, state, health, replicas, release. Exit 0 when all is
+    running and healthy on every host."""
     loaded = _load(environments, name, hosts, swarm_ready=True)
     if loaded.spec.orchestrator == SWARM:
         on_swarm = operations.swarm_status(loaded, console.redact)
-        healthy, document = on_swarm.healthy, report.swarm_status_document(on_swarm)
-        text = None if json else report.swarm_status_text(on_swarm)
-    else:
-        current = operations.status(loaded, console.redact)
-        healthy, document = current.healthy, report.status_document(current)
-        text = None if json else report.status_text(current)
-    if text is None:
-        console.json(document)
-    else:
-        console.emit(text)
+        if json:
+            console.json(report.swarm_status_document(on_swarm))
+        else:
+            console.emit(report.swarm_status_text(on_swarm))
+        raise typer.Exit(EXIT_OK if on_swarm.healthy else EXIT_ERROR)
+    outcomes = operations.status_hosts(loaded, console.redact)
+    _show_hosts(loaded, outcomes, report.statuses_document if json else report.statuses_text)
+    healthy = all(o.value is not None and o.value.healthy for o in outcomes)
     raise typer.Exit(EXIT_OK if healthy else EXIT_ERROR)
 
 
@@ -361,11 +390,20 @@ def logs(
     environments: Folder = None,
     hosts: HostsOption = None,
 ) -> None:
-    """The services' logs (secret values masked)."""
-    for line in operations.logs(
-        _load(environments, name, hosts), services or [], follow, since, tail
-    ):
-        console.print(line)
+    """The services' logs (secret values masked), each line after its host's name when there
+    are several."""
+    loaded = _load(environments, name, hosts)
+    prefixes = report.line_prefixes([host.host for host in loaded.hosts])
+    failed = []
+    for line in operations.logs(loaded, services or [], follow, since, tail):
+        if line.error is not None:
+            failed.append(line)
+            console.error(
+                "\n".join(f"error: on {line.host}: {text}" for text in line.error.lines())
+            )
+        else:
+            console.print(f"{prefixes[line.host]}{line.value}")
+    _exit_unless_read(name, failed)
 
 
 @app.command()
@@ -379,10 +417,18 @@ def restart(
 ) -> None:
     """Restart services (default: all) and wait until they are running and healthy again."""
     loaded = _load(environments, name, hosts)
-    containers = operations.restart(
+    outcomes = operations.restart_hosts(
         loaded, _interaction(name, yes, False), services or [], lock_wait
     )
-    console.emit("\n".join(f"restarted {c.name}: {c.status}" for c in containers))
+    _show_host_by_host(loaded, outcomes, report.restarted_text)
+    _exit_unless_read(name, outcomes)
+
+
+def _show_host_by_host(
+    loaded: operations.Loaded, outcomes: Sequence[HostOutcome[T]], render: Callable[[T], str]
+) -> None:
+    hosts = [host.host for host in loaded.hosts]
+    console.emit(report.host_by_host_text(hosts, outcomes, render, console.redact))
 
 
 @app.command()
@@ -419,13 +465,15 @@ def down(
     lock_wait: LockWait = 0.0,
 ) -> None:
     """Stop and remove ENV's containers and networks (volumes only with --volumes)."""
-    removed = operations.down(
-        _load(environments, name, hosts), _interaction(name, yes, False), volumes, lock_wait
-    )
-    console.emit(
-        f"{name} is down"
-        + (f"; volumes removed: {', '.join(removed) or 'none'}" if volumes else "")
-    )
+    loaded = _load(environments, name, hosts)
+    outcomes = operations.down_hosts(loaded, _interaction(name, yes, False), volumes, lock_wait)
+
+    def removed(volumes_removed: list[str]) -> str:
+        listed = ", ".join(volumes_removed) or "none"
+        return f"{name} is down" + (f"; volumes removed: {listed}" if volumes else "")
+
+    _show_host_by_host(loaded, outcomes, removed)
+    _exit_unless_read(name, outcomes)
 
 
 @app.command()
@@ -448,11 +496,13 @@ def prune(
 ) -> None:
     """Remove dangling images (and with --aggressive unused ones of ENV); never an image in use."""
     loaded = _load(environments, name, hosts)
-    pruned = operations.prune(loaded, _interaction(name, yes, json), aggressive, dry_run, lock_wait)
+    ui = _interaction(name, yes, json)
+    outcomes = operations.prune_hosts(loaded, ui, aggressive, dry_run, lock_wait)
     if json:
-        console.json(report.prune_document(pruned))
+        console.json(report.prunes_document(outcomes, console.redact))
     else:
-        console.emit(report.prune_text(pruned))
+        _show_host_by_host(loaded, outcomes, report.prune_text)
+    _exit_unless_read(name, outcomes)
 
 
 lock_app = typer.Typer(
@@ -465,12 +515,13 @@ app.add_typer(lock_app, name="lock")
 def lock_status(
     name: Name, environments: Folder = None, hosts: HostsOption = None, json: Json = False
 ) -> None:
-    """Who holds the lock of ENV, since when and why; whether it is stale."""
-    held, stale = operations.lock_status(_load(environments, name, hosts))
+    """Who holds the lock of ENV, since when and why; whether it is stale; on each host."""
+    outcomes = operations.lock_status_hosts(_load(environments, name, hosts))
     if json:
-        console.json(report.lock_document(name, held, stale))
+        console.json(report.locks_document(name, outcomes, console.redact))
     else:
-        console.emit(report.lock_text(name, held, stale))
+        console.emit(report.locks_text(name, outcomes, console.redact))
+    _exit_unless_read(name, outcomes)
 
 
 @lock_app.command("acquire")

@@ -57,6 +57,29 @@ def together(items: Sequence[T], action: Callable[[T], None]) -> None:
             future.result()
 
 
+def in_turn(hosts: Sequence[Engine], action: Callable[[Engine], T]) -> list[HostOutcome[T]]:
+    """`action` on one host after the other, stopping at the first that fails: the outcomes of
+    the hosts attempted, in order (the failed one last)."""
+    outcomes: list[HostOutcome[T]] = []
+    for engine in hosts:
+        try:
+            outcomes.append(HostOutcome(engine.host, action(engine)))
+        except DeployerError as e:
+            outcomes.append(HostOutcome(engine.host, error=e))
+            break
+    return outcomes
+
+
+def failed(outcomes: Sequence[HostOutcome[T]]) -> list[str]:
+    """The hosts whose outcome is an error."""
+    return [o.host for o in outcomes if o.error is not None]
+
+
+def label(url: str) -> str:
+    """A host as a prefix of its lines shows it: its address (ssh://, tcp://), else its URL."""
+    return urlsplit(url).hostname or url
+
+
 def batches(hosts: Sequence[T], batch: int | str) -> list[list[T]]:
     """The hosts in the order given, cut into batches of `batch` hosts (a number, or a
     percentage of the hosts rounded up: never an empty batch)."""

@@ -106,7 +106,7 @@ class Loaded:
     variables: Variables
     engine: Engine  # the host operations act on; one of `hosts`
     outside: Outside = field(default_factory=Outside)
-    hosts: tuple[Engine, ...] = ()  # every host of the environment (`engine.hosts`), or `engine`
+    hosts: tuple[Engine, ...] = ()  # the hosts the command acts on (`--hosts`; default all)
     every_host: tuple[Engine, ...] = ()  # all the spec's hosts, whatever `--hosts` selects
 
     def on(self, engine: Engine) -> Loaded:
@@ -120,6 +120,7 @@ class Loaded:
 
     @property
     def selected_hosts(self) -> tuple[Engine, ...]:
+        """The hosts the command acts on."""
         return self.hosts or (self.engine,)
 
 
@@ -244,12 +245,48 @@ def diff(loaded: Loaded, redact: Redactor) -> tuple[Plan, DesiredState, EngineCl
     return the_plan, desired, client
 
 
+def diff_hosts(loaded: Loaded, redact: Redactor) -> list[fleet.HostOutcome[Plan]]:
+    """The plan of every host, each made as `diff` makes one host's, the hosts read in
+    parallel. With one host, its error is the command's."""
+
+    def plan_on(desired: DesiredState, observed: ObservedState, client: EngineClient) -> Plan:
+        return _checked_plan(loaded, desired, observed, client, redact, strict=False)[0]
+
+    return _read_each_host(loaded, redact, plan_on)
+
+
+def _read_each_host(
+    loaded: Loaded,
+    redact: Redactor,
+    read: Callable[[DesiredState, ObservedState, EngineClient], T],
+) -> list[fleet.HostOutcome[T]]:
+    """`read` on every host with what it runs, the hosts observed in parallel while Compose
+    resolves the model once (it does not depend on the host). A problem in the spec is the
+    command's error, reported before any host's."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        resolving = pool.submit(desired_state, loaded, redact)
+
+        def on(engine: Engine) -> T:
+            client = loaded.outside.connect(engine)
+            observed = observe(client, loaded.spec.project)
+            return read(resolving.result(), observed, client)
+
+        outcomes = fleet.each(loaded.selected_hosts, on)
+        resolving.result()
+    return _alone_raises(outcomes)
+
+
+def _alone_raises(outcomes: list[fleet.HostOutcome[T]]) -> list[fleet.HostOutcome[T]]:
+    """The outcomes; an environment of one host fails as it always has, with its error."""
+    if len(outcomes) == 1 and outcomes[0].error is not None:
+        raise outcomes[0].error
+    return outcomes
+
+
 def _checked_diff(
     loaded: Loaded, redact: Redactor, strict: bool
 ) -> tuple[Plan, DesiredState, EngineClient, RegistryDigests]:
-    """The plan with the running tags checked in their registries. A moved tag in an
-    environment whose tags are immutable is an error; with `strict`, so is a registry that
-    cannot be asked."""
+    """The plan with the running tags checked in their registries (`_checked_plan`)."""
     desired, observed, client = _desired_and_observed(loaded, redact)
     the_plan, digests = _checked_plan(loaded, desired, observed, client, redact, strict)
     return the_plan, desired, client, digests
@@ -263,7 +300,9 @@ def _checked_plan(
     redact: Redactor,
     strict: bool,
 ) -> tuple[Plan, RegistryDigests]:
-    """The plan of `loaded.engine`, whose tags are checked in their registries."""
+    """The plan of one host with the running tags checked in their registries. A moved tag in
+    an environment whose tags are immutable is an error; with `strict`, so is a registry that
+    cannot be asked."""
     images = tags_to_check(desired, observed)
     login = registry_login(loaded, images, redact) if images else None
     digests = resolve_digests(client, images, login)
@@ -1036,6 +1075,12 @@ def lock_status(loaded: Loaded) -> tuple[Lock | None, str | None]:
     return lock_module.status(_store(loaded))
 
 
+def lock_status_hosts(loaded: Loaded) -> list[fleet.HostOutcome[tuple[Lock | None, str | None]]]:
+    """The lock as each host's records hold it, read in parallel."""
+    hosts = loaded.selected_hosts
+    return _alone_raises(fleet.each(hosts, lambda host: lock_status(loaded.on(host))))
+
+
 def lock_acquire(loaded: Loaded, reason: str, ttl: float, redact: Redactor) -> Lock:
     """Take the lock for a maintenance window; it stays until released or its TTL passes."""
     store, actor = _store(loaded), loaded.outside.actor()
@@ -1082,12 +1127,99 @@ def status(loaded: Loaded, redact: Redactor) -> EnvironmentStatus:
     return environment_status(desired, observed, history(store))
 
 
+def status_hosts(loaded: Loaded, redact: Redactor) -> list[fleet.HostOutcome[EnvironmentStatus]]:
+    """What runs on every host, the hosts read in parallel."""
+
+    def status_on(
+        desired: DesiredState, observed: ObservedState, client: EngineClient
+    ) -> EnvironmentStatus:
+        store = loaded.outside.store(client, loaded.spec.project)
+        return environment_status(desired, observed, history(store))
+
+    return _read_each_host(loaded, redact, status_on)
+
+
 def logs(
     loaded: Loaded, services: Sequence[str], follow: bool, since: str | None, tail: int | None
-) -> Iterator[str]:
-    """The services' log lines, as Compose prints them (all services when none named)."""
-    project = compose_project(loaded.spec, loaded.variables, loaded.engine)
-    return runner.stream(compose.logs(project, services, follow, since, tail))
+) -> Iterator[fleet.HostOutcome[str]]:
+    """The services' log lines on every host, as Compose prints them (all services when none
+    named), each host's lines as they come. With several hosts a host that fails gives its
+    error among the lines and the others go on; with one, its error is the command's."""
+    hosts = loaded.selected_hosts
+    commands = [
+        compose.logs(
+            compose_project(loaded.spec, loaded.variables, host), services, follow, since, tail
+        )
+        for host in hosts
+    ]
+    for index, line in runner.streams(commands):
+        if isinstance(line, DeployerError):
+            if len(hosts) == 1:
+                raise line
+            yield fleet.HostOutcome(hosts[index].host, error=line)
+        else:
+            yield fleet.HostOutcome(hosts[index].host, line)
+
+
+def _host_by_host(
+    loaded: Loaded,
+    ui: Interaction,
+    question: str | None,
+    action: Callable[[Loaded, Interaction], T],
+) -> list[fleet.HostOutcome[T]]:
+    """A one-host operation on each host in turn, stopping at the first that fails. `question`
+    is asked once for every host (where the spec asks) rather than by each; with one host the
+    operation asks its own, and its error is the command's."""
+    hosts = loaded.selected_hosts
+    if len(hosts) == 1:
+        return [fleet.HostOutcome(hosts[0].host, action(loaded.on(hosts[0]), ui))]
+    if question is not None:
+        _confirmed(loaded, ui, question)
+        ui = replace(ui, confirm=lambda _: True)
+
+    def on(host: Engine) -> T:
+        ui.progress.done(host.host, f"on {host.host}:")
+        return action(loaded.on(host), ui)
+
+    return fleet.in_turn(hosts, on)
+
+
+def _which_host(loaded: Loaded) -> str:
+    """Where a question about one host of several names it."""
+    return f" on {loaded.engine.host}" if len(loaded.selected_hosts) > 1 else ""
+
+
+def restart_hosts(
+    loaded: Loaded, ui: Interaction, services: Sequence[str], lock_wait: float = 0.0
+) -> list[fleet.HostOutcome[tuple[ObservedContainer, ...]]]:
+    """A rolling restart: `restart` on one host after the other, each ready again before the
+    next starts; the first host that fails stops it."""
+    hosts = loaded.selected_hosts
+    what = ", ".join(services) or "every service"
+    question = f"Restart {what} in {loaded.spec.name} on {len(hosts)} hosts, one after the other?"
+    return _host_by_host(loaded, ui, question, lambda on, ui: restart(on, ui, services, lock_wait))
+
+
+def down_hosts(
+    loaded: Loaded, ui: Interaction, volumes: bool, lock_wait: float = 0.0
+) -> list[fleet.HostOutcome[list[str]]]:
+    """`down` on one host after the other; with `volumes`, each host asks naming its own."""
+    question = (
+        None
+        if volumes
+        else f"Stop and remove the containers and networks of {loaded.spec.name} "
+        f"on {len(loaded.selected_hosts)} hosts?"
+    )
+    return _host_by_host(loaded, ui, question, lambda on, ui: down(on, ui, volumes, lock_wait))
+
+
+def prune_hosts(
+    loaded: Loaded, ui: Interaction, aggressive: bool, dry_run: bool, lock_wait: float = 0.0
+) -> list[fleet.HostOutcome[Pruned]]:
+    """`prune` on one host after the other (each asks about its own images)."""
+    return _host_by_host(
+        loaded, ui, None, lambda on, ui: prune(on, ui, aggressive, dry_run, lock_wait)
+    )
 
 
 def restart(
@@ -1132,7 +1264,7 @@ def down(loaded: Loaded, ui: Interaction, volumes: bool, lock_wait: float = 0.0)
         if volumes:
             listed = ", ".join(doomed) or "none found"
             question = (
-                f"Stop and remove the containers and networks of {name} "
+                f"Stop and remove the containers and networks of {name}{_which_host(loaded)} "
                 f"and DELETE its volumes ({listed})? Their data cannot be brought back."
             )
             try:
@@ -1202,7 +1334,8 @@ def prune(
             _confirmed(
                 loaded,
                 ui,
-                f"Remove {len(candidates)} image(s) from the engine of {loaded.spec.name}?",
+                f"Remove {len(candidates)} image(s) from the engine of "
+                f"{loaded.spec.name}{_which_host(loaded)}?",
             )
         running = running_services(observe(client, loaded.spec.project))
 

@@ -17,7 +17,7 @@ import sys
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict
-from typing import Any, TextIO
+from typing import Any, TextIO, TypeVar
 
 import yaml
 
@@ -27,16 +27,20 @@ from deployer.build import Built
 from deployer.compose import Command
 from deployer.desired import SafeDumper, dump_compose, load_compose
 from deployer.errors import shown_path
+from deployer.fleet import HostOutcome, label
 from deployer.lock import Lock, held_note
+from deployer.observed import ObservedContainer
 from deployer.operations import Divergence, Promotion, Rollout
 from deployer.plan import Plan
 from deployer.prune import Pruned
 from deployer.releases import Release
 from deployer.state import iso
-from deployer.status import EnvironmentStatus
+from deployer.status import EnvironmentStatus, RunningImage, images_by_service
 from deployer.swarm_stack import dump_stack
 from deployer.swarm_status import SwarmStatus
 from deployer.variables import MASK, Redactor, Variables
+
+T = TypeVar("T")
 
 
 class Console:
@@ -126,9 +130,11 @@ def build_text(built: Sequence[Built]) -> str:
 
 
 def plan_document(plan: Plan) -> dict[str, Any]:
+    return {"environment": plan.environment, "project": plan.project, **_plan_fields(plan)}
+
+
+def _plan_fields(plan: Plan) -> dict[str, Any]:
     return {
-        "environment": plan.environment,
-        "project": plan.project,
         "in_sync": plan.in_sync,
         "changes": [
             {"service": c.service, "action": c.action, "causes": list(c.causes)}
@@ -137,8 +143,8 @@ def plan_document(plan: Plan) -> dict[str, Any]:
     }
 
 
-def plan_text(plan: Plan) -> str:
-    header = f"{plan.environment} (project {plan.project})"
+def plan_text(plan: Plan, host: str | None = None) -> str:
+    header = _header(plan.environment, plan.project, host)
     if plan.in_sync:
         return f"{header}: in sync, nothing to change"
     count = len(plan.changes)
@@ -147,6 +153,88 @@ def plan_text(plan: Plan) -> str:
         for index, cause in enumerate(change.causes or ("",)):
             rows.append((change.service, change.action, cause) if index == 0 else ("", "", cause))
     return f"{header}: {count} change{'s' if count != 1 else ''}\n" + _table(rows)
+
+
+def _header(environment: str, project: str, host: str | None = None) -> str:
+    return f"{environment} (project {project})" + (f" on {host}" if host else "")
+
+
+def _unknown_text(
+    environment: str, project: str, outcome: HostOutcome[Any], redact: Redactor
+) -> str:
+    """A host that could not be read: its state is unknown, and why."""
+    assert outcome.error is not None
+    lines = [f"{_header(environment, project, outcome.host)}: state unknown"]
+    lines += [f"  error: {redact(line)}" for line in outcome.error.lines()]
+    return "\n".join(lines)
+
+
+def _per_host(
+    outcomes: Sequence[HostOutcome[T]],
+    fields: Callable[[T], dict[str, Any]],
+    unknown: Sequence[str],
+    redact: Redactor,
+) -> list[dict[str, Any]]:
+    """The `hosts` of a JSON document: each host's own fields and its error (its text masked);
+    null for each `unknown` field of a host that could not be read."""
+    return [
+        {
+            "host": o.host,
+            **(dict.fromkeys(unknown) if o.value is None else fields(o.value)),
+            "error": None if o.error is None else redact(o.error.message),
+        }
+        for o in outcomes
+    ]
+
+
+def _counted(count: int, what: str) -> str:
+    return f"{count} {what}{'s' if count != 1 else ''}"
+
+
+def plans_text(
+    environment: str, project: str, outcomes: Sequence[HostOutcome[Plan]], redact: Redactor
+) -> str:
+    """Each host's plan (one host: as ever), then how many hosts are in sync."""
+    if len(outcomes) == 1 and outcomes[0].value is not None:
+        return plan_text(outcomes[0].value)
+    blocks = [
+        plan_text(o.value, o.host)
+        if o.value is not None
+        else _unknown_text(environment, project, o, redact)
+        for o in outcomes
+    ]
+    plans = [o.value for o in outcomes if o.value is not None]
+    in_sync = sum(1 for p in plans if p.in_sync)
+    counts = [
+        f"{in_sync} in sync",
+        f"{len(plans) - in_sync} with changes",
+        f"{len(outcomes) - len(plans)} unknown",
+    ]
+    summary = f"{_header(environment, project)}: {_counted(len(outcomes), 'host')}: " + ", ".join(
+        c for c in counts if not c.startswith("0 ")
+    )
+    return "\n\n".join([*blocks, summary])
+
+
+def plans_document(
+    environment: str, project: str, outcomes: Sequence[HostOutcome[Plan]], redact: Redactor
+) -> dict[str, Any]:
+    """Today's fields (one host: its plan; several: all hosts in sync, and every change with
+    its host) and `hosts`: each host's own, with its error (in_sync and changes null) where it
+    could not be read."""
+    hosts = _per_host(outcomes, _plan_fields, ("in_sync", "changes"), redact)
+    if len(outcomes) == 1 and outcomes[0].value is not None:
+        return {**plan_document(outcomes[0].value), "hosts": hosts}
+    plans = [(o.host, o.value) for o in outcomes if o.value is not None]
+    return {
+        "environment": environment,
+        "project": project,
+        "in_sync": len(plans) == len(outcomes) and all(p.in_sync for _, p in plans),
+        "changes": [
+            {"host": host, **change} for host, p in plans for change in _plan_fields(p)["changes"]
+        ],
+        "hosts": hosts,
+    }
 
 
 def applied_text(applied: Applied) -> str:
@@ -399,8 +487,11 @@ def audit_text(environment: str, entries: Sequence[AuditEntry]) -> str:
 
 
 def lock_document(environment: str, lock: Lock | None, stale: str | None) -> dict[str, Any]:
+    return {"environment": environment, **_lock_fields(lock, stale)}
+
+
+def _lock_fields(lock: Lock | None, stale: str | None) -> dict[str, Any]:
     return {
-        "environment": environment,
         "locked": lock is not None,
         "stale": stale,
         "lock": None
@@ -409,18 +500,58 @@ def lock_document(environment: str, lock: Lock | None, stale: str | None) -> dic
     }
 
 
-def lock_text(
-    environment: str, lock: Lock | None, stale: str | None, here: str | None = None
+def locks_document(
+    environment: str,
+    outcomes: Sequence[HostOutcome[tuple[Lock | None, str | None]]],
+    redact: Redactor,
+) -> dict[str, Any]:
+    """Today's fields, of the first host holding the lock (none: not locked), and `hosts`: the
+    lock as each host's records hold it, with its error where it could not be read."""
+    hosts = _per_host(
+        outcomes, lambda held: _lock_fields(*held), ("locked", "stale", "lock"), redact
+    )
+    held = next((o.value for o in outcomes if o.value is not None and o.value[0]), (None, None))
+    return {**lock_document(environment, *held), "hosts": hosts}
+
+
+def locks_text(
+    environment: str,
+    outcomes: Sequence[HostOutcome[tuple[Lock | None, str | None]]],
+    redact: Redactor,
 ) -> str:
+    """The lock on each host (one host: as ever)."""
+    if len(outcomes) == 1 and outcomes[0].value is not None:
+        return lock_text(environment, *outcomes[0].value)
+    lines = []
+    for outcome in outcomes:
+        if outcome.value is None:
+            assert outcome.error is not None
+            lines.append(f"{environment} on {outcome.host}: unknown")
+            lines += [f"  error: {redact(line)}" for line in outcome.error.lines()]
+        else:
+            lines.append(lock_text(environment, *outcome.value, host=outcome.host))
+    held = sum(1 for o in outcomes if o.value is not None and o.value[0])
+    lines.append(f"{environment}: locked on {held} of {_counted(len(outcomes), 'host')}")
+    return "\n".join(lines)
+
+
+def lock_text(
+    environment: str,
+    lock: Lock | None,
+    stale: str | None,
+    here: str | None = None,
+    host: str | None = None,
+) -> str:
+    where = f"{environment} on {host}" if host else environment
     if lock is None:
-        return f"{environment}: not locked"
+        return f"{where}: not locked"
     state = (
         f"STALE ({stale}); break it with `deploy lock release {environment} --force`"
         if stale
         else held_note(lock, here or socket.gethostname())
     )
     return (
-        f"{environment}: locked by {lock.describe()} since {iso(lock.since)}: {lock.reason}\n"
+        f"{where}: locked by {lock.describe()} since {iso(lock.since)}: {lock.reason}\n"
         f"  kind {lock.kind}, expires {iso(lock.expires)}; {state}"
     )
 
@@ -430,9 +561,11 @@ def _short_id(image_id: str) -> str:
 
 
 def status_document(status: EnvironmentStatus) -> dict[str, Any]:
+    return {"environment": status.environment, "project": status.project, **_status_fields(status)}
+
+
+def _status_fields(status: EnvironmentStatus) -> dict[str, Any]:
     return {
-        "environment": status.environment,
-        "project": status.project,
         "in_sync": status.in_sync,
         "healthy": status.healthy,
         "services": [
@@ -449,9 +582,99 @@ def status_document(status: EnvironmentStatus) -> dict[str, Any]:
     }
 
 
-def status_text(status: EnvironmentStatus) -> str:
-    sync = "in sync" if status.in_sync else "NOT in sync (see `deploy diff`)"
-    health = "healthy" if status.healthy else "NOT healthy"
+def statuses_document(
+    environment: str,
+    project: str,
+    outcomes: Sequence[HostOutcome[EnvironmentStatus]],
+    redact: Redactor,
+) -> dict[str, Any]:
+    """Today's fields (one host: its status; several: in sync and healthy only when every host
+    is, replicas summed, every container with its host, and per service `images`: which hosts
+    run which image) and `hosts`: each host's own, with its error where it could not be read."""
+    unknown = ("in_sync", "healthy", "services", "orphans")
+    hosts = _per_host(outcomes, _status_fields, unknown, redact)
+    if len(outcomes) == 1 and outcomes[0].value is not None:
+        return {**status_document(outcomes[0].value), "hosts": hosts}
+    known = [(o.host, o.value) for o in outcomes if o.value is not None]
+    images = images_by_service(known)
+    services = []
+    for name in images:
+        each = [(host, s) for host, status in known for s in status.services if s.service == name]
+        services.append(
+            {
+                "service": name,
+                "desired_image": each[0][1].desired_image,
+                "replicas": {
+                    "ready": sum(s.ready for _, s in each),
+                    "desired": sum(s.desired_replicas for _, s in each),
+                },
+                "healthy": len(known) == len(outcomes) and all(s.healthy for _, s in each),
+                "containers": [{"host": h, **asdict(c)} for h, s in each for c in s.containers],
+                "images": [asdict(i) for i in images[name]],
+            }
+        )
+    return {
+        "environment": environment,
+        "project": project,
+        "in_sync": all(h["in_sync"] for h in hosts),
+        "healthy": all(h["healthy"] for h in hosts),
+        "services": services,
+        "orphans": sorted({o for _, status in known for o in status.orphans}),
+        "hosts": hosts,
+    }
+
+
+def statuses_text(
+    environment: str,
+    project: str,
+    outcomes: Sequence[HostOutcome[EnvironmentStatus]],
+    redact: Redactor,
+) -> str:
+    """One host: as ever. Several: the whole (healthy and in sync only when every host is),
+    per service which hosts run which image (MIXED where they differ), then each host's."""
+    if len(outcomes) == 1 and outcomes[0].value is not None:
+        return status_text(outcomes[0].value)
+    known = [(o.host, o.value) for o in outcomes if o.value is not None]
+    unknown = [o.host for o in outcomes if o.value is None]
+    healthy = not unknown and all(status.healthy for _, status in known)
+    in_sync = not unknown and all(status.in_sync for _, status in known)
+    header = (
+        f"{_header(environment, project)}: {_counted(len(outcomes), 'host')}: "
+        f"{_health_and_sync(healthy, in_sync)}"
+    )
+    if unknown:
+        header += f"; state unknown on {', '.join(unknown)}"
+    lines = [header]
+    for service, images in images_by_service(known).items():
+        shown = [
+            f"{_running(i)} on "
+            + ("every host" if len(i.hosts) == len(outcomes) else ", ".join(i.hosts))
+            for i in images
+        ]
+        if len(shown) == 1:
+            lines.append(f"  {service}: {shown[0]}")
+        else:
+            lines.append(f"  {service}: MIXED versions")
+            lines += [f"    {line}" for line in shown]
+    blocks = [
+        status_text(o.value, o.host)
+        if o.value is not None
+        else _unknown_text(environment, project, o, redact)
+        for o in outcomes
+    ]
+    return "\n\n".join(["\n".join(lines), *blocks])
+
+
+def _running(image: RunningImage) -> str:
+    return f"{image.image} ({_short_id(image.image_id)})" if image.image else "no container"
+
+
+def _health_and_sync(healthy: bool, in_sync: bool) -> str:
+    sync = "in sync" if in_sync else "NOT in sync (see `deploy diff`)"
+    return f"{'healthy' if healthy else 'NOT healthy'}, {sync}"
+
+
+def status_text(status: EnvironmentStatus, host: str | None = None) -> str:
     rows = [("SERVICE", "READY", "CONTAINER", "IMAGE", "ID", "RELEASE", "STATUS")]
     for service in status.services:
         ready = f"{service.ready}/{service.desired_replicas}"
@@ -473,12 +696,73 @@ def status_text(status: EnvironmentStatus) -> str:
                     c.status,
                 )
             )
-    lines = [f"{status.environment} (project {status.project}): {health}, {sync}", _table(rows)]
+    header = _header(status.environment, status.project, host)
+    lines = [f"{header}: {_health_and_sync(status.healthy, status.in_sync)}", _table(rows)]
     lines.extend(
         f"orphan: {name} (not in the spec; `deploy {status.environment}` removes it)"
         for name in status.orphans
     )
     return "\n".join(lines)
+
+
+def prunes_document(outcomes: Sequence[HostOutcome[Pruned]], redact: Redactor) -> dict[str, Any]:
+    """Today's fields (several hosts: every image with its host, bytes and records summed) and
+    `hosts`: each host's own, with its error where it failed."""
+    unknown = ("dry_run", "images", "freed_bytes", "records_removed")
+    hosts = _per_host(outcomes, prune_document, unknown, redact)
+    done = [(o.host, o.value) for o in outcomes if o.value is not None]
+    if len(outcomes) == 1 and done:
+        return {**prune_document(done[0][1]), "hosts": hosts}
+    return {
+        "dry_run": all(p.dry_run for _, p in done),
+        "images": [{"host": host, **asdict(c)} for host, p in done for c in p.candidates],
+        "freed_bytes": sum(p.freed for _, p in done),
+        "records_removed": {
+            "releases": sum(p.trimmed.releases for _, p in done),
+            "audit": sum(p.trimmed.audit for _, p in done),
+        },
+        "hosts": hosts,
+    }
+
+
+def host_by_host_text(
+    hosts: Sequence[str],
+    outcomes: Sequence[HostOutcome[T]],
+    render: Callable[[T], str],
+    redact: Redactor,
+) -> str:
+    """The result of an operation done host by host: one host's as ever; with several, each
+    host's under its name, and the hosts it never reached after a failure."""
+    if len(hosts) == 1 and outcomes and outcomes[0].value is not None:
+        return render(outcomes[0].value)
+    by_host = {o.host: o for o in outcomes}
+    stopped = next((o.host for o in outcomes if o.error is not None), "")
+    lines = []
+    for host in hosts:
+        outcome = by_host.get(host)
+        lines.append(f"{host}:")
+        if outcome is None:
+            body = [f"not done: stopped after the failure on {stopped}"]
+        elif outcome.error is not None:
+            body = [f"error: {redact(line)}" for line in outcome.error.lines()]
+        else:
+            body = render(outcome.value).splitlines() if outcome.value is not None else []
+        lines += [f"  {line}" for line in body]
+    return "\n".join(lines)
+
+
+def restarted_text(containers: Sequence[ObservedContainer]) -> str:
+    return "\n".join(f"restarted {c.name}: {c.status}" for c in containers)
+
+
+def line_prefixes(hosts: Sequence[str]) -> dict[str, str]:
+    """What starts each log line of a host: nothing with one host; with several, the host's
+    label, aligned."""
+    if len(hosts) == 1:
+        return {hosts[0]: ""}
+    labels = {host: label(host) for host in hosts}
+    width = max(len(shown) for shown in labels.values())
+    return {host: f"{shown.ljust(width)} | " for host, shown in labels.items()}
 
 
 def prune_document(pruned: Pruned) -> dict[str, Any]:

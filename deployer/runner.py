@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import selectors
 import signal
 import subprocess
 import tempfile
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import IO, Any
@@ -173,28 +174,52 @@ def stream(command: Command) -> Iterator[str]:
     """Run `command`, yielding its output lines (stdout and stderr) as they come.
 
     Unlike run(), an interrupt stops the process too: it only reads (`logs --follow`)."""
-    proc = _start(
-        command,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        encoding="utf-8",
-        errors="replace",
-    )
-    last: list[str] = []
+    for _, line in streams([command]):
+        if isinstance(line, DeployerError):
+            raise line
+        yield line
+
+
+def streams(commands: Sequence[Command]) -> Iterator[tuple[int, str | DeployerError]]:
+    """Run the commands at once, yielding each output line (stdout and stderr) as it comes with
+    the index of its command; a command that fails yields its error once its output has ended,
+    and the others go on. An interrupt, or closing the iterator, stops every one of them."""
+    procs: list[subprocess.Popen[bytes]] = []
+    selector = selectors.DefaultSelector()
     try:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            last = [*last[-4:], line]
-            yield line.rstrip("\n")
-        returncode = proc.wait()
+        for index, command in enumerate(commands):
+            proc = _start(
+                command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+            )
+            procs.append(proc)
+            assert proc.stdout is not None
+            selector.register(proc.stdout, selectors.EVENT_READ, index)
+        pending = {index: b"" for index in range(len(commands))}
+        last: dict[int, list[str]] = {index: [] for index in pending}
+        while selector.get_map():
+            for key, _ in selector.select():
+                index = key.data
+                chunk = os.read(key.fd, 65536)
+                *lines, pending[index] = (pending[index] + chunk).split(b"\n")
+                if not chunk:  # its output ended
+                    selector.unregister(key.fileobj)
+                    lines += [pending[index]] if pending[index] else []
+                for raw in lines:
+                    line = raw.decode("utf-8", errors="replace").removesuffix("\r")
+                    last[index] = [*last[index][-4:], line + "\n"]
+                    yield index, line
+                if not chunk:
+                    returncode = procs[index].wait()
+                    if returncode != 0:
+                        yield index, _failure(commands[index], returncode, "".join(last[index]))
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-            proc.wait()
-    if returncode != 0:
-        raise _failure(command, returncode, "".join(last))
+        selector.close()
+        for proc in procs:
+            if proc.poll() is None:
+                proc.terminate()
+                proc.wait()
+            assert proc.stdout is not None
+            proc.stdout.close()
 
 
 # What the docker CLI says when it has no compose plugin: `docker compose --project-name ...`

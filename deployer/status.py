@@ -99,3 +99,32 @@ def status(
     return EnvironmentStatus(
         desired.environment, observed.project, plan(desired, observed).in_sync, services, orphans
     )
+
+
+@dataclass(frozen=True)
+class RunningImage:
+    """An image a service runs on some hosts of an environment."""
+
+    image: str  # "" for the hosts that run no container of the service
+    image_id: str
+    hosts: tuple[str, ...]
+
+
+def images_by_service(
+    statuses: Sequence[tuple[str, EnvironmentStatus]],
+) -> dict[str, tuple[RunningImage, ...]]:
+    """Per service, which hosts run which image (by ID: a tag moved on one host is another
+    image), in the order of the hosts: more than one is a fleet on mixed versions."""
+    found: dict[str, dict[tuple[str, str], list[str]]] = {}
+    for host, environment in statuses:
+        for service in environment.services:
+            running = sorted({(c.image, c.image_id) for c in service.containers}) or [("", "")]
+            for image in running:
+                found.setdefault(service.service, {}).setdefault(image, []).append(host)
+    return {
+        name: tuple(
+            RunningImage(image, image_id, tuple(hosts))
+            for (image, image_id), hosts in images.items()
+        )
+        for name, images in sorted(found.items())
+    }

@@ -4,6 +4,7 @@ with quotes and backslashes, layered env files, variables from the shell."""
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -11,6 +12,8 @@ from tests.integration.conftest import REGISTRY, Workspace, ok
 
 pytestmark = pytest.mark.integration
 
+# The engine the specs without `engine:` target (the test engine).
+ENGINE_HOST = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
 # A secret with a quote, a double quote, a backslash and a dollar: each output escapes it its own way.
 CANARY = "ca'n\"a\\ry$x-zq"
 # How the canary would look if it leaked: as is, JSON-escaped, YAML single-quoted, `$` doubled.
@@ -59,6 +62,7 @@ def test_a_secret_equal_to_a_service_name_masks_values_not_names(workspace: Work
         "project": workspace.project,
         "in_sync": True,
         "changes": [],
+        "hosts": [{"host": ENGINE_HOST, "in_sync": True, "changes": [], "error": None}],
     }
     assert status.returncode == 0, status.stderr
     [service] = json.loads(status.stdout)["services"]

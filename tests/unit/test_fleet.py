@@ -6,7 +6,7 @@ import pytest
 
 from deployer.engine import Engine
 from deployer.errors import DeployerError
-from deployer.fleet import batches, each, selected
+from deployer.fleet import batches, each, failed, in_turn, label, selected
 
 HOSTS = [Engine(f"ssh://root@10.0.0.{n}") for n in range(1, 6)]
 
@@ -57,3 +57,29 @@ def test_each_keeps_every_outcome_with_its_host_in_order() -> None:
         ("4", "4", None),
         ("5", "5", None),
     ]
+
+
+def test_in_turn_stops_at_the_first_host_that_fails() -> None:
+    done: list[str] = []
+
+    def action(engine: Engine) -> str:
+        done.append(engine.host)
+        if engine.host.endswith(".2"):
+            raise DeployerError("unhealthy")
+        return "ok"
+
+    outcomes = in_turn(HOSTS, action)
+    assert [(o.host, o.value, o.error and o.error.message) for o in outcomes] == [
+        ("ssh://root@10.0.0.1", "ok", None),
+        ("ssh://root@10.0.0.2", None, "unhealthy"),
+    ]
+    assert done == ["ssh://root@10.0.0.1", "ssh://root@10.0.0.2"]
+    assert failed(outcomes) == ["ssh://root@10.0.0.2"]
+
+
+def test_a_host_is_labelled_by_its_address_or_else_its_url() -> None:
+    assert [label(url) for url in ("ssh://root@10.0.0.1:2222", "tcp://h1:2376")] == [
+        "10.0.0.1",
+        "h1",
+    ]
+    assert label("unix:///run/dh1/docker.sock") == "unix:///run/dh1/docker.sock"
