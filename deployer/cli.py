@@ -167,7 +167,11 @@ def diff(
 ) -> None:
     """What `deploy ENV` would change and why, on each host. Exit 0 in sync (every host), 2
     changes pending, 1 error (a host that could not be read too)."""
-    loaded = _load(environments, name, hosts)
+    loaded = _load(environments, name, hosts, swarm_ready=True)
+    if loaded.spec.orchestrator == SWARM:
+        swarm_plan = operations.swarm_diff(loaded, console.redact)
+        _show(swarm_plan, json)
+        raise typer.Exit(EXIT_OK if swarm_plan.in_sync else EXIT_PENDING)
     outcomes = operations.diff_hosts(loaded, console.redact)
     several = len(outcomes) > 1
     for outcome in outcomes:
@@ -222,11 +226,20 @@ def _interaction(name: str, yes: bool, json: bool) -> operations.Interaction:
         if not json:
             _show(plan, False)
 
-    return operations.Interaction(console, confirm, show_plan, console.redact)
+    def show_plans(plans: Sequence[tuple[str, Plan]]) -> None:
+        if not json:
+            console.emit(report.rollout_plans_text(plans))
+
+    return operations.Interaction(console, confirm, show_plan, console.redact, show_plans)
 
 
-def _show_result(result: Applied | Plan, json: bool) -> None:
-    if isinstance(result, Plan):
+def _show_result(result: Applied | Plan | operations.Rollout, json: bool) -> None:
+    if isinstance(result, operations.Rollout):
+        if json:
+            console.json(report.masked(report.rollout_document(result), console.redact))
+        elif not result.in_sync:
+            console.emit(report.rollout_text(result))
+    elif isinstance(result, Plan):
         if json:
             _show(result, True)
     elif json:
@@ -281,11 +294,13 @@ def history(
     name: Name, environments: Folder = None, hosts: HostsOption = None, json: Json = False
 ) -> None:
     """The releases of ENV, newest first, with what changed in each."""
-    releases = operations.history_of(_load(environments, name, hosts))
+    loaded = _load(environments, name, hosts)
+    releases = operations.history_of(loaded)
+    diverged = operations.divergences(loaded, releases)
     if json:
-        console.json([r.record() for r in releases])
+        console.json(report.history_document(releases, diverged))
     else:
-        console.emit(report.history_text(name, releases))
+        console.emit(report.history_text(name, releases, diverged))
 
 
 @app.command()
@@ -306,7 +321,14 @@ def status(
 ) -> None:
     """Per host, per service: images, state, health, replicas, release. Exit 0 when all is
     running and healthy on every host."""
-    loaded = _load(environments, name, hosts)
+    loaded = _load(environments, name, hosts, swarm_ready=True)
+    if loaded.spec.orchestrator == SWARM:
+        on_swarm = operations.swarm_status(loaded, console.redact)
+        if json:
+            console.json(report.swarm_status_document(on_swarm))
+        else:
+            console.emit(report.swarm_status_text(on_swarm))
+        raise typer.Exit(EXIT_OK if on_swarm.healthy else EXIT_ERROR)
     outcomes = operations.status_hosts(loaded, console.redact)
     _show_hosts(loaded, outcomes, report.statuses_document if json else report.statuses_text)
     healthy = all(o.value is not None and o.value.healthy for o in outcomes)

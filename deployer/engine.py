@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from deployer.errors import (
     DeployerError,
     EngineUnreachableError,
+    NotSwarmManagerError,
     PullError,
     PushError,
     RegistryError,
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
 DEFAULT_ENGINE_HOST = "unix:///var/run/docker.sock"
 SDK_TIMEOUT = 60  # seconds per request
 PROJECT_LABEL = "com.docker.compose.project"
+STACK_LABEL = "com.docker.stack.namespace"  # a swarm has no stack object: its services' label
 STATE_IMAGE = "deployer-state:1"
 _EMPTY_TAR = bytes(1024)  # a tar archive with no members: two zero blocks
 _ENGINE_TIME = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)$")
@@ -175,6 +177,31 @@ class EngineClient:
     def project_containers(self, project: str) -> list[dict[str, Any]]:
         with self._errors():
             return self._api.containers(all=True, filters={"label": f"{PROJECT_LABEL}={project}"})  # type: ignore[no-any-return]
+
+    def swarm_manager(self) -> None:
+        """Checks that this engine is a manager of a swarm (it answers for the whole swarm)."""
+        with self._errors():
+            swarm = self._api.info().get("Swarm") or {}
+        if not swarm.get("ControlAvailable"):
+            raise NotSwarmManagerError(self.engine.host, swarm.get("LocalNodeState") or "inactive")
+
+    def stack_services(self, project: str) -> list[dict[str, Any]]:
+        """The services of the stack `project`, with their running and desired task counts."""
+        with self._errors():
+            return self._api.services(  # type: ignore[no-any-return,no-untyped-call]
+                filters={"label": f"{STACK_LABEL}={project}"}, status=True
+            )
+
+    def service_tasks(self, service_ids: list[str]) -> list[dict[str, Any]]:
+        """The tasks of these services, old ones too (Swarm keeps a few per slot)."""
+        if not service_ids:
+            return []
+        with self._errors():
+            return self._api.tasks(filters={"service": service_ids})  # type: ignore[no-any-return,no-untyped-call]
+
+    def nodes(self) -> list[dict[str, Any]]:
+        with self._errors():
+            return self._api.nodes()
 
     def images(self) -> list[dict[str, Any]]:
         with self._errors():

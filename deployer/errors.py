@@ -177,6 +177,55 @@ class RolledBackError(DeployerError):
         return [self.message, *self.failure.lines()[1:]]
 
 
+class HostsFailedError(DeployerError):
+    """Hosts of an environment that failed before anything changed (an engine that cannot be
+    reached, a registry it cannot ask): nothing was changed on any host."""
+
+    def __init__(self, environment: str, failures: Sequence[tuple[str, DeployerError]]) -> None:
+        self.environment, self.failures = environment, list(failures)
+        hosts = ", ".join(host for host, _ in self.failures)
+        super().__init__(
+            f"{environment}: {hosts}: {self.failures[0][1].message}; nothing changed on any host"
+            if len(self.failures) == 1
+            else f"{environment}: {len(self.failures)} hosts failed ({hosts}); "
+            "nothing changed on any host"
+        )
+
+    def lines(self) -> list[str]:
+        if len(self.failures) == 1:
+            return [self.message]
+        return [self.message, *(f"  {host}: {e.message}" for host, e in self.failures)]
+
+
+class RolloutFailedError(DeployerError):
+    """A deploy over several hosts failed on some: no further batch started; the hosts it
+    changed were put back (`rolled_back`) or left as they were. `results` has one line per
+    host: what happened there."""
+
+    def __init__(
+        self,
+        environment: str,
+        failures: Sequence[tuple[str, DeployerError]],
+        rolled_back: Sequence[str] | None,
+        results: Sequence[str],
+        result: str,
+    ) -> None:
+        self.environment, self.failures = environment, list(failures)
+        self.rolled_back, self.results = rolled_back, list(results)
+        self.result = result  # what the release records: rolled back, or failed
+        host, failure = self.failures[0]
+        self.failure = f"{host}: {failure.message}"
+        if rolled_back is None:
+            what = "nothing undone (deploy.on_failure: stop)"
+        else:
+            what = f"rolled back: {', '.join(rolled_back) or 'no host was changed'}"
+        super().__init__(f"deploy of {environment} failed on {self.failure}; {what}")
+
+    def lines(self) -> list[str]:
+        details = [line for _, e in self.failures for line in e.lines()[1:]]
+        return [self.message, *(f"  {line}" for line in self.results), *details]
+
+
 class RegistryLoginError(DeployerError):
     """A registry refused a pull: wrong credentials, or none where some are needed."""
 
@@ -294,5 +343,17 @@ class SwarmNotBuiltError(DeployerError):
         self.environment = environment
         super().__init__(
             f"{environment} targets a swarm (engine.orchestrator: swarm): `deploy render`, "
-            "`deploy validate` and `deploy env` work; deploying to a swarm is not built yet"
+            "`validate`, `env`, `diff` and `status` work; deploying to a swarm is not built yet"
+        )
+
+
+class NotSwarmManagerError(DeployerError):
+    """A swarm environment's engine that cannot answer for the swarm: not in one, or a worker."""
+
+    def __init__(self, host: str, node_state: str) -> None:
+        self.host, self.node_state = host, node_state
+        what = "a swarm worker" if node_state == "active" else f"in no swarm ({node_state})"
+        super().__init__(
+            f"{host} is not a swarm manager, it is {what}: name a manager in engine.host "
+            "(or make this engine one: docker swarm init)"
         )

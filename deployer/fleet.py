@@ -10,8 +10,10 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 from urllib.parse import urlsplit
 
+from deployer.apply import Progress
 from deployer.engine import Engine
 from deployer.errors import DeployerError
+from deployer.runner import interrupts_held
 
 T = TypeVar("T")
 
@@ -41,6 +43,20 @@ def each(hosts: Sequence[Engine], action: Callable[[Engine], T]) -> list[HostOut
         return list(pool.map(attempt, hosts))
 
 
+def together(items: Sequence[T], action: Callable[[T], None]) -> None:
+    """`action` on every item at once, each in a thread of its own; returns when all are done.
+    An interrupt (Ctrl-C, SIGTERM, SIGHUP) propagates only once every action has finished:
+    they all start (the signals wait until they have), and none is cut short."""
+    if not items:
+        return
+    with ThreadPoolExecutor(max_workers=len(items)) as pool:
+        with interrupts_held():
+            futures = [pool.submit(action, item) for item in items]
+        # Leaving this block, by an interrupt too, waits for every thread started above.
+        for future in futures:
+            future.result()
+
+
 def in_turn(hosts: Sequence[Engine], action: Callable[[Engine], T]) -> list[HostOutcome[T]]:
     """`action` on one host after the other, stopping at the first that fails: the outcomes of
     the hosts attempted, in order (the failed one last)."""
@@ -64,7 +80,7 @@ def label(url: str) -> str:
     return urlsplit(url).hostname or url
 
 
-def batches(hosts: Sequence[Engine], batch: int | str) -> list[list[Engine]]:
+def batches(hosts: Sequence[T], batch: int | str) -> list[list[T]]:
     """The hosts in the order given, cut into batches of `batch` hosts (a number, or a
     percentage of the hosts rounded up: never an empty batch)."""
     percent = batch if isinstance(batch, str) else None
@@ -94,3 +110,17 @@ def selected(hosts: Sequence[Engine], wanted: Sequence[str], environment: str) -
             f"(hosts: {', '.join(h.host for h in hosts)})"
         )
     return [h for h in hosts if host_names(h.host) & set(wanted)]
+
+
+@dataclass(frozen=True)
+class HostProgress:
+    """A host's progress among several: each line says which host it is about."""
+
+    progress: Progress
+    host: str
+
+    def update(self, subject: str, text: str) -> None:
+        self.progress.update(f"{self.host} {subject}", f"{self.host}: {text}")
+
+    def done(self, subject: str, text: str) -> None:
+        self.progress.done(f"{self.host} {subject}", f"{self.host}: {text}")

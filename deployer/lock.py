@@ -41,6 +41,7 @@ class Lock:
     since: float = 0.0
     renewed: float = 0.0
     id: str = ""
+    engine: str = ""  # where an environment has several hosts: the engine it was found on
 
     @classmethod
     def new(cls, actor: Actor, reason: str, kind: str, ttl: float) -> Lock:
@@ -62,6 +63,7 @@ class Lock:
             since=stored.since,
             renewed=stored.renewed,
             id=stored.id,
+            engine=stored.engine,
         )
 
     @property
@@ -74,7 +76,8 @@ class Lock:
         return {key: getattr(self, key) for key in keys}
 
     def describe(self) -> str:
-        return f"{self.holder} on {self.host} (pid {self.pid})"
+        held = f"{self.holder} on {self.host} (pid {self.pid})"
+        return f"{held}, on engine {self.engine}" if self.engine else held
 
 
 def pid_alive(pid: int) -> bool:
@@ -238,9 +241,19 @@ def holding(
     acquire(store, environment, lock, wait)
     renewal = Renewal(store, lock.token, renew_every)
     os.environ[LOCK_ENV] = lock.token  # inherited by every process started meanwhile
+    ended: BaseException | None = None
     try:
         yield lock
+    except BaseException as e:
+        ended = e
+        raise
     finally:
         os.environ.pop(LOCK_ENV, None)
         renewal.stop()
-        release(store, lock)
+        try:
+            release(store, lock)
+        except DeployerError as e:
+            # An engine that stopped answering meanwhile: what ended the command comes first.
+            if ended is None:
+                raise
+            ended.add_note(f"the lock could not be released: {e.message}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -11,7 +12,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TypeVar
 
-from deployer import audit, compose, fleet, releases, retention, runner
+from deployer import audit, compose, fleet, fleet_state, releases, retention, runner, swarm_plan
 from deployer import build as build_stage
 from deployer import lock as lock_module
 from deployer.apply import Applied, Login, Progress, apply, registry_of, wait_ready
@@ -24,9 +25,12 @@ from deployer.errors import (
     ConfigIssue,
     ConfirmationRefusedError,
     DeployerError,
+    EngineUnreachableError,
+    HostsFailedError,
     Interrupted,
     PromotionRefusedError,
     RolledBackError,
+    RolloutFailedError,
     SwarmNotBuiltError,
     TagMovedError,
 )
@@ -45,8 +49,12 @@ from deployer.registry import RegistryDigests, resolve_digests, tags_to_check
 from deployer.releases import (
     FAILED,
     INTERRUPTED,
+    NOT_STARTED,
     ROLLED_BACK,
     SUCCESS,
+    UNCHANGED,
+    UNKNOWN,
+    HostRelease,
     Release,
     Secrets,
     ServiceRelease,
@@ -63,7 +71,9 @@ from deployer.spec_edit import pin_images
 from deployer.state import Actor, StateStore, Store, records_of_every_project
 from deployer.status import EnvironmentStatus, ServiceStatus
 from deployer.status import status as environment_status
+from deployer.swarm_observed import observe_stack
 from deployer.swarm_stack import StackFile, convert, located_issues, stack_deploy
+from deployer.swarm_status import SwarmStatus
 from deployer.variables import (
     PROCESS_ENVIRONMENT,
     Redactor,
@@ -96,11 +106,22 @@ class Loaded:
     variables: Variables
     engine: Engine  # the host operations act on; one of `hosts`
     outside: Outside = field(default_factory=Outside)
-    hosts: tuple[Engine, ...] = ()  # every host of the environment (`engine.hosts`), or `engine`
+    hosts: tuple[Engine, ...] = ()  # the hosts the command acts on (`--hosts`; default all)
+    every_host: tuple[Engine, ...] = ()  # all the spec's hosts, whatever `--hosts` selects
 
     def on(self, engine: Engine) -> Loaded:
         """The same environment, acting on one of its hosts."""
         return replace(self, engine=engine)
+
+    @property
+    def environment_hosts(self) -> tuple[Engine, ...]:
+        """Every host of the environment: where its lock is taken and its records are kept."""
+        return self.every_host or self.hosts or (self.engine,)
+
+    @property
+    def selected_hosts(self) -> tuple[Engine, ...]:
+        """The hosts the command acts on."""
+        return self.hosts or (self.engine,)
 
 
 def load(
@@ -124,7 +145,7 @@ def load(
     urls = spec.engine_hosts or (spec.engine_host,)
     every = [Engine.choose(url, environ) for url in urls]
     chosen = tuple(fleet.selected(every, hosts, spec.name))
-    return Loaded(spec, variables, chosen[0], hosts=chosen)
+    return Loaded(spec, variables, chosen[0], hosts=chosen, every_host=tuple(every))
 
 
 def desired_state(loaded: Loaded, redact: Redactor) -> DesiredState:
@@ -204,6 +225,19 @@ def render_stack(loaded: Loaded, redact: Redactor) -> tuple[Command, StackFile, 
     return stack_deploy(loaded.spec.project, loaded.engine, stack, registry_auth), stack, ignored
 
 
+def swarm_diff(loaded: Loaded, redact: Redactor) -> Plan:
+    """The plan of a swarm environment: its stack file against the stack on the swarm."""
+    return swarm_status(loaded, redact).plan
+
+
+def swarm_status(loaded: Loaded, redact: Redactor) -> SwarmStatus:
+    _, stack, _ = render_stack(loaded, redact)
+    observed = observe_stack(loaded.outside.connect(loaded.engine), loaded.spec.project)
+    return SwarmStatus(
+        loaded.spec.name, observed, swarm_plan.plan(loaded.spec.name, stack, observed)
+    )
+
+
 def diff(loaded: Loaded, redact: Redactor) -> tuple[Plan, DesiredState, EngineClient]:
     """The plan; a registry that cannot be asked about a tag leaves a warning in the plan
     (`Plan.unchecked`), not an error: a look at what would change stays possible."""
@@ -237,13 +271,9 @@ def _read_each_host(
             observed = observe(client, loaded.spec.project)
             return read(resolving.result(), observed, client)
 
-        outcomes = fleet.each(_every_host(loaded), on)
+        outcomes = fleet.each(loaded.selected_hosts, on)
         resolving.result()
     return _alone_raises(outcomes)
-
-
-def _every_host(loaded: Loaded) -> tuple[Engine, ...]:
-    return loaded.hosts or (loaded.engine,)
 
 
 def _alone_raises(outcomes: list[fleet.HostOutcome[T]]) -> list[fleet.HostOutcome[T]]:
@@ -316,6 +346,8 @@ class Interaction:
     confirm: Callable[[str], bool]  # asks a yes/no question (or refuses without a terminal)
     show_plan: Callable[[Plan], None]
     redact: Redactor
+    # Several hosts: each host's plan, by host, shown at once.
+    show_plans: Callable[[Sequence[tuple[str, Plan]]], None] = lambda plans: None
 
 
 def _confirmed(loaded: Loaded, ui: Interaction, question: str) -> None:
@@ -333,7 +365,17 @@ def _locked(
     loaded: Loaded, client: EngineClient, what: str, lock_wait: float
 ) -> Iterator[tuple[Store, Actor]]:
     """Hold the environment lock for a state-changing command."""
-    store = loaded.outside.store(client, loaded.spec.project)
+    with _holding(loaded, loaded.outside.store(client, loaded.spec.project), what, lock_wait) as (
+        store,
+        actor,
+    ):
+        yield store, actor
+
+
+@contextmanager
+def _holding(
+    loaded: Loaded, store: Store, what: str, lock_wait: float
+) -> Iterator[tuple[Store, Actor]]:
     actor = loaded.outside.actor()
     lock = Lock.new(actor, f"{what} {loaded.spec.name}", "process", DEPLOY_TTL)
     with holding(store, loaded.spec.name, lock, lock_wait):
@@ -349,6 +391,8 @@ class Recording:
     applying: tuple[Plan, EngineClient] | None = None
     states: list[DesiredState] = field(default_factory=list)  # what its services may now run
     rolling_back: DeployerError | None = None  # the failure being rolled back, while it is
+    # Several hosts: what the command does on each; once set, the command makes a release.
+    hosts: Sequence[HostRun] = ()
 
     def applies(self, plan: Plan, desired: DesiredState, client: EngineClient) -> None:
         """From here on the command changes containers: its release will be recorded."""
@@ -362,6 +406,8 @@ def outcome(ended: BaseException | None, rolling_back: DeployerError | None) -> 
         return SUCCESS, ""
     if isinstance(ended, RolledBackError):
         return ROLLED_BACK, ended.failure.message
+    if isinstance(ended, RolloutFailedError):
+        return ended.result, ended.failure
     if rolling_back is not None:
         if isinstance(ended, KeyboardInterrupt):
             return INTERRUPTED, f"{rolling_back.message}; interrupted during the rollback"
@@ -403,13 +449,8 @@ def _recorded(
             audit.write(
                 store, actor, loaded.spec.name, command, result, redact, recording.changes, error
             )
-            if recording.applying is not None:
-                applied_plan, client = recording.applying
-                services = running_services(
-                    observe(client, loaded.spec.project),
-                    recording.states,
-                    Secrets.of(loaded.spec, loaded.variables),
-                )
+            if recording.applying is not None or recording.hosts:
+                services, hosts = _released(loaded, store, recording, redact)
                 # A release is written only under the lock still held: if it was broken and
                 # taken meanwhile, the release numbers are someone else's now.
                 lock_module.verify_held(store)
@@ -421,13 +462,59 @@ def _recorded(
                     loaded.spec,
                     loaded.variables,
                     services,
-                    applied_plan,
+                    recording.changes,
+                    hosts,
                 )
                 _trim_records(store, loaded.spec, services, progress)
         except DeployerError as e:
             if ended is None:
                 raise
             ended.add_note(f"its record could not be written: {e.message}")
+
+
+def _released(
+    loaded: Loaded, store: Store, recording: Recording, redact: Redactor
+) -> tuple[dict[str, ServiceRelease], list[HostRelease]]:
+    """What runs when the command ends (services of its first host) and, with several hosts,
+    on each host together with what the command did there."""
+    secrets = Secrets.of(loaded.spec, loaded.variables)
+    if not recording.hosts:
+        assert recording.applying is not None
+        client = recording.applying[1]
+        return running_services(observe(client, loaded.spec.project), recording.states, secrets), []
+
+    earlier = history(store)
+
+    def released(run: HostRun) -> HostRelease:
+        error = redact(run.error.message) if run.error is not None else ""
+        try:
+            observed = observe(run.client, loaded.spec.project)
+        except DeployerError as e:
+            error = error or redact(e.message)
+            return HostRelease(run.host, UNKNOWN, {}, run.changes, run.rounded, error)
+        services = running_services(observed, recording.states, secrets)
+        if run.result == NOT_STARTED:
+            # Untouched: it runs what its last release recorded, configuration included.
+            services = _as_recorded(services, earlier, run.host)
+        return HostRelease(run.host, run.result, services, run.changes, run.rounded, error)
+
+    with ThreadPoolExecutor(max_workers=len(recording.hosts)) as pool:
+        hosts = list(pool.map(released, recording.hosts))
+    return next((dict(h.services) for h in hosts if h.services), {}), hosts
+
+
+def _as_recorded(
+    services: Mapping[str, ServiceRelease], releases: Sequence[Release], host: str
+) -> dict[str, ServiceRelease]:
+    """`services` with the configuration the newest release recorded for `host`, where it
+    recorded the image each runs."""
+    recorded = next((r.services_on(host) for r in releases if r.on(host) is not None), {})
+    return {
+        name: recorded[name]
+        if name in recorded and recorded[name].image_id == service.image_id
+        else service
+        for name, service in services.items()
+    }
 
 
 def _audited(
@@ -466,12 +553,14 @@ def registry_login(loaded: Loaded, pulls: Sequence[str], redact: Redactor) -> Lo
 
 def deploy(
     loaded: Loaded, ui: Interaction, command: str, lock_wait: float = 0.0, save_login: bool = False
-) -> Applied | Plan:
+) -> Applied | Plan | Rollout:
     """Plan, confirm where the spec asks, apply under the environment lock, record the release.
 
     The first plan is made without the lock, so that a deploy with nothing to do stays cheap and
     takes nothing; with changes, the lock is taken and the plan made again under it.
     """
+    if loaded.spec.engine_hosts is not None:
+        return _deploy_hosts(loaded, ui, command, lock_wait, save_login)
     the_plan, desired, client, digests = _checked_diff(loaded, ui.redact, strict=True)
     if the_plan.in_sync:
         ui.show_plan(the_plan)
@@ -567,7 +656,7 @@ def _restore(
     previous = replace(
         before, containers=tuple(c for c in before.containers if c.service in changed)
     )
-    configs = newest_configs(history(store))
+    configs = newest_configs(history(store), loaded.engine.host)
     targets = {
         name: replace(service, config=configs.get(name))
         for name, service in running_services(previous).items()
@@ -584,9 +673,11 @@ def _restore(
 
 def rollback(
     loaded: Loaded, ui: Interaction, to: int | None, lock_wait: float = 0.0
-) -> Applied | Plan:
+) -> Applied | Plan | Rollout:
     """Redeploy release `to` (default: the last good one before the current): its exact images
     with the configuration it recorded."""
+    if loaded.spec.engine_hosts is not None:
+        return _rollback_hosts(loaded, ui, to, lock_wait)
     client = loaded.outside.connect(loaded.engine)
     with _locked(loaded, client, "rollback", lock_wait) as (store, actor):
         target = rollback_target(history(store), to)
@@ -596,6 +687,337 @@ def rollback(
         desired = restore_state(current, targets, secrets, loaded.outside.run)
         command = f"rollback to release {target.number}"
         return _plan_and_apply(loaded, ui, client, store, actor, command, desired)
+
+
+# Several hosts (`engine.hosts`): every host is reached and planned before anything changes;
+# then the hosts with changes are deployed batch by batch (deploy.batch), each exactly as one
+# host is; a failure stops the rollout and, under `on_failure: rollback`, puts back every host it
+# changed. One lock over all hosts (fleet_state.FleetStore), one release listing each host.
+
+
+@dataclass
+class HostRun:
+    """One host of a rollout: its plan, and what the rollout has done there so far."""
+
+    engine: Engine
+    client: EngineClient
+    desired: DesiredState
+    before: ObservedState
+    plan: Plan
+    result: str = ""
+    changed: bool = False  # a container of its was replaced: there is something to undo
+    seconds: float = 0.0
+    error: DeployerError | None = None
+
+    def __post_init__(self) -> None:
+        self.result = self.result or (UNCHANGED if self.plan.in_sync else NOT_STARTED)
+
+    @property
+    def host(self) -> str:
+        return self.engine.host
+
+    @property
+    def changes(self) -> list[str]:
+        return change_lines(self.plan)
+
+    @property
+    def rounded(self) -> float:
+        return round(self.seconds, 1)
+
+    def summary(self) -> HostRelease:
+        error = self.error.message if self.error is not None else ""
+        return HostRelease(self.host, self.result, {}, self.changes, self.rounded, error)
+
+
+@dataclass(frozen=True)
+class Rollout:
+    """What a deploy over several hosts did on each (services left out: see the release)."""
+
+    environment: str
+    hosts: tuple[HostRelease, ...]
+
+    @property
+    def in_sync(self) -> bool:
+        return all(h.result == UNCHANGED for h in self.hosts)
+
+
+def _rollout(loaded: Loaded, runs: Sequence[HostRun]) -> Rollout:
+    return Rollout(loaded.spec.name, tuple(run.summary() for run in runs))
+
+
+def _on_host(desired: DesiredState, engine: Engine) -> DesiredState:
+    """The desired state, resolved once, as `docker compose` is to apply it on `engine`."""
+    return replace(desired, compose=replace(desired.compose, engine=engine))
+
+
+def _deploy_hosts(
+    loaded: Loaded, ui: Interaction, command: str, lock_wait: float, save_login: bool
+) -> Rollout:
+    """Reach and plan every host (a host that fails fails the deploy before any change); with
+    changes, plan again under the lock of every host and roll out."""
+    desired = desired_state(loaded, ui.redact)
+    clients = _reached(loaded, loaded.environment_hosts)
+
+    def desired_on(engine: Engine) -> DesiredState:
+        return _on_host(desired, engine)
+
+    runs = _plan_hosts(loaded, ui.redact, clients, desired_on, checked=True)
+    if all(run.plan.in_sync for run in runs):
+        ui.show_plans([(run.host, run.plan) for run in runs])
+        return _rollout(loaded, runs)
+    with _holding(loaded, _fleet_store(loaded, clients), "deploy", lock_wait) as (store, actor):
+        runs = _plan_hosts(loaded, ui.redact, clients, desired_on, checked=True)
+        rollout, login = _roll(loaded, ui, store, actor, command, runs)
+    if save_login and login is not None:
+        for engine in loaded.selected_hosts:
+            loaded.outside.run(docker_login(engine, login.server, login.username, login.password))
+    return rollout
+
+
+def _rollback_hosts(loaded: Loaded, ui: Interaction, to: int | None, lock_wait: float) -> Rollout:
+    """Roll every host out to what release `to` recorded for it; a host the release did not
+    list is left as it is."""
+    clients = _reached(loaded, loaded.environment_hosts)
+    with _holding(loaded, _fleet_store(loaded, clients), "rollback", lock_wait) as (store, actor):
+        target = rollback_target(history(store), to)
+        current = desired_state(loaded, ui.redact)
+        secrets = Secrets.of(loaded.spec, loaded.variables)
+
+        def restored_on(engine: Engine) -> DesiredState:
+            recorded = target.services_on(engine.host).items()
+            targets = {n: s for n, s in recorded if n in current.services}
+            return restore_state(_on_host(current, engine), targets, secrets, loaded.outside.run)
+
+        listed = replace(
+            loaded, hosts=tuple(e for e in loaded.selected_hosts if target.on(e.host) is not None)
+        )
+        runs = _plan_hosts(listed, ui.redact, clients, restored_on, checked=False)
+        command = f"rollback to release {target.number}"
+        return _roll(loaded, ui, store, actor, command, runs)[0]
+
+
+def _plan_hosts(
+    loaded: Loaded,
+    redact: Redactor,
+    clients: Mapping[str, EngineClient],
+    desired_on: Callable[[Engine], DesiredState],
+    checked: bool,
+) -> list[HostRun]:
+    """Observe and plan the selected hosts in parallel (`checked`: their tags checked in the
+    registries, as a deploy does). Any host that fails fails them all, naming it."""
+
+    def planned(engine: Engine) -> HostRun:
+        client = clients[engine.host]
+        desired = desired_on(engine)
+        observed = observe(client, loaded.spec.project)
+        if checked:
+            the_plan, _ = _checked_plan(
+                loaded.on(engine), desired, observed, client, redact, strict=True
+            )
+        else:
+            the_plan = plan(desired, observed)
+        return HostRun(engine, client, desired, observed, the_plan)
+
+    outcomes = fleet.each(loaded.selected_hosts, planned)
+    failed = [(o.host, o.error) for o in outcomes if o.error is not None]
+    if failed:
+        raise HostsFailedError(loaded.spec.name, failed)
+    return [o.value for o in outcomes if o.value is not None]
+
+
+def _roll(
+    loaded: Loaded,
+    ui: Interaction,
+    store: Store,
+    actor: Actor,
+    command: str,
+    runs: Sequence[HostRun],
+) -> tuple[Rollout, Login | None]:
+    """Under the lock: show the plans, confirm once, deploy batch by batch and record."""
+    ui.show_plans([(run.host, run.plan) for run in runs])
+    changing = [run for run in runs if not run.plan.in_sync]
+    if not changing:
+        return _rollout(loaded, runs), None
+    login = registry_login(loaded, sorted({i for r in changing for i in r.plan.pulls}), ui.redact)
+    count = sum(len(run.plan.changes) for run in changing)
+    _confirmed(
+        loaded,
+        ui,
+        f"Apply {count} change(s) to {loaded.spec.name} on {len(changing)} of {len(runs)} host(s)?",
+    )
+    with _recorded(loaded, store, actor, command, ui.redact, (), ui.progress) as recording:
+        recording.hosts = runs
+        recording.changes = [f"{run.host}: {line}" for run in changing for line in run.changes]
+        recording.states.extend(run.desired for run in changing)
+        _batches(loaded, ui, store, recording, changing, login)
+    return _rollout(loaded, runs), login
+
+
+def _batches(
+    loaded: Loaded,
+    ui: Interaction,
+    store: Store,
+    recording: Recording,
+    changing: Sequence[HostRun],
+    login: Login | None,
+) -> None:
+    """Deploy the hosts a batch at a time; a batch starts once every host of the one before is
+    healthy (and `batch_pause` has passed)."""
+    try:
+        for index, batch in enumerate(fleet.batches(changing, loaded.spec.batch)):
+            if index and loaded.spec.batch_pause:
+                ui.progress.update("batch", f"pausing {loaded.spec.batch_pause:g}s")
+                time.sleep(loaded.spec.batch_pause)
+            hosts = ", ".join(run.host for run in batch)
+            ui.progress.done("batch", f"batch {index + 1}: {hosts}")
+            # An interrupt lets every host under way finish: Compose is never cut short.
+            fleet.together(batch, lambda run: _deploy_host(loaded, ui, run, login))
+            failed = [run for run in batch if run.error is not None]
+            if failed:
+                _stop(loaded, ui, store, recording, changing, failed)
+    except KeyboardInterrupt as e:
+        raise Interrupted(f"no further host started: {_results(recording.hosts)}") from e
+
+
+def _results(runs: Sequence[HostRun]) -> str:
+    return ", ".join(f"{run.host} {run.result}" for run in runs)
+
+
+def _deploy_host(loaded: Loaded, ui: Interaction, run: HostRun, login: Login | None) -> None:
+    """Deploy one host exactly as a one-host deploy applies; a failure is kept with the host."""
+    started = time.monotonic()
+    try:
+        progress = fleet.HostProgress(ui.progress, run.host)
+        apply(run.plan, run.desired, run.client, loaded.outside.run, progress, login)
+        run.result, run.changed = SUCCESS, True
+    except DeployerError as failure:
+        run.result, run.error = FAILED, failure
+        try:
+            after = observe_containers(run.client, loaded.spec.project)
+        except DeployerError:
+            run.result = UNKNOWN  # its engine no longer answers
+        else:
+            run.changed = replaced(run.before, after, run.plan.services_to_up)
+    finally:
+        run.seconds = time.monotonic() - started
+
+
+def _stop(
+    loaded: Loaded,
+    ui: Interaction,
+    store: Store,
+    recording: Recording,
+    changing: Sequence[HostRun],
+    failed: Sequence[HostRun],
+) -> None:
+    """A host failed: no further batch; put back every host the rollout changed, in parallel
+    (`on_failure: rollback`), and fail naming each host's result."""
+    failures = [(run.host, run.error) for run in failed if run.error is not None]
+    undone: list[str] | None = None
+    result = FAILED
+    if loaded.spec.on_failure == "rollback":
+        recording.rolling_back = failures[0][1]
+        changed = [run for run in changing if run.changed]
+        fleet.together(changed, lambda run: _undo_host(loaded, ui, store, recording, run))
+        undone = [run.host for run in changed if run.result == ROLLED_BACK]
+        result = ROLLED_BACK if changed and len(undone) == len(changed) else FAILED
+    # A failure can be the first sign of an engine going down: ask the failed hosts again.
+    fleet.together([run for run in failed if run.result == FAILED], lambda run: _probe(loaded, run))
+    lines = _result_lines(recording.hosts)
+    raise RolloutFailedError(loaded.spec.name, failures, undone, lines, result)
+
+
+def _probe(loaded: Loaded, run: HostRun) -> None:
+    """A host whose engine no longer answers is in a state unknown."""
+    try:
+        observe_containers(run.client, loaded.spec.project)
+    except DeployerError:
+        run.result = UNKNOWN
+
+
+def _undo_host(
+    loaded: Loaded, ui: Interaction, store: Store, recording: Recording, run: HostRun
+) -> None:
+    started = time.monotonic()
+    try:
+        progress = fleet.HostProgress(ui.progress, run.host)
+        _restore(
+            loaded.on(run.engine),
+            replace(ui, progress=progress),
+            run.client,
+            store,
+            recording,
+            run.plan,
+            run.before,
+            run.desired,
+        )
+        run.result = ROLLED_BACK
+    except DeployerError as e:
+        # An engine that stopped answering meanwhile leaves its host in a state unknown.
+        run.result = UNKNOWN if isinstance(e, EngineUnreachableError) else FAILED
+        failure = f"{run.error.message}; " if run.error is not None else ""
+        run.error = DeployerError(f"{failure}the rollback failed: {e.message}")
+    finally:
+        run.seconds += time.monotonic() - started
+
+
+def _result_lines(runs: Sequence[HostRun]) -> list[str]:
+    width = max(len(run.host) for run in runs)
+    lines = []
+    for run in runs:
+        detail = f": {run.error.message}" if run.error is not None else ""
+        lines.append(f"{run.host:<{width}}  {run.result}{detail}")
+    return lines
+
+
+@dataclass(frozen=True)
+class Divergence:
+    """A host whose running services are not those its newest release recorded for it."""
+
+    host: str
+    release: int | None  # the newest release listing the host (None: none does)
+    differences: tuple[str, ...]
+
+
+def divergences(loaded: Loaded, releases: Sequence[Release]) -> list[Divergence]:
+    """Per selected host of several: how what runs differs from its newest release (none for
+    a host that runs what it recorded; the reason for a host that cannot be reached)."""
+    if loaded.spec.engine_hosts is None:
+        return []
+
+    def running(engine: Engine) -> dict[str, ServiceRelease]:
+        client = loaded.outside.connect(engine)
+        return running_services(observe(client, loaded.spec.project))
+
+    found = []
+    for outcome in fleet.each(loaded.selected_hosts, running):
+        if outcome.error is not None:
+            found.append(Divergence(outcome.host, None, (f"unknown: {outcome.error.message}",)))
+            continue
+        release = next((r for r in releases if r.on(outcome.host) is not None), None)
+        recorded = release.services_on(outcome.host) if release is not None else {}
+        differences = _differences(recorded, outcome.value or {})
+        if differences:
+            number = release.number if release is not None else None
+            found.append(Divergence(outcome.host, number, tuple(differences)))
+    return found
+
+
+def _differences(
+    recorded: Mapping[str, ServiceRelease], running: Mapping[str, ServiceRelease]
+) -> list[str]:
+    lines = []
+    for name in sorted(set(recorded) | set(running)):
+        then, now = recorded.get(name), running.get(name)
+        if now is None:
+            lines.append(f"{name} runs no container (release: {then and then.image})")
+        elif then is None:
+            lines.append(f"{name} runs {now.image} (not in the release)")
+        elif then.image_id != now.image_id:
+            lines.append(
+                f"{name} runs {now.image} {now.image_id[7:19]} (release: {then.image} {then.image_id[7:19]})"
+            )
+    return lines
 
 
 def build(
@@ -615,16 +1037,38 @@ def build(
     return build_stage.push(built, client, login, ui.progress) if push else built
 
 
-def _store(loaded: Loaded) -> Store:
-    return loaded.outside.store(loaded.outside.connect(loaded.engine), loaded.spec.project)
+def _store(loaded: Loaded, reading: bool = False) -> Store:
+    """The environment's records and lock: on its host, or on every host of several. Reading
+    needs one host that answers; the lock needs them all."""
+    clients = _reached(loaded, loaded.environment_hosts, every=not reading)
+    return _fleet_store(loaded, clients)
+
+
+def _fleet_store(loaded: Loaded, clients: Mapping[str, EngineClient]) -> Store:
+    stores = [(host, loaded.outside.store(c, loaded.spec.project)) for host, c in clients.items()]
+    return fleet_state.of(stores)
+
+
+def _reached(
+    loaded: Loaded, engines: Sequence[Engine], every: bool = True
+) -> dict[str, EngineClient]:
+    """A client per host, by URL; a host that cannot be reached is an error naming it (with
+    `every`; else only when no host can be reached)."""
+    outcomes = fleet.each(engines, loaded.outside.connect)
+    failed = [(o.host, o.error) for o in outcomes if o.error is not None]
+    if failed and (every or len(failed) == len(outcomes)):
+        if len(outcomes) == 1:
+            raise failed[0][1]
+        raise HostsFailedError(loaded.spec.name, failed)
+    return {o.host: o.value for o in outcomes if o.value is not None}
 
 
 def history_of(loaded: Loaded) -> list[Release]:
-    return history(_store(loaded))
+    return history(_store(loaded, reading=True))
 
 
 def audit_of(loaded: Loaded) -> list[audit.AuditEntry]:
-    return audit.entries(_store(loaded))
+    return audit.entries(_store(loaded, reading=True))
 
 
 def lock_status(loaded: Loaded) -> tuple[Lock | None, str | None]:
@@ -633,7 +1077,7 @@ def lock_status(loaded: Loaded) -> tuple[Lock | None, str | None]:
 
 def lock_status_hosts(loaded: Loaded) -> list[fleet.HostOutcome[tuple[Lock | None, str | None]]]:
     """The lock as each host's records hold it, read in parallel."""
-    hosts = _every_host(loaded)
+    hosts = loaded.selected_hosts
     return _alone_raises(fleet.each(hosts, lambda host: lock_status(loaded.on(host))))
 
 
@@ -701,7 +1145,7 @@ def logs(
     """The services' log lines on every host, as Compose prints them (all services when none
     named), each host's lines as they come. With several hosts a host that fails gives its
     error among the lines and the others go on; with one, its error is the command's."""
-    hosts = _every_host(loaded)
+    hosts = loaded.selected_hosts
     commands = [
         compose.logs(
             compose_project(loaded.spec, loaded.variables, host), services, follow, since, tail
@@ -726,7 +1170,7 @@ def _host_by_host(
     """A one-host operation on each host in turn, stopping at the first that fails. `question`
     is asked once for every host (where the spec asks) rather than by each; with one host the
     operation asks its own, and its error is the command's."""
-    hosts = _every_host(loaded)
+    hosts = loaded.selected_hosts
     if len(hosts) == 1:
         return [fleet.HostOutcome(hosts[0].host, action(loaded.on(hosts[0]), ui))]
     if question is not None:
@@ -740,9 +1184,9 @@ def _host_by_host(
     return fleet.in_turn(hosts, on)
 
 
-def _on_host(loaded: Loaded) -> str:
+def _which_host(loaded: Loaded) -> str:
     """Where a question about one host of several names it."""
-    return f" on {loaded.engine.host}" if len(_every_host(loaded)) > 1 else ""
+    return f" on {loaded.engine.host}" if len(loaded.selected_hosts) > 1 else ""
 
 
 def restart_hosts(
@@ -750,7 +1194,7 @@ def restart_hosts(
 ) -> list[fleet.HostOutcome[tuple[ObservedContainer, ...]]]:
     """A rolling restart: `restart` on one host after the other, each ready again before the
     next starts; the first host that fails stops it."""
-    hosts = _every_host(loaded)
+    hosts = loaded.selected_hosts
     what = ", ".join(services) or "every service"
     question = f"Restart {what} in {loaded.spec.name} on {len(hosts)} hosts, one after the other?"
     return _host_by_host(loaded, ui, question, lambda on, ui: restart(on, ui, services, lock_wait))
@@ -764,7 +1208,7 @@ def down_hosts(
         None
         if volumes
         else f"Stop and remove the containers and networks of {loaded.spec.name} "
-        f"on {len(_every_host(loaded))} hosts?"
+        f"on {len(loaded.selected_hosts)} hosts?"
     )
     return _host_by_host(loaded, ui, question, lambda on, ui: down(on, ui, volumes, lock_wait))
 
@@ -820,7 +1264,7 @@ def down(loaded: Loaded, ui: Interaction, volumes: bool, lock_wait: float = 0.0)
         if volumes:
             listed = ", ".join(doomed) or "none found"
             question = (
-                f"Stop and remove the containers and networks of {name}{_on_host(loaded)} "
+                f"Stop and remove the containers and networks of {name}{_which_host(loaded)} "
                 f"and DELETE its volumes ({listed})? Their data cannot be brought back."
             )
             try:
@@ -891,7 +1335,7 @@ def prune(
                 loaded,
                 ui,
                 f"Remove {len(candidates)} image(s) from the engine of "
-                f"{loaded.spec.name}{_on_host(loaded)}?",
+                f"{loaded.spec.name}{_which_host(loaded)}?",
             )
         running = running_services(observe(client, loaded.spec.project))
 

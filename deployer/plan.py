@@ -128,7 +128,7 @@ def _recreate_causes(
         if old.get(part) == new.get(part):
             continue
         if part == "image":
-            causes.append(f"image {_image_change(container.image, service.image)}")
+            causes.append(f"image {image_change(container.image, service.image)}")
             continue
         kind, _, name = part.partition(".")
         if kind == "environment" and part in service.secret_parts:
@@ -148,7 +148,7 @@ def _recreate_causes(
     return causes
 
 
-def _image_change(old: str, new: str) -> str:
+def image_change(old: str, new: str) -> str:
     """`web:1 -> 2` within a repository, else both references whole."""
     if is_image_id(old) or is_image_id(new):
         return f"{old} -> {new}"

@@ -59,7 +59,8 @@ def digest_in(pinned: Iterable[str], repository: str) -> str | None:
     """The digest of `repository` among an image's `repository@digest` references (RepoDigests)."""
     for reference in pinned:
         name, _, digest = reference.partition("@")
-        if ImageReference.parse(name).repository == repository:
+        # An image whose tags are all gone lists `<none>@sha256:...`: no repository of its own.
+        if name != "<none>" and ImageReference.parse(name).repository == repository:
             return digest
     return None
 

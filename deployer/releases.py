@@ -29,6 +29,10 @@ from deployer.state import Actor, Store, iso, now
 from deployer.variables import MASK, MIN_REDACTED_LENGTH, SecretPolicy, Variables
 
 SUCCESS, FAILED, ROLLED_BACK, INTERRUPTED = "success", "failed", "rolled back", "interrupted"
+# What a deploy did to one host of several, besides the results above.
+UNCHANGED = "unchanged"  # in sync already: not touched
+NOT_STARTED = "not started"  # its batch never started (an earlier batch failed, or an interrupt)
+UNKNOWN = "unknown"  # its engine stopped answering: what runs there cannot be known
 
 
 @dataclass(frozen=True)
@@ -55,6 +59,30 @@ def _mapping_or_none(value: Any) -> dict[str, Any] | None:
 
 
 @dataclass(frozen=True)
+class HostRelease:
+    """What one host of several runs after a deploy, and what the deploy did to it."""
+
+    host: str
+    result: str
+    services: Mapping[str, ServiceRelease] = field(default_factory=dict)
+    changes: Sequence[str] = field(default_factory=list)
+    seconds: float = 0.0  # how long its deploy (and any rollback) took
+    error: str = ""
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> HostRelease:
+        services = record.get("services") or {}
+        return cls(
+            str(record["host"]),
+            str(record.get("result", "")),
+            {n: ServiceRelease.from_record(s) for n, s in services.items()},
+            list(record.get("changes", [])),
+            float(record.get("seconds", 0.0)),
+            str(record.get("error", "")),
+        )
+
+
+@dataclass(frozen=True)
 class Release:
     number: int
     time: str
@@ -68,6 +96,9 @@ class Release:
     changes: Sequence[str] = field(default_factory=list)
     # The spec's `x-promoted-from` when deployed: {environment, release} of the promotion.
     promoted_from: Mapping[str, Any] | None = None
+    # An environment of several hosts: each host's services, changes and result (`services` and
+    # `changes` above are then those of the first host, and of all hosts together).
+    hosts: Sequence[HostRelease] = ()
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any]) -> Release:
@@ -89,11 +120,26 @@ class Release:
             services=services,
             changes=list(record.get("changes", [])),
             promoted_from=_mapping_or_none(record.get("promoted_from")),
+            hosts=tuple(HostRelease.from_record(h) for h in record.get("hosts", [])),
             **fields,
         )
 
     def record(self) -> dict[str, Any]:
-        return asdict(self)
+        record = asdict(self)
+        if not self.hosts:
+            del record["hosts"]  # a one-host release is recorded as it always was
+        return record
+
+    def on(self, host: str) -> HostRelease | None:
+        """What this release recorded for `host`; None when it lists hosts but not that one."""
+        if not self.hosts:
+            return HostRelease(host, self.result, self.services, self.changes)
+        return next((h for h in self.hosts if h.host == host), None)
+
+    def services_on(self, host: str) -> Mapping[str, ServiceRelease]:
+        """The services this release recorded for `host` (none when it did not deploy there)."""
+        found = self.on(host)
+        return found.services if found is not None else {}
 
 
 def history(store: Store) -> list[Release]:
@@ -254,12 +300,12 @@ def _configuration(target: ServiceRelease, current: Mapping[str, Any]) -> Mappin
     return {**target.config, "environment": environment}
 
 
-def newest_configs(releases: Sequence[Release]) -> dict[str, Mapping[str, Any] | None]:
+def newest_configs(releases: Sequence[Release], host: str) -> dict[str, Mapping[str, Any] | None]:
     """Per service, the configuration the newest release (of `releases`, newest first) that has
-    the service recorded for it."""
+    the service recorded for `host` recorded for it."""
     configs: dict[str, Mapping[str, Any] | None] = {}
     for release in releases:
-        for name, service in release.services.items():
+        for name, service in release.services_on(host).items():
             configs.setdefault(name, service.config)
     return configs
 
@@ -285,7 +331,8 @@ def record(
     spec: Spec,
     variables: Variables,
     services: Mapping[str, ServiceRelease],
-    plan: Plan,
+    changes: Sequence[str],
+    hosts: Sequence[HostRelease] = (),
 ) -> Release:
     """Add the next release. Its number is claimed on the store: one taken already (a forced
     lock break, a record no longer readable) is passed over, never written over."""
@@ -301,8 +348,9 @@ def record(
             variables_hash=variables_hash(variables),
             result=result,
             services=dict(services),
-            changes=change_lines(plan),
+            changes=list(changes),
             promoted_from=spec.promoted_from,
+            hosts=tuple(hosts),
         )
         if store.add("release", f"{number:06d}", release.record()):
             return release

@@ -30,13 +30,14 @@ from deployer.errors import shown_path
 from deployer.fleet import HostOutcome, label
 from deployer.lock import Lock, held_note
 from deployer.observed import ObservedContainer
-from deployer.operations import Promotion
+from deployer.operations import Divergence, Promotion, Rollout
 from deployer.plan import Plan
 from deployer.prune import Pruned
 from deployer.releases import Release
 from deployer.state import iso
 from deployer.status import EnvironmentStatus, RunningImage, images_by_service
 from deployer.swarm_stack import dump_stack
+from deployer.swarm_status import SwarmStatus
 from deployer.variables import MASK, Redactor, Variables
 
 T = TypeVar("T")
@@ -382,9 +383,68 @@ def _table(rows: Sequence[Sequence[str]]) -> str:
     )
 
 
-def history_text(environment: str, releases: Sequence[Release]) -> str:
+def rollout_plans_text(plans: Sequence[tuple[str, Plan]]) -> str:
+    """Each host's plan, under its host."""
+    return "\n".join(
+        f"{host}:\n" + "\n".join(f"  {line}" for line in plan_text(plan).splitlines())
+        for host, plan in plans
+    )
+
+
+def rollout_text(rollout: Rollout) -> str:
+    """Per host: what the deploy did there, how long it took, and what changed."""
+    if rollout.in_sync:
+        return f"{rollout.environment}: every host in sync, nothing to change"
+    rows = [("HOST", "RESULT", "TIME", "CHANGED")]
+    for host in rollout.hosts:
+        changed = ", ".join(change.split(":", 1)[0] for change in host.changes) or "-"
+        time = f"{host.seconds:.1f}s" if host.seconds else "-"
+        rows.append((host.host, host.result, time, changed))
+    return f"{rollout.environment}: {len(rollout.hosts)} hosts\n" + _table(rows)
+
+
+def rollout_document(rollout: Rollout) -> dict[str, Any]:
+    return {
+        "environment": rollout.environment,
+        "in_sync": rollout.in_sync,
+        "hosts": [
+            {
+                "host": h.host,
+                "result": h.result,
+                "seconds": h.seconds,
+                "changes": list(h.changes),
+                "error": h.error,
+            }
+            for h in rollout.hosts
+        ],
+    }
+
+
+def history_document(
+    releases: Sequence[Release], divergences: Sequence[Divergence]
+) -> list[dict[str, Any]]:
+    """The releases as recorded; the release a diverged host should run says how it differs."""
+    documents = [release.record() for release in releases]
+    by_number = {document["number"]: document for document in documents}
+    for divergence in divergences:
+        document = by_number.get(divergence.release or 0)
+        for host in document["hosts"] if document else []:
+            if host["host"] == divergence.host:
+                host["diverged"] = list(divergence.differences)
+    return documents
+
+
+def history_text(
+    environment: str, releases: Sequence[Release], divergences: Sequence[Divergence] = ()
+) -> str:
+    flags = [
+        f"{d.host} DIVERGES from "
+        + (f"release #{d.release}" if d.release else "its releases")
+        + f": {'; '.join(d.differences)}"
+        for d in divergences
+    ]
     if not releases:
-        return f"{environment}: no releases yet"
+        return "\n".join([f"{environment}: no releases yet", *flags])
     lines = [
         f"{environment}: {len(releases)} release{'s' if len(releases) != 1 else ''}, newest first"
     ]
@@ -397,10 +457,21 @@ def history_text(environment: str, releases: Sequence[Release]) -> str:
             source = release.promoted_from
             number = f" #{source['release']}" if source.get("release") else ""
             lines.append(f"    promoted from {source['environment']}{number}")
-        for name, service in sorted(release.services.items()):
-            lines.append(f"    {name}: {service.image} ({_short_id(service.image_id)})")
+        if release.hosts:
+            for host in release.hosts:
+                lines.append(f"    {host.host}: {host.result}")
+                lines.extend(_services_lines(host.services, "      "))
+        else:
+            lines.extend(_services_lines(release.services, "    "))
         lines.extend(f"    changed: {change}" for change in release.changes)
-    return "\n".join(lines)
+    return "\n".join([*lines, *flags])
+
+
+def _services_lines(services: Mapping[str, Any], indent: str) -> list[str]:
+    return [
+        f"{indent}{name}: {service.image} ({_short_id(service.image_id)})"
+        for name, service in sorted(services.items())
+    ]
 
 
 def audit_text(environment: str, entries: Sequence[AuditEntry]) -> str:
@@ -756,3 +827,53 @@ def promoted_text(promotion: Promotion) -> str:
         f"wrote {shown_path(str(promotion.target.spec.path))}: review and commit it; "
         f"`deploy diff {name}` shows the change, `deploy {name}` deploys it"
     )
+
+
+def swarm_status_document(status: SwarmStatus) -> dict[str, Any]:
+    return {
+        "environment": status.environment,
+        "project": status.stack.project,
+        "in_sync": status.plan.in_sync,
+        "healthy": status.healthy,
+        "services": [
+            {
+                "service": s.name,
+                "image": s.requested_image,
+                "digest": s.digest,
+                "replicas": {"running": s.running, "desired": s.desired_tasks},
+                "update": {"state": s.update_state, "message": s.update_message},
+                "tasks": [asdict(t) for t in s.tasks],
+            }
+            for s in status.stack.services.values()
+        ],
+    }
+
+
+def swarm_status_text(status: SwarmStatus) -> str:
+    sync = "in sync" if status.plan.in_sync else "NOT in sync (see `deploy diff`)"
+    health = "healthy" if status.healthy else "NOT healthy"
+    rows: list[tuple[str, ...]] = [
+        ("SERVICE", "RUNNING", "IMAGE", "DIGEST", "UPDATE", "NODE", "STATE", "HEALTH", "SINCE")
+    ]
+    for s in status.stack.services.values():
+        digest = (s.digest or "-").removeprefix("sha256:")[:12]
+        head = (
+            s.name,
+            f"{s.running}/{s.desired_tasks}",
+            s.requested_image,
+            digest,
+            s.update_state or "-",
+        )
+        for index, t in enumerate(s.tasks or [None]):
+            first = head if index == 0 else ("",) * len(head)
+            task = (
+                (t.node or "?", t.state, t.health or "-", t.since[:19] + "Z") if t else ("-",) * 4
+            )
+            rows.append((*first, *task))
+    lines = [f"{status.environment} (stack {status.stack.project}): {health}, {sync}", _table(rows)]
+    lines.extend(
+        f"{c.action}: {c.service} ({'; '.join(c.causes)})"
+        for c in status.plan.changes
+        if c.action in ("create", "converge", "remove")
+    )
+    return "\n".join(lines)

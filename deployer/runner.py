@@ -129,6 +129,17 @@ _INTERRUPTS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 @contextmanager
+def interrupts_held() -> Iterator[None]:
+    """An interrupt that comes within the block strikes once it has ended (for example once
+    the threads it starts have all started, and can all be waited for)."""
+    held: list[int] = []
+    with _signals_held(held):
+        yield
+    if held:
+        signal.raise_signal(held[0])
+
+
+@contextmanager
 def _signals_held(held: list[int]) -> Iterator[None]:
     """Note interrupts in `held` rather than act on them while a process starts: one acted on
     inside subprocess.Popen would leave a started process unwaited for."""

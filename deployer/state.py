@@ -73,6 +73,7 @@ class StoredLock:
     id: str
     since: float
     renewed: float
+    engine: str = ""  # the engine it is on, where the lock spans several (fleet_state)
 
 
 def unique_key() -> str:

@@ -11,6 +11,8 @@ where the meaning would change, a warning where Swarm ignores it harmlessly. `co
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -30,6 +32,10 @@ STACK_VERSION = "3.8"
 SWARM_MONITOR = 5.0
 # Docker's health check defaults, where a compose health check leaves them out.
 HEALTH_INTERVAL, HEALTH_RETRIES = 30.0, 3
+# Service labels (deploy.labels) carrying the converted service's fingerprint: the whole spec's,
+# and each top-level key's (`key=digest,...`), so that drift names the keys that changed.
+FINGERPRINT_LABEL = "io.deployer.fingerprint"
+KEY_FINGERPRINTS_LABEL = "io.deployer.fingerprint.keys"
 
 # Service keys of the 3.8 stack file that Swarm honours as Compose writes them.
 _KEPT = frozenset(
@@ -242,7 +248,7 @@ def _service(conversion: _Conversion, name: str, service: Mapping[str, Any]) -> 
     if "image" not in service and "build" not in service:
         conversion.refuse(f"{at}.image", "Swarm needs an image for every service")
     result["deploy"] = with_rolling_defaults(deploy, result)
-    return result
+    return with_fingerprint(result)
 
 
 def _port(conversion: _Conversion, path: str, port: Mapping[str, Any]) -> dict[str, Any]:
@@ -496,6 +502,70 @@ def _ipam(conversion: _Conversion, path: str, ipam: Mapping[str, Any]) -> dict[s
         else:
             conversion.unknown(f"{path}.{key}")
     return result
+
+
+# ---------------------------------------------------------------------------------------------
+# Fingerprints
+
+
+def with_fingerprint(service: Mapping[str, Any]) -> dict[str, Any]:
+    """The converted service with its fingerprint labels in `deploy.labels` (replacing any
+    there): a digest of the service without them, and one per top-level key."""
+    bare = without_fingerprint(service)
+    result = copy.deepcopy(bare)
+    labels = result["deploy"].setdefault("labels", {})
+    labels[FINGERPRINT_LABEL] = _digest(bare)
+    labels[KEY_FINGERPRINTS_LABEL] = ",".join(
+        f"{key}={digest}" for key, digest in sorted(key_fingerprints(bare).items())
+    )
+    return result
+
+
+def without_fingerprint(service: Mapping[str, Any]) -> dict[str, Any]:
+    """The service as its fingerprint sees it: deploy.labels (a mapping, as Compose writes it,
+    or a list of `name=value`) without the fingerprint labels; no labels at all if none remain."""
+    result = copy.deepcopy(dict(service))
+    deploy = result.get("deploy")
+    if isinstance(deploy, dict) and "labels" in deploy:
+        given = deploy["labels"]
+        labels = (
+            dict(given)
+            if isinstance(given, Mapping)
+            else dict(str(entry).partition("=")[::2] for entry in given)
+        )
+        kept = {k: v for k, v in labels.items() if k not in _FINGERPRINT_LABELS}
+        if kept:
+            deploy["labels"] = kept
+        else:
+            del deploy["labels"]
+    return result
+
+
+def key_fingerprints(service: Mapping[str, Any]) -> dict[str, str]:
+    """Each top-level key's digest (of a service without its fingerprint labels); `deploy`'s
+    without the replicas, which the swarm's service spec shows as they are."""
+    return {
+        key: _digest(
+            {k: v for k, v in value.items() if k != "replicas"} if key == "deploy" else value
+        )[:12]
+        for key, value in service.items()
+    }
+
+
+def parse_key_fingerprints(label: str) -> dict[str, str]:
+    """KEY_FINGERPRINTS_LABEL's value as written by with_fingerprint; {} if it is not that."""
+    pairs = [entry.partition("=") for entry in label.split(",") if entry]
+    if not all(sep and key and digest for key, sep, digest in pairs):
+        return {}
+    return {key: digest for key, _, digest in pairs}
+
+
+_FINGERPRINT_LABELS = frozenset({FINGERPRINT_LABEL, KEY_FINGERPRINTS_LABEL})
+
+
+def _digest(value: Any) -> str:
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -106,6 +106,8 @@ class Bed:
 
     def _fault(self, daemon: str, k: int, *, stop: bool) -> None:
         checked(f"{'stop' if stop else 'start'}-{daemon}", str(k))
+        if daemon == "engine" and k in self._clients:  # its connections are to the old engine
+            self._clients.pop(k).close()
         if stop:
             self._stopped.add((daemon, k))
         else:
@@ -121,3 +123,35 @@ class Bed:
             with contextlib.suppress(Exception):
                 client.close()
         self._clients.clear()
+
+
+@dataclass
+class Swarm:
+    """The bed's swarm (scripts/test-hosts swarm): managers dh4 and dh5, worker dh6. Kept apart
+    from dh1..dh3, which tests stop and start; `down` removes it with the bed."""
+
+    bed: Bed
+    managers: tuple[int, ...] = (4, 5)
+    workers: tuple[int, ...] = (6,)
+
+    @property
+    def numbers(self) -> tuple[int, ...]:
+        return (*self.managers, *self.workers)
+
+    @property
+    def manager_urls(self) -> list[str]:
+        return [self.bed.unix(k) for k in self.managers]
+
+    def name(self, k: int) -> str:
+        """Node k's hostname, as the swarm lists it."""
+        return f"dh{k}"
+
+    @property
+    def node_names(self) -> list[str]:
+        return [self.name(k) for k in self.numbers]
+
+    def client(self, k: int) -> docker.DockerClient:
+        return self.bed.client(k)
+
+    def node_image(self, reference: str) -> str:
+        return self.bed.node_image(reference)

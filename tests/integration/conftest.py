@@ -23,7 +23,7 @@ import docker
 import docker.errors
 import pytest
 
-from tests.integration.bed import TRANSPORTS, Bed, checked, run_script
+from tests.integration.bed import TRANSPORTS, Bed, Swarm, checked, run_script
 
 ROOT = Path(__file__).resolve().parents[2]
 # The tests' own namespace in the local registry, apart from the example's images.
@@ -316,6 +316,15 @@ def bed(engine: docker.DockerClient) -> Iterator[Bed]:
     finally:
         hosts.close()
         checked("release", lease)
+
+
+@pytest.fixture(scope="session")
+def swarm(bed: Bed) -> Swarm:
+    """The bed's swarm (scripts/test-hosts swarm, idempotent): dh4, dh5 managers, dh6 worker.
+    Under the bed's lease: it goes with the bed at the end of the last session using it (`down`
+    leaves the swarm first); tests remove the stacks they deploy."""
+    checked("swarm")
+    return Swarm(bed)
 
 
 @dataclass

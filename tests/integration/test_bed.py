@@ -94,7 +94,7 @@ def test_stop_engine_stops_that_engine_only_and_start_engine_brings_it_back(bed:
         assert "Cannot connect to the Docker daemon" in down_over_ssh.stderr
     finally:
         bed.start_engine(2)
-    assert docker.DockerClient(base_url=bed.unix(2), timeout=10).info()["Name"] == "dh2"
+    assert bed.client(2).info()["Name"] == "dh2"
 
 
 def test_stop_sshd_refuses_ssh_and_start_sshd_lets_it_in_again(bed: Bed) -> None:

@@ -24,15 +24,17 @@ services:
     command: ["sh", "-c", "trap '' TERM; exec httpd -f -p 8080 -h /www"]
     ports: ["127.0.0.1::8080"]
     stop_signal: SIGTERM
-    stop_grace_period: 4s
+    stop_grace_period: ${STOP_GRACE}
 """
 
 
 @pytest.fixture
-def slow_stop(workspace: Workspace) -> Workspace:
-    """An environment `test` whose one service takes 4 s to stop, deployed at 1.0.0."""
+def slow_stop(workspace: Workspace, request: pytest.FixtureRequest) -> Workspace:
+    """An environment `test` whose one service takes 4 s (or the test's parameter) to stop,
+    deployed at 1.0.0."""
+    grace = getattr(request, "param", "4s")
     workspace.write("slow/compose.yml", SLOW_STOP_COMPOSE)
-    workspace.write("slow/.env", f"REGISTRY={REGISTRY}\nWEB_TAG=1.0.0\n")
+    workspace.write("slow/.env", f"REGISTRY={REGISTRY}\nWEB_TAG=1.0.0\nSTOP_GRACE={grace}\n")
     workspace.write(
         "test.yml",
         f"project: {workspace.project}\ncompose_files: [slow/compose.yml]\n"
@@ -85,6 +87,8 @@ def running_version(space: Workspace) -> str | None:
     return str(containers[0].image.labels["org.opencontainers.image.ref.name"]).rsplit(":", 1)[-1]
 
 
+# Three deploy commands run while the old container stops: room for a loaded machine.
+@pytest.mark.parametrize("slow_stop", ["15s"], indirect=True)
 def test_kill_9_during_a_recreate_compose_finishes_and_the_lock_is_not_stale_meanwhile(
     slow_stop: Workspace,
 ) -> None:
@@ -118,6 +122,8 @@ def test_kill_9_during_a_recreate_compose_finishes_and_the_lock_is_not_stale_mea
     # Compose finishes by itself: web runs the new release, nothing is left `Created`.
     wait_for("web runs 1.1.0", lambda: running_version(space) == "1.1.0")
     assert space.http("web", "/version") == "1.1.0"
+    # Compose exits a moment after it starts the container: only then is the lock stale.
+    wait_for("Compose ends", lambda: not compose_running(space, "up"))
     status = ok(space.deploy("lock", "status", "test", "--json")).json()
     assert status["stale"] == f"process {deploying.pid} on {os.uname().nodename} is gone"  # type: ignore[index]
     ok(space.deploy("lock", "release", "test", "--force"))

@@ -16,6 +16,8 @@ from typing import Any
 import pytest
 import yaml
 
+from deployer.swarm_stack import without_fingerprint
+
 pytestmark = pytest.mark.integration
 
 NO_DAEMON = "unix:///nonexistent/deployer-test/manager.sock"
@@ -173,7 +175,7 @@ def test_a_swarm_environment_validates_and_renders_for_stack_deploy(tmp_path: Pa
         "GREETING": GREETING.replace("$", "$$"),
     }
     assert db["environment"] == {"POSTGRES_PASSWORD": "***"}
-    assert web["deploy"] == {
+    assert without_fingerprint(web)["deploy"] == {
         "update_config": {"failure_action": "rollback", "order": "stop-first", "monitor": "10s"},
         "rollback_config": {"failure_action": "pause", "order": "stop-first", "monitor": "10s"},
     }

@@ -3,6 +3,7 @@ state store, the engine's observations and a `docker compose` that keeps contain
 
 from __future__ import annotations
 
+import _thread
 import copy
 import json
 import re
@@ -15,7 +16,8 @@ import yaml
 
 from deployer.compose import Command
 from deployer.desired import FINGERPRINT_LABEL
-from deployer.errors import CommandFailedError, DeployerError
+from deployer.engine import Engine
+from deployer.errors import CommandFailedError, DeployerError, EngineUnreachableError
 from deployer.observed import NUMBER_LABEL, SERVICE_LABEL
 from deployer.runner import Completed
 from deployer.state import Actor, StoredLock
@@ -27,8 +29,11 @@ class FakeStore:
     """The Store protocol in memory: records by kind and key, as JSON like the engine's labels;
     the lock as one name whose holders get container IDs, on a clock the test sets."""
 
-    def __init__(self, project: str = "shop", now: float = 1000.0) -> None:
+    def __init__(
+        self, project: str = "shop", now: float = 1000.0, alive: Callable[[], bool] = lambda: True
+    ) -> None:
         self.project = project
+        self.alive = alive  # False: its engine is down, every call fails
         self.kept: dict[tuple[str, str], str] = {}
         self.holding: str | None = None
         self.now = now
@@ -38,6 +43,7 @@ class FakeStore:
         self.renewed = threading.Event()
 
     def records(self, kind: str) -> list[dict[str, Any]]:
+        self._answer()
         found = []
         for (record_kind, _), text in sorted(self.kept.items()):
             try:
@@ -49,6 +55,7 @@ class FakeStore:
         return found
 
     def add(self, kind: str, key: str, record: Mapping[str, Any]) -> bool:
+        self._answer()
         if (kind, key) in self.kept:
             return False
         self.kept[(kind, key)] = json.dumps(record, sort_keys=True)
@@ -60,7 +67,12 @@ class FakeStore:
     def clock(self) -> float:
         return self.now
 
+    def _answer(self) -> None:
+        if not self.alive():
+            raise EngineUnreachableError("fake", "Cannot connect to the Docker daemon")
+
     def claim_lock(self, record: Mapping[str, Any]) -> bool:
+        self._answer()
         if self.current is not None:
             return False
         self.count += 1
@@ -68,6 +80,7 @@ class FakeStore:
         return True
 
     def lock(self) -> StoredLock | None:
+        self._answer()
         return self.current
 
     def renew_lock(self, token: str, count: int) -> None:
@@ -79,6 +92,7 @@ class FakeStore:
         self.renewed.set()
 
     def remove_lock(self, lock_id: str, token: str) -> None:
+        self._answer()
         if self.current is not None and self.current.id == lock_id:
             self.current = None
 
@@ -130,6 +144,12 @@ class FakeCompose:
     interrupt_ups: frozenset[int] = frozenset()  # after these `up` calls (1, 2, ...), Ctrl-C
     ups: int = 0
     raise_on_up: BaseException | None = None
+    # Several hosts: Ctrl-C (in the main thread, as a terminal's) after these `up` calls; the
+    # engine stops answering at these `up` calls; when each `up` came, by a shared counter.
+    signal_ups: frozenset[int] = frozenset()
+    dies_at_ups: frozenset[int] = frozenset()
+    dead: bool = False
+    up_order: list[tuple[int, list[str]]] = field(default_factory=list)
 
     def __call__(self, command: Command, check: bool = True) -> Completed:
         args = list(command.argv[command.argv.index("--env-file") + 2 :])
@@ -142,6 +162,10 @@ class FakeCompose:
         if self.raise_on_up is not None:
             raise self.raise_on_up
         services = [a for a in args[1:] if not a.startswith("--") and a != "never"]
+        self.up_order.append((next(_UPS), services))
+        if self.ups in self.dies_at_ups:
+            self.dead = True
+            raise CommandFailedError(command.argv, 1, "Cannot connect to the Docker daemon")
         model = self.resolve(command)["services"]
         for service in services:
             if self.behaviour(model[service]) == "fails":
@@ -150,6 +174,8 @@ class FakeCompose:
             self.containers[service] = self._container(service, model[service], "")
         if self.ups in self.interrupt_ups:
             raise KeyboardInterrupt
+        if self.ups in self.signal_ups:
+            _thread.interrupt_main()
         return Completed(0, "", "")
 
     def resolve(self, command: Command) -> dict[str, Any]:
@@ -192,11 +218,15 @@ class FakeCompose:
         }
 
 
+_UPS = iter(range(1, 1_000_000))  # the order of `up` calls across FakeComposes
+
+
 class FakeEngine:
     """The EngineClient calls a deploy makes, answered from a FakeCompose."""
 
-    def __init__(self, compose: FakeCompose) -> None:
+    def __init__(self, compose: FakeCompose, store: FakeStore | None = None) -> None:
         self.compose = compose
+        self.store = store  # the records and lock on this engine, for hosts of several
         # image -> the digest its tag points to in the registry, or the error asking raises
         self.registry: dict[str, str | DeployerError] = {}
         self.lookups: list[str] = []
@@ -209,9 +239,13 @@ class FakeEngine:
         return answer
 
     def project_containers(self, project: str) -> list[dict[str, Any]]:
+        if self.compose.dead:
+            raise EngineUnreachableError("fake", "Cannot connect to the Docker daemon")
         return list(self.compose.containers.values())
 
     def images(self) -> list[dict[str, Any]]:
+        if self.compose.dead:
+            raise EngineUnreachableError("fake", "Cannot connect to the Docker daemon")
         return self.compose.images
 
     def pull(self, image: str, auth: Mapping[str, str] | None = None) -> Iterator[dict[str, Any]]:
@@ -219,3 +253,30 @@ class FakeEngine:
 
     def logs(self, container_id: str, tail: int) -> list[str]:
         return [f"{container_id}: bye"]
+
+
+@dataclass
+class FakeHosts:
+    """Several engines, each with its FakeCompose and FakeStore, by URL; `docker compose` runs
+    on the one its DOCKER_HOST names. A host in `unreachable` cannot be connected to."""
+
+    composes: dict[str, FakeCompose]
+    stores: dict[str, FakeStore]
+    unreachable: set[str] = field(default_factory=set)
+
+    @classmethod
+    def of(cls, urls: list[str], model: dict[str, Any], images: list[dict[str, Any]]) -> FakeHosts:
+        composes = {url: FakeCompose(copy.deepcopy(model), images=images) for url in urls}
+        stores = {
+            url: FakeStore("shop", alive=lambda c=compose: not c.dead)  # type: ignore[misc]
+            for url, compose in composes.items()
+        }
+        return cls(composes, stores)
+
+    def __call__(self, command: Command, check: bool = True) -> Completed:
+        return self.composes[command.env["DOCKER_HOST"]](command, check)
+
+    def connect(self, engine: Engine) -> FakeEngine:
+        if engine.host in self.unreachable or self.composes[engine.host].dead:
+            raise EngineUnreachableError(engine.host, "Cannot connect to the Docker daemon")
+        return FakeEngine(self.composes[engine.host], self.stores[engine.host])

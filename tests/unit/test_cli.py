@@ -152,7 +152,7 @@ def test_env_lists_values_masks_secrets_and_names_sources(
     assert "tok-canary" not in out
 
 
-@pytest.mark.parametrize("command", [["diff"], ["up"], ["status"], ["lock", "status"]])
+@pytest.mark.parametrize("command", [["up"], ["history"], ["lock", "status"]])
 def test_a_swarm_environment_refuses_what_is_not_built_yet(
     command: list[str], environments: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -168,7 +168,7 @@ def test_a_swarm_environment_refuses_what_is_not_built_yet(
         1,
         "",
         "error: cluster targets a swarm (engine.orchestrator: swarm): `deploy render`, "
-        "`deploy validate` and `deploy env` work; deploying to a swarm is not built yet\n",
+        "`validate`, `env`, `diff` and `status` work; deploying to a swarm is not built yet\n",
     )
     assert sorted(p.name for p in environments.parent.rglob("*")) == before
     code, out, _ = run(capsys, "env", "cluster")

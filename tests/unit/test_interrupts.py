@@ -12,6 +12,7 @@ import pytest
 
 from deployer.apply import PARALLEL_PULLS, pull_all
 from deployer.engine import EngineClient
+from deployer.fleet import together
 
 
 class SlowRegistry(EngineClient):
@@ -52,3 +53,18 @@ def test_ctrl_c_during_pulls_cancels_the_queued_ones_and_stops_those_under_way()
 
     assert sorted(registry.started) == images[:PARALLEL_PULLS]
     assert progress.finished == []
+
+
+def test_threads_started_together_all_start_and_are_all_waited_for_despite_a_ctrl_c() -> None:
+    finished: list[int] = []
+
+    def work(number: int) -> None:
+        if number == 0:
+            signal.raise_signal(signal.SIGINT)  # a Ctrl-C while the others are being started
+        time.sleep(0.2)
+        finished.append(number)
+
+    with pytest.raises(KeyboardInterrupt):
+        together(range(6), work)
+
+    assert sorted(finished) == [0, 1, 2, 3, 4, 5]

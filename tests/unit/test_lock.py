@@ -159,3 +159,17 @@ def test_status_says_what_cannot_be_known_of_a_lock_taken_on_another_host() -> N
         "  kind process, expires 1970-01-01T00:27:40Z; held; taken on host-a, whose processes "
         "cannot be seen from here: stale if not renewed by 1970-01-01T00:27:40Z"
     )
+
+
+def test_a_lock_that_cannot_be_released_does_not_hide_what_ended_the_command() -> None:
+    alive = True
+    store = FakeStore(alive=lambda: alive)
+
+    with pytest.raises(RuntimeError) as raised, holding(store, "staging", a_lock("alice"), 0.0):
+        alive = False  # the engine stopped meanwhile
+        raise RuntimeError("the deploy failed")
+
+    assert raised.value.__notes__ == [
+        "the lock could not be released: Docker engine at fake is unreachable: "
+        "Cannot connect to the Docker daemon"
+    ]

@@ -13,7 +13,7 @@ from deployer.errors import RegistryError, TagMovedError
 from deployer.observed import ObservedState
 from deployer.operations import diff
 from deployer.plan import Change, Plan, plan
-from deployer.registry import MovedTag, RegistryDigests, moved_tags, tags_to_check
+from deployer.registry import MovedTag, RegistryDigests, digest_in, moved_tags, tags_to_check
 from deployer.variables import Redactor
 from tests.unit.fakes import FakeEngine
 from tests.unit.test_operations import DIGEST, GOOD, World, make_world
@@ -180,3 +180,9 @@ def test_an_unreachable_registry_warns_in_diff_and_stops_a_deploy(tmp_path: Path
     assert (the_plan.changes, the_plan.unchecked) == ((), (down.message,))
     assert raised.value is down
     assert world.compose.ups == ups
+
+
+def test_an_image_that_lost_its_tags_lists_none_as_its_repository_and_is_skipped() -> None:
+    pinned = ["<none>@sha256:" + "a" * 64, "127.0.0.1:5000/web@sha256:" + "b" * 64]
+    assert digest_in(pinned, "127.0.0.1:5000/web") == "sha256:" + "b" * 64
+    assert digest_in(pinned[:1], "127.0.0.1:5000/web") is None

@@ -15,13 +15,18 @@ from deployer.compose import Command
 from deployer.engine import Engine
 from deployer.spec import load_spec
 from deployer.swarm_stack import (
+    FINGERPRINT_LABEL,
+    KEY_FINGERPRINTS_LABEL,
     Finding,
+    StackFile,
     convert,
     format_duration,
     located_issues,
     parse_duration,
+    parse_key_fingerprints,
     stack_deploy,
     with_rolling_defaults,
+    without_fingerprint,
 )
 from deployer.variables import Redactor, SecretPolicy
 
@@ -136,6 +141,9 @@ services:
         failure_action: pause
         order: stop-first
         monitor: 90s
+      labels:
+        io.deployer.fingerprint: 26bc9b194c430b64942d508e9e182239a1bc51993e5eba486b49fd1df4deafa0
+        io.deployer.fingerprint.keys: deploy=4840830baa36,environment=14e80e16cf06,healthcheck=46b8d1315ee1,image=f51b8edb3cc5,networks=8e944959032c,volumes=8ee5c1b39627
   web:
     command:
     - httpd
@@ -191,6 +199,9 @@ services:
         failure_action: pause
         order: stop-first
         monitor: 15s
+      labels:
+        io.deployer.fingerprint: e452d09334dd3a30c9064677411831414710978c8e91529debd4f06401def6fb
+        io.deployer.fingerprint.keys: command=91cb96cfb567,deploy=9c4fcc82f91f,environment=0ab1d07bb7cb,healthcheck=a7be8beb6ae6,image=76167b451609,networks=f12755ba8337,ports=8ca5a94906df,volumes=40add35664fb
   worker:
     image: 127.0.0.1:5000/shop/worker:1.4.2
     networks:
@@ -215,6 +226,9 @@ services:
         failure_action: pause
         order: start-first
         monitor: 5s
+      labels:
+        io.deployer.fingerprint: 15480c69dc5ed50adf2c17d984feef3506b32596d48b6d2277033cc0403ad85b
+        io.deployer.fingerprint.keys: deploy=cca32ae73834,image=c895989e783a,networks=8e944959032c,secrets=366f2ac56d30
 networks:
   back:
     name: shop_back
@@ -373,7 +387,7 @@ def test_features_swarm_cannot_honour_are_refused_each_with_its_path() -> None:
 
 def rolled(service: dict[str, Any]) -> dict[str, Any]:
     converted = convert({"services": {"s": {"image": "s:1", **service}}})
-    deploy: dict[str, Any] = converted.document["services"]["s"]["deploy"]
+    deploy: dict[str, Any] = without_fingerprint(converted.document["services"]["s"])["deploy"]
     return deploy
 
 
@@ -560,6 +574,7 @@ def test_render_shows_the_invocation_with_the_stack_file_masked() -> None:
         "        failure_action: pause\n"
         "        order: start-first\n"
         "        monitor: 5s\n"
+        "      labels:\n"
     )
     assert report.stack_render_text(command, masked, redact) == (
         "# invocation\n"
@@ -572,6 +587,8 @@ def test_render_shows_the_invocation_with_the_stack_file_masked() -> None:
         "      POSTGRES_PASSWORD: '***'\n"
         "    image: postgres:16\n"
         f"{rolling}"
+        "        io.deployer.fingerprint: 25b44633361a064305126a270d896639e38bb7ef115457c4e6e22de8e31fd5d1\n"
+        "        io.deployer.fingerprint.keys: deploy=9951d73d4e8c,environment=14e80e16cf06,image=f51b8edb3cc5\n"
         "  web:\n"
         "    environment:\n"
         "      DB_HOST: db\n"
@@ -579,6 +596,8 @@ def test_render_shows_the_invocation_with_the_stack_file_masked() -> None:
         "      NOTE: see ***\n"
         "    image: web:1\n"
         f"{rolling}"
+        "        io.deployer.fingerprint: 10cc38cb58e0c5365451185dc3f99386d0bdece019a58048b97c8bbcf1d90e8e\n"
+        "        io.deployer.fingerprint.keys: deploy=9951d73d4e8c,environment=9690055a9afd,image=530f969e426a\n"
         "STACK"
     )
     assert "tok-canary" in command.stdin  # what stack deploy reads is the real file
@@ -613,3 +632,32 @@ def test_numbers_compose_writes_as_text_are_numbers_in_the_stack_file() -> None:
     assert stack.findings == (
         Finding("services.bad.secrets.0.mode", "expected a number, not 'rw'", True),
     )
+
+
+def test_the_fingerprint_follows_the_converted_spec_and_not_itself() -> None:
+    """Each service carries its spec's digest and each top-level key's in its service labels;
+    the labels themselves (and deploy.labels given as a list) do not change them."""
+    base = {"image": "web:1", "environment": {"A": "1"}}
+    labels = convert({"services": {"s": base}}).document["services"]["s"]["deploy"]["labels"]
+    again = convert({"services": {"s": {**base, "deploy": {"labels": labels}}}})
+    changed = convert({"services": {"s": {**base, "environment": {"A": "2"}}}})
+    listed = convert({"services": {"s": {**base, "deploy": {"labels": ["x=1"]}}}})
+    mapped = convert({"services": {"s": {**base, "deploy": {"labels": {"x": "1"}}}}})
+
+    def fingerprint(stack: StackFile) -> tuple[str, dict[str, str]]:
+        found = stack.document["services"]["s"]["deploy"]["labels"]
+        return found[FINGERPRINT_LABEL], parse_key_fingerprints(found[KEY_FINGERPRINTS_LABEL])
+
+    whole, keys = fingerprint(convert({"services": {"s": base}}))
+    assert fingerprint(again) == (whole, keys)
+    changed_whole, changed_keys = fingerprint(changed)
+    assert changed_whole != whole
+    assert sorted(k for k in keys if keys[k] != changed_keys[k]) == ["environment"]
+    assert fingerprint(listed) == fingerprint(mapped)
+    assert mapped.document["services"]["s"]["deploy"]["labels"]["x"] == "1"
+
+
+def test_a_key_fingerprints_label_that_is_not_ours_means_nothing() -> None:
+    assert parse_key_fingerprints("image=ab12,deploy=cd34") == {"image": "ab12", "deploy": "cd34"}
+    assert parse_key_fingerprints("written by hand") == {}
+    assert parse_key_fingerprints("") == {}
