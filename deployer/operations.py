@@ -1076,9 +1076,13 @@ def lock_status(loaded: Loaded) -> tuple[Lock | None, str | None]:
 
 
 def lock_status_hosts(loaded: Loaded) -> list[fleet.HostOutcome[tuple[Lock | None, str | None]]]:
-    """The lock as each host's records hold it, read in parallel."""
-    hosts = loaded.selected_hosts
-    return _alone_raises(fleet.each(hosts, lambda host: lock_status(loaded.on(host))))
+    """The lock as each host's own records hold it, read in parallel."""
+
+    def on(host: Engine) -> tuple[Lock | None, str | None]:
+        client = loaded.outside.connect(host)
+        return lock_module.status(loaded.outside.store(client, loaded.spec.project))
+
+    return _alone_raises(fleet.each(loaded.selected_hosts, on))
 
 
 def lock_acquire(loaded: Loaded, reason: str, ttl: float, redact: Redactor) -> Lock:
