@@ -228,7 +228,12 @@ def _interaction(name: str, yes: bool, json: bool) -> operations.Interaction:
 
     def show_plans(plans: Sequence[tuple[str, Plan]]) -> None:
         if not json:
-            console.emit(report.rollout_plans_text(plans))
+            # As `deploy diff` shows them: one block per host, then how many are in sync.
+            first = plans[0][1]
+            outcomes = [HostOutcome(host, plan) for host, plan in plans]
+            console.emit(
+                report.plans_text(first.environment, first.project, outcomes, console.redact)
+            )
 
     return operations.Interaction(console, confirm, show_plan, console.redact, show_plans)
 

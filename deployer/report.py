@@ -383,14 +383,6 @@ def _table(rows: Sequence[Sequence[str]]) -> str:
     )
 
 
-def rollout_plans_text(plans: Sequence[tuple[str, Plan]]) -> str:
-    """Each host's plan, under its host."""
-    return "\n".join(
-        f"{host}:\n" + "\n".join(f"  {line}" for line in plan_text(plan).splitlines())
-        for host, plan in plans
-    )
-
-
 def rollout_text(rollout: Rollout) -> str:
     """Per host: what the deploy did there, how long it took, and what changed."""
     if rollout.in_sync:

@@ -19,6 +19,7 @@ from deployer.errors import (
     CommandFailedError,
     ComposeUnavailableError,
     DeployerError,
+    Interrupted,
     ProgramNotFoundError,
 )
 from deployer.ssh import SshConnections
@@ -210,6 +211,8 @@ def streams(commands: Sequence[Command]) -> Iterator[tuple[int, str | DeployerEr
                     yield index, line
                 if not chunk:
                     returncode = procs[index].wait()
+                    if returncode in _INTERRUPTED:  # Ctrl-C reached it before this process
+                        raise Interrupted()
                     if returncode != 0:
                         yield index, _failure(commands[index], returncode, "".join(last[index]))
     finally:
@@ -221,6 +224,9 @@ def streams(commands: Sequence[Command]) -> Iterator[tuple[int, str | DeployerEr
             assert proc.stdout is not None
             proc.stdout.close()
 
+
+# How a child ended by Ctrl-C exits: killed by SIGINT, or exiting 128 + SIGINT as Compose does.
+_INTERRUPTED = (-signal.SIGINT, 128 + signal.SIGINT)
 
 # What the docker CLI says when it has no compose plugin: `docker compose --project-name ...`
 # reads as an unknown flag of `docker` itself, `docker compose up` as an unknown command.

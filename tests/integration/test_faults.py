@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -206,3 +207,44 @@ def test_a_deploy_whose_lock_was_taken_over_records_no_release(slow_stop: Worksp
     assert [r["number"] for r in history] == [1]  # type: ignore[union-attr]
     status = ok(space.deploy("lock", "status", "test", "--json")).json()
     assert status["lock"]["reason"] == "maintenance"  # type: ignore[index]
+
+
+def test_terminal_ctrl_c_ends_logs_follow_as_an_interrupt(slow_stop: Workspace) -> None:
+    """Ctrl-C reaches `docker compose logs` too, which may end before deployer sees the signal:
+    still an interrupt (exit 130), not a failed command."""
+    space = slow_stop
+    following = subprocess.Popen(
+        [sys.executable, "-m", "deployer", "logs", "test", "--follow", "--tail", "1"],
+        cwd=space.root,
+        env={**os.environ, **space.env},
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    assert following.stdout is not None
+    assert following.stdout.readline()  # following
+    # The terminal's SIGINT as it lands when the children see it first: theirs only.
+    for child in group_members(following.pid):
+        if child != following.pid:
+            with contextlib.suppress(ProcessLookupError):  # gone meanwhile
+                os.kill(child, signal.SIGINT)
+    code, rest = ended(following)
+    following.stdout.close()
+    assert code == 130, rest
+    assert "failed" not in rest
+
+
+def group_members(group: int) -> list[int]:
+    """The processes of a process group, from /proc."""
+    members = []
+    for entry in os.scandir("/proc"):
+        try:
+            with open(os.path.join(entry.path, "stat")) as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == group:  # pgrp: the fifth field, the third after the name
+            members.append(int(entry.name))
+    return members

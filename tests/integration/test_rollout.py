@@ -94,10 +94,12 @@ def test_a_rolling_deploy_goes_host_by_host_and_records_one_release_on_every_hos
     assert not set(webs(fleet)) & set(before)
     assert newest_release(fleet) == (2, "success", [(url, "success") for url in urls])
     assert [release_volumes(fleet, k) for k in fleet.bed.numbers] == [2, 2, 2]
-    assert ok(fleet.deploy("test", "--yes")).stdout.strip() == (
-        "\n".join(
-            f"{url}:\n  test (project {fleet.project}): in sync, nothing to change" for url in urls
-        )
+    header = f"test (project {fleet.project})"
+    assert ok(fleet.deploy("test", "--yes")).stdout.strip() == "\n\n".join(
+        [
+            *(f"{header} on {url}: in sync, nothing to change" for url in urls),
+            f"{header}: 3 hosts: 3 in sync",
+        ]
     )
 
 
