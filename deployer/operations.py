@@ -1125,12 +1125,6 @@ def lock_release(loaded: Loaded, force: bool, redact: Redactor) -> Lock | None:
     return held
 
 
-def status(loaded: Loaded, redact: Redactor) -> EnvironmentStatus:
-    desired, observed, client = _desired_and_observed(loaded, redact)
-    store = loaded.outside.store(client, loaded.spec.project)
-    return environment_status(desired, observed, history(store))
-
-
 def status_hosts(loaded: Loaded, redact: Redactor) -> list[fleet.HostOutcome[EnvironmentStatus]]:
     """What runs on every host, the hosts read in parallel."""
 
@@ -1427,16 +1421,8 @@ def promotion(
 
     if source.spec.path == target.spec.path:
         raise refused("they are the same environment")
-    running = status(source, redact)
-    if not running.in_sync:
-        raise refused(
-            f"{source_name} is not in sync with its spec (`deploy diff {source_name}` shows how)"
-        )
-    if not running.healthy:
-        unhealthy = ", ".join(s.service for s in running.services if not s.healthy)
-        raise refused(
-            f"{source_name} is not healthy: {unhealthy} (see `deploy status {source_name}`)"
-        )
+    statuses = _source_statuses(source, redact, refused)
+    running = statuses[0][1]
     by_name = {s.service: s for s in running.services}
     names = sorted(set(services)) or sorted(by_name)
     unknown = [n for n in names if n not in by_name]
@@ -1449,6 +1435,17 @@ def promotion(
             f"{target_name} does not declare {', '.join(undeclared)} (its compose files have no such service)"
         )
     pinned = tuple(_pinned(refused, source_name, by_name[n], declared[n].image) for n in names)
+    # Several hosts: each must run exactly what the first runs, or there is no one image to pin.
+    for host, other in statuses[1:]:
+        theirs = {s.service: s for s in other.services}
+        for chosen in pinned:
+            image = declared[chosen.service].image
+            again = _pinned(refused, source_name, theirs[chosen.service], image).pinned
+            if again != chosen.pinned:
+                raise refused(
+                    f"{chosen.service} runs {chosen.pinned} on {statuses[0][0]} "
+                    f"but {again} on {host}"
+                )
     numbers = [p.source_release for p in pinned if p.source_release is not None]
     source_release = max(numbers, default=None)
     path = target.spec.path
@@ -1458,6 +1455,30 @@ def promotion(
         promoted_from["release"] = source_release
     edited = pin_images(original, str(path), {p.service: p.pinned for p in pinned}, promoted_from)
     return Promotion(source_name, target, source_release, pinned, original, edited)
+
+
+def _source_statuses(
+    source: Loaded, redact: Redactor, refused: Callable[[str], DeployerError]
+) -> list[tuple[str, EnvironmentStatus]]:
+    """What SOURCE runs on each of its hosts; refused unless every host is read, in sync and
+    healthy."""
+    name = source.spec.name
+    statuses = []
+    for outcome in status_hosts(source, redact):
+        where = f" on {outcome.host}" if len(source.selected_hosts) > 1 else ""
+        if outcome.value is None:
+            assert outcome.error is not None
+            raise refused(f"{name} cannot be read{where}: {outcome.error.message}")
+        running = outcome.value
+        if not running.in_sync:
+            raise refused(
+                f"{name} is not in sync with its spec{where} (`deploy diff {name}` shows how)"
+            )
+        if not running.healthy:
+            unhealthy = ", ".join(s.service for s in running.services if not s.healthy)
+            raise refused(f"{name} is not healthy{where}: {unhealthy} (see `deploy status {name}`)")
+        statuses.append((outcome.host, running))
+    return statuses
 
 
 def _pinned(

@@ -264,3 +264,37 @@ def test_down_takes_every_host_down_one_after_the_other(fleet: Fleet) -> None:
         "".join(f"{url}:\n  test is down\n" for url in fleet.urls),
     )
     assert [fleet.containers_on(k) for k in fleet.bed.numbers] == [[], [], []]
+
+
+def test_promote_from_several_hosts_needs_every_host_in_sync_and_pins_what_they_all_run(
+    fleet: Fleet,
+) -> None:
+    """`deploy promote` reads SOURCE on every host: one host off its spec refuses, naming it."""
+    target = f"{fleet.project}-target"
+    fleet.other_projects.append(target)  # its audit entry goes to host 1
+    fleet.write(
+        "target.yml",
+        f"project: {target}\ncompose_files: [app/compose.yml]\nenv_files: [app/.env]\n"
+        f"engine: {{host: '{fleet.urls[0]}'}}\n",
+    )
+    deploy_each(fleet)
+    drift(fleet, 3, "1.1.0")
+
+    refused = fleet.deploy("promote", "test", "target", "--services", "web", "--yes")
+    assert refused.returncode == 1
+    assert refused.stderr.splitlines() == [
+        f"error: cannot promote test to target: test is not in sync with its spec on "
+        f"{fleet.urls[2]} (`deploy diff test` shows how)"
+    ]
+    ok(fleet.deploy("test", "--yes", "--hosts", fleet.urls[2]))
+
+    promoted = fleet.deploy("promote", "test", "target", "--services", "web", "--yes", "--json")
+    digests = {
+        container.image.attrs["RepoDigests"][0].split("@")[1]
+        for k in fleet.bed.numbers
+        for container in fleet.containers_on(k, "web")
+    }
+    assert len(digests) == 1  # every host runs the very same image
+    pinned = [service["pinned"] for service in document(ok(promoted))["services"]]
+    assert pinned == [f"{app_image(fleet)}:1.0.0@{digests.pop()}"]
+    assert f"image: {pinned[0]}" in (fleet.environments / "target.yml").read_text()
