@@ -161,6 +161,26 @@ def test_an_engine_stopped_mid_deploy_is_unknown_the_others_are_rolled_back_the_
         assert [m.name for m in markers if "lock" in m.name] == []
 
 
+@pytest.mark.parametrize("fleet", ["unix", "ssh"], indirect=True)
+def test_a_host_that_cannot_be_reached_fails_the_deploy_before_any_change_naming_it(
+    fleet: Fleet,
+) -> None:
+    setup(fleet)
+    before = webs(fleet)
+    set_web_tag(fleet, "1.1.0")
+    fleet.bed.stop_engine(2)
+
+    refused = fleet.deploy("test", "--yes")
+
+    assert refused.returncode == 1
+    [message] = refused.stderr.splitlines()
+    assert message.startswith(f"error: test: {fleet.urls[1]}: "), message
+    assert message.endswith("; nothing changed on any host"), message
+    assert [fleet.http_on(k, "web", "/version") for k in (1, 3)] == ["1.0.0", "1.0.0"]
+    fleet.bed.start_engine(2)  # its containers stopped with it: no restart policy
+    assert webs(fleet) == before  # not one container replaced, on any host
+
+
 def test_of_two_deploys_at_once_one_proceeds_and_the_other_names_the_holder_and_host(
     fleet: Fleet,
 ) -> None:
