@@ -47,13 +47,15 @@ def slow_stop(workspace: Workspace, request: pytest.FixtureRequest) -> Workspace
     return workspace
 
 
-def start(space: Workspace, *args: str, new_group: bool = False) -> subprocess.Popen[str]:
+def start(
+    space: Workspace, *args: str, new_group: bool = False, stdout: int = subprocess.DEVNULL
+) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "deployer", *args],
         cwd=space.root,
         env={**os.environ, **space.env},
         stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
+        stdout=stdout,
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=new_group,  # its own process group, as a terminal's foreground job
@@ -213,15 +215,8 @@ def test_terminal_ctrl_c_ends_logs_follow_as_an_interrupt(slow_stop: Workspace) 
     """Ctrl-C reaches `docker compose logs` too, which may end before deployer sees the signal:
     still an interrupt (exit 130), not a failed command."""
     space = slow_stop
-    following = subprocess.Popen(
-        [sys.executable, "-m", "deployer", "logs", "test", "--follow", "--tail", "1"],
-        cwd=space.root,
-        env={**os.environ, **space.env},
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
+    following = start(
+        space, "logs", "test", "--follow", "--tail", "1", new_group=True, stdout=subprocess.PIPE
     )
     assert following.stdout is not None
     assert following.stdout.readline()  # following
