@@ -1071,10 +1071,6 @@ def audit_of(loaded: Loaded) -> list[audit.AuditEntry]:
     return audit.entries(_store(loaded, reading=True))
 
 
-def lock_status(loaded: Loaded) -> tuple[Lock | None, str | None]:
-    return lock_module.status(_store(loaded))
-
-
 def lock_status_hosts(loaded: Loaded) -> list[fleet.HostOutcome[tuple[Lock | None, str | None]]]:
     """The lock as each host's own records hold it, read in parallel."""
 
