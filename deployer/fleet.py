@@ -70,9 +70,14 @@ def in_turn(hosts: Sequence[Engine], action: Callable[[Engine], T]) -> list[Host
     return outcomes
 
 
+def failures(outcomes: Sequence[HostOutcome[T]]) -> list[tuple[str, DeployerError]]:
+    """Each host whose outcome is an error, with that error."""
+    return [(o.host, o.error) for o in outcomes if o.error is not None]
+
+
 def failed(outcomes: Sequence[HostOutcome[T]]) -> list[str]:
     """The hosts whose outcome is an error."""
-    return [o.host for o in outcomes if o.error is not None]
+    return [host for host, _ in failures(outcomes)]
 
 
 def label(url: str) -> str:

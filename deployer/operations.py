@@ -819,7 +819,7 @@ def _plan_hosts(
         return HostRun(engine, client, desired, observed, the_plan)
 
     outcomes = fleet.each(loaded.selected_hosts, planned)
-    failed = [(o.host, o.error) for o in outcomes if o.error is not None]
+    failed = fleet.failures(outcomes)
     if failed:
         raise HostsFailedError(loaded.spec.name, failed)
     return [o.value for o in outcomes if o.value is not None]
@@ -1055,7 +1055,7 @@ def _reached(
     """A client per host, by URL; a host that cannot be reached is an error naming it (with
     `every`; else only when no host can be reached)."""
     outcomes = fleet.each(engines, loaded.outside.connect)
-    failed = [(o.host, o.error) for o in outcomes if o.error is not None]
+    failed = fleet.failures(outcomes)
     if failed and (every or len(failed) == len(outcomes)):
         if len(outcomes) == 1:
             raise failed[0][1]
