@@ -96,9 +96,15 @@ HostsOption = Annotated[
 def _load(
     folder: Path | None, name: str, hosts: list[str] | None = None, swarm_ready: bool = False
 ) -> operations.Loaded:
-    wanted = [host for option in hosts or [] for host in option.split(",") if host]
     folder_path = environments_folder(_str(folder))
-    return operations.load(folder_path, name, console.redact, hosts=wanted, swarm_ready=swarm_ready)
+    return operations.load(
+        folder_path, name, console.redact, hosts=_listed(hosts), swarm_ready=swarm_ready
+    )
+
+
+def _listed(options: list[str] | None) -> list[str]:
+    """A repeatable option's values, each of which may be a comma-separated list."""
+    return [value for option in options or [] for value in option.split(",") if value]
 
 
 @app.callback()
@@ -359,7 +365,7 @@ def promote(
     yes: Yes = False,
 ) -> None:
     """Pin in TARGET's spec the exact images (by digest) SOURCE runs; `deploy TARGET` deploys them."""
-    names = [name for option in services or [] for name in option.split(",") if name]
+    names = _listed(services)
     promotion = operations.promotion(
         _load(environments, source), _load(environments, target), names, console.redact
     )
