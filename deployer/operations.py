@@ -123,6 +123,10 @@ class Loaded:
         """The hosts the command acts on."""
         return self.hosts or (self.engine,)
 
+    def store(self, client: EngineClient) -> Store:
+        """Where the environment's records and lock live on the engine `client` reaches."""
+        return self.outside.store(client, self.spec.project)
+
 
 def load(
     folder: Path,
@@ -365,7 +369,7 @@ def _locked(
     loaded: Loaded, client: EngineClient, what: str, lock_wait: float
 ) -> Iterator[tuple[Store, Actor]]:
     """Hold the environment lock for a state-changing command."""
-    with _holding(loaded, loaded.outside.store(client, loaded.spec.project), what, lock_wait) as (
+    with _holding(loaded, loaded.store(client), what, lock_wait) as (
         store,
         actor,
     ):
@@ -1045,7 +1049,7 @@ def _store(loaded: Loaded, reading: bool = False) -> Store:
 
 
 def _fleet_store(loaded: Loaded, clients: Mapping[str, EngineClient]) -> Store:
-    stores = [(host, loaded.outside.store(c, loaded.spec.project)) for host, c in clients.items()]
+    stores = [(host, loaded.store(c)) for host, c in clients.items()]
     return fleet_state.of(stores)
 
 
@@ -1076,7 +1080,7 @@ def lock_status_hosts(loaded: Loaded) -> list[fleet.HostOutcome[tuple[Lock | Non
 
     def on(host: Engine) -> tuple[Lock | None, str | None]:
         client = loaded.outside.connect(host)
-        return lock_module.status(loaded.outside.store(client, loaded.spec.project))
+        return lock_module.status(loaded.store(client))
 
     return _alone_raises(fleet.each(loaded.selected_hosts, on))
 
@@ -1127,7 +1131,7 @@ def status_hosts(loaded: Loaded, redact: Redactor) -> list[fleet.HostOutcome[Env
     def status_on(
         desired: DesiredState, observed: ObservedState, client: EngineClient
     ) -> EnvironmentStatus:
-        store = loaded.outside.store(client, loaded.spec.project)
+        store = loaded.store(client)
         return environment_status(desired, observed, history(store))
 
     return _read_each_host(loaded, redact, status_on)

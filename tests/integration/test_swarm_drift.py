@@ -4,103 +4,11 @@ managers, dh6 worker). The stack is deployed with the invocation `deploy render`
 
 from __future__ import annotations
 
-import os
-import time
-import uuid
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 
-from deployer import operations, runner
-from deployer.compose import Command
-from deployer.variables import Redactor
-from tests.integration.bed import Swarm
-from tests.integration.conftest import REGISTRY, Result, Workspace
+from tests.integration.conftest import REGISTRY, SWARM_COMPOSE, Result, SwarmSpace
 
 pytestmark = pytest.mark.integration
-
-COMPOSE = """\
-services:
-  web:
-    image: ${REGISTRY}/testapp:${WEB_TAG}
-    environment:
-      LOG_LEVEL: ${LOG_LEVEL}
-    deploy:
-      replicas: 2
-  worker:
-    image: ${REGISTRY}/testapp:1.0.0
-    command: ["httpd", "-f", "-p", "8080", "-h", "/www"]
-"""
-CONVERGE_SECONDS = 120  # pulls on three nodes of a 2-core machine
-
-
-class SwarmSpace(Workspace):
-    """A workspace whose environment `test` is a stack on the bed's swarm, through manager dh4."""
-
-    swarm: Swarm
-
-    def stack_deploy(self) -> None:
-        """The stack deploy `deploy render test` shows, run as is; then waits until every
-        service of the stack has all its tasks running."""
-        environ = {**os.environ, **self.env}
-        loaded = operations.load(self.environments, "test", Redactor(), environ, swarm_ready=True)
-        command, _, _ = operations.render_stack(loaded, Redactor())
-        done = runner.run(command, check=False)
-        assert done.returncode == 0, done.stderr
-        manager = self.swarm.client(4)
-        deadline = time.monotonic() + CONVERGE_SECONDS
-        while time.monotonic() < deadline:
-            services = manager.api.services(
-                filters={"label": f"com.docker.stack.namespace={self.project}"}, status=True
-            )
-            counts = [
-                (s["ServiceStatus"]["RunningTasks"], s["ServiceStatus"]["DesiredTasks"])
-                for s in services
-            ]
-            if services and all(running == desired for running, desired in counts):
-                return
-            time.sleep(0.5)
-        raise AssertionError(f"the stack {self.project} did not converge: {counts}")
-
-    def remove_stack(self) -> None:
-        """`docker stack rm`, then waits until its services and networks are gone."""
-        manager = self.swarm.client(4)
-        runner.run(runner_command(self.swarm, ["stack", "rm", self.project]), check=False)
-        label = {"label": f"com.docker.stack.namespace={self.project}"}
-        for _ in range(240):
-            if not manager.api.services(filters=label) and not manager.api.networks(filters=label):
-                return
-            time.sleep(0.25)
-
-
-def runner_command(swarm: Swarm, args: list[str]) -> Command:
-    return Command(("docker", *args), {"DOCKER_HOST": swarm.manager_urls[0]})
-
-
-@pytest.fixture
-def stack(tmp_path: Path, swarm: Swarm, images: list[str]) -> Iterator[SwarmSpace]:
-    project = f"dt-{uuid.uuid4().hex[:10]}"
-    space = SwarmSpace(
-        tmp_path,
-        project,
-        swarm.client(4),
-        {"DEPLOYER_ENVIRONMENTS": str(tmp_path / "environments")},
-    )
-    space.swarm = swarm
-    space.write("app/compose.yml", COMPOSE)
-    space.write(
-        "app/.env", f"REGISTRY={swarm.node_image(REGISTRY)}\nWEB_TAG=1.0.0\nLOG_LEVEL=info\n"
-    )
-    space.write(
-        "test.yml",
-        f"project: {project}\ncompose_files: [app/compose.yml]\nenv_files: [app/.env]\n"
-        f"engine: {{host: '{swarm.manager_urls[0]}', orchestrator: swarm}}\n",
-    )
-    try:
-        yield space
-    finally:
-        space.remove_stack()
 
 
 def plan_of(result: Result) -> list[tuple[str, str, list[str]]]:
@@ -124,7 +32,7 @@ def test_diff_on_a_swarm_says_in_sync_then_names_each_change_with_its_cause(
         "app/.env", f"REGISTRY={stack.swarm.node_image(REGISTRY)}\nWEB_TAG=1.1.0\nLOG_LEVEL=debug\n"
     )
     stack.write(
-        "app/compose.yml", COMPOSE.split("  worker:")[0].replace("replicas: 2", "replicas: 3")
+        "app/compose.yml", SWARM_COMPOSE.split("  worker:")[0].replace("replicas: 2", "replicas: 3")
     )
     changed = stack.deploy("diff", "test", "--json")
     web_image = f"{stack.swarm.node_image(REGISTRY)}/testapp:1.0.0"
