@@ -403,7 +403,13 @@ def logs(
 ) -> None:
     """The services' logs (secret values masked), each line after its host's name when there
     are several."""
-    loaded = _load(environments, name, hosts)
+    loaded = _load(environments, name, hosts, swarm_ready=True)
+    if loaded.spec.orchestrator == SWARM:
+        for text in operations.swarm_logs(
+            loaded, services or [], follow, since, tail, console.redact
+        ):
+            console.print(text)
+        return
     prefixes = report.line_prefixes([host.host for host in loaded.hosts])
     failed = []
     for line in operations.logs(loaded, services or [], follow, since, tail):
@@ -475,8 +481,15 @@ def down(
     yes: Yes = False,
     lock_wait: LockWait = 0.0,
 ) -> None:
-    """Stop and remove ENV's containers and networks (volumes only with --volumes)."""
-    loaded = _load(environments, name, hosts)
+    """Stop and remove ENV's containers and networks (volumes only with --volumes); on a swarm,
+    remove its stack."""
+    loaded = _load(environments, name, hosts, swarm_ready=True)
+    if loaded.spec.orchestrator == SWARM:
+        ui = _interaction(name, yes, False)
+        services = operations.swarm_down(loaded, ui, volumes, lock_wait)
+        listed = ", ".join(services) or "no services"
+        console.emit(f"{name} is down: stack {loaded.spec.project} removed ({listed})")
+        return
     outcomes = operations.down_hosts(loaded, _interaction(name, yes, False), volumes, lock_wait)
 
     def removed(volumes_removed: list[str]) -> str:

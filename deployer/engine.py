@@ -192,6 +192,11 @@ class EngineClient:
                 filters={"label": f"{STACK_LABEL}={project}"}, status=True
             )
 
+    def stack_networks(self, project: str) -> list[dict[str, Any]]:
+        """The networks of the stack `project` (stack deploy labels them as its services)."""
+        with self._errors():
+            return self._api.networks(filters={"label": f"{STACK_LABEL}={project}"})  # type: ignore[no-any-return]
+
     def service_tasks(self, service_ids: list[str]) -> list[dict[str, Any]]:
         """The tasks of these services, old ones too (Swarm keeps a few per slot)."""
         if not service_ids:

@@ -71,7 +71,8 @@ from deployer.spec_edit import pin_images
 from deployer.state import Actor, StateStore, Store, records_of_every_project
 from deployer.status import EnvironmentStatus, ServiceStatus
 from deployer.status import status as environment_status
-from deployer.swarm_observed import observe_stack
+from deployer.swarm_commands import log_line, service_logs, stack_rm
+from deployer.swarm_observed import observe_stack, stack_leftovers
 from deployer.swarm_stack import StackFile, convert, located_issues, stack_deploy
 from deployer.swarm_status import SwarmStatus
 from deployer.variables import (
@@ -240,6 +241,77 @@ def swarm_status(loaded: Loaded, redact: Redactor) -> SwarmStatus:
     return SwarmStatus(
         loaded.spec.name, observed, swarm_plan.plan(loaded.spec.name, stack, observed)
     )
+
+
+def swarm_logs(
+    loaded: Loaded,
+    services: Sequence[str],
+    follow: bool,
+    since: str | None,
+    tail: int | None,
+    redact: Redactor,
+) -> Iterator[str]:
+    """The log lines of a swarm environment's services (those of the stack on the swarm when
+    none named), from their tasks on every node, as they come."""
+    declared = desired_state(loaded, redact).services  # also teaches `redact` their secrets
+    name, project = loaded.spec.name, loaded.spec.project
+    unknown = sorted(set(services) - set(declared))
+    if unknown:
+        raise DeployerError(
+            f"no service {', '.join(unknown)} in {name} (services: {', '.join(declared)})"
+        )
+    on_swarm = observe_stack(loaded.outside.connect(loaded.engine), project).services
+    absent = sorted(set(services) - set(on_swarm))
+    if absent:
+        raise DeployerError(
+            f"{', '.join(absent)} of {name} not on the swarm (`deploy {name}` creates it)"
+        )
+    names = sorted(set(services)) or sorted(set(declared) & set(on_swarm))
+    commands = [service_logs(loaded.engine, project, s, follow, since, tail) for s in names]
+    for _, line in runner.streams(commands):
+        if isinstance(line, DeployerError):
+            raise line
+        yield log_line(project, line)
+
+
+def swarm_down(loaded: Loaded, ui: Interaction, volumes: bool, lock_wait: float = 0.0) -> list[str]:
+    """Remove the stack (`docker stack rm`) under the environment lock and wait until its
+    services and networks are gone; returns the services removed. History and audit stay."""
+    name, project = loaded.spec.name, loaded.spec.project
+    if volumes:
+        raise DeployerError(
+            f"{name} is a swarm stack: its volumes are on each node that ran its tasks, "
+            f"out of reach of `deploy down --volumes`; nothing changed (`deploy down {name}`, "
+            "then `docker volume rm` on each node)"
+        )
+    client = loaded.outside.connect(loaded.engine)
+    client.swarm_manager()  # before the lock: an engine that is not one gets the one-line error
+    with _locked(loaded, client, "down", lock_wait) as (store, actor):
+        removed = sorted(observe_stack(client, project).services)
+        _confirmed(loaded, ui, f"Remove the stack {project} of {name}, its services and networks?")
+
+        def take_down() -> None:
+            with Interrupted.leaving(f"`docker stack rm` was not cut short: {project} is removed"):
+                loaded.outside.run(stack_rm(loaded.engine, project))
+            with Interrupted.leaving(f"{project} is removed; its networks may still be going"):
+                _wait_removed(client, project, loaded.spec.wait_timeout)
+
+        changes = [f"service {s} removed" for s in removed]
+        _audited(store, actor, loaded, "down", ui.redact, take_down, changes)
+    return removed
+
+
+def _wait_removed(client: EngineClient, project: str, timeout: float) -> None:
+    """Until nothing of the stack is left on the swarm (the manager removes its networks once
+    their tasks have stopped), for at most `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while left := stack_leftovers(client, project):
+        if time.monotonic() >= deadline:
+            raise DeployerError(
+                f"the stack {project} was removed, but after {timeout:g}s the swarm still has "
+                f"{', '.join(left)}"
+            )
+        time.sleep(0.25)
 
 
 def diff(loaded: Loaded, redact: Redactor) -> tuple[Plan, DesiredState, EngineClient]:

@@ -147,3 +147,10 @@ def _error(task: Mapping[str, Any]) -> str:
 
 def _has_health_check(check: Mapping[str, Any] | None) -> bool:
     return bool(check and check.get("Test") and check["Test"][0] != "NONE")
+
+
+def stack_leftovers(client: EngineClient, project: str) -> list[str]:
+    """What of the stack is still on the swarm: its services and networks, by name."""
+    services = sorted(s["Spec"]["Name"] for s in client.stack_services(project))
+    networks = sorted(n["Name"] for n in client.stack_networks(project))
+    return [f"service {name}" for name in services] + [f"network {name}" for name in networks]

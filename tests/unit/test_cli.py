@@ -173,3 +173,22 @@ def test_a_swarm_environment_refuses_what_is_not_built_yet(
     assert sorted(p.name for p in environments.parent.rglob("*")) == before
     code, out, _ = run(capsys, "env", "cluster")
     assert (code, out.splitlines()[0]) == (0, "NAME       VALUE  SOURCE")
+
+
+def test_down_volumes_on_a_swarm_is_refused_before_any_engine_is_reached(
+    environments: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (environments / "cluster.yml").write_text(
+        "project: cluster\ncompose_files: [app/compose.yml]\nenv_files: [app/.env]\n"
+        "engine: {host: 'unix:///nonexistent/manager.sock', orchestrator: swarm}\n"
+    )
+
+    code, out, err = run(capsys, "down", "cluster", "--volumes", "--yes")
+
+    assert (code, out, err) == (
+        1,
+        "",
+        "error: cluster is a swarm stack: its volumes are on each node that ran its tasks, "
+        "out of reach of `deploy down --volumes`; nothing changed (`deploy down cluster`, "
+        "then `docker volume rm` on each node)\n",
+    )

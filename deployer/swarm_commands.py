@@ -1,0 +1,39 @@
+"""Commands as data for the swarm target's logs and down: the `docker service logs` and
+`docker stack rm` invocations, through a manager. Nothing here runs them (deployer/runner.py)."""
+
+from __future__ import annotations
+
+from deployer.compose import Command
+from deployer.engine import Engine
+
+
+def service_logs(
+    engine: Engine,
+    project: str,
+    service: str,
+    follow: bool,
+    since: str | None,
+    tail: int | None,
+) -> Command:
+    """The logs of every task of one service of the stack, gathered by the manager from every
+    node; each line starts `PROJECT_SERVICE.SLOT@NODE | ` (`log_line` drops `PROJECT_`)."""
+    argv = ["docker", "service", "logs", "--no-task-ids"]
+    if follow:
+        argv.append("--follow")
+    if since:
+        argv += ["--since", since]
+    if tail is not None:
+        argv += ["--tail", str(tail)]
+    return Command((*argv, f"{project}_{service}"), engine.cli_environment())
+
+
+def log_line(project: str, line: str) -> str:
+    """A line of `docker service logs` as the user reads it: `web.1@dh4 | ...`, the stack's
+    name left out as the compose target leaves the project's out."""
+    return line.removeprefix(f"{project}_")
+
+
+def stack_rm(engine: Engine, project: str) -> Command:
+    """Remove the stack's services, networks, configs and secrets (those labelled with its
+    namespace); the manager removes the networks once their tasks have stopped."""
+    return Command(("docker", "stack", "rm", project), engine.cli_environment())
