@@ -1,0 +1,204 @@
+"""Benchmark: a no-op `deploy diff ENV` on a swarm against `docker stack deploy` of the same file.
+
+On the bed's swarm (scripts/test-hosts swarm: dh4, dh5 managers, dh6 worker), a stack of
+--services services (one replica each of the busybox test app, sleeping) is deployed once with
+`docker stack deploy` of deployer's converted file (the invocation `deploy render ENV --json`
+gives, from operations.render_stack). Then, in the same run, --runs times each (median, min):
+  - `deploy diff ENV`, the deployer CLI as a user runs it, with nothing to change (exit 0);
+  - `docker stack deploy` of that same file, the real CLI, with nothing to change either;
+and counts the services whose Version.Index moved: stack deploy updates every service of its
+file, deployer's no-op touches none. The stack is removed at the end, even on failure.
+
+Needs scripts/test-engine and the package installed; leases the bed (released at the end,
+`down` only when no other session uses it):
+    .venv/bin/python benchmarks/swarm.py [--services 50] [--runs 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+BED = ROOT / "scripts" / "test-hosts"
+REGISTRY = "127.0.0.1:5000/deployer-bench"  # as pushed; the nodes pull it through the bridge
+NODE_IMAGE = "10.213.0.1:5000/deployer-bench/testapp:1.0.0"
+MANAGER = "unix:///run/dh4/docker.sock"
+DEPLOY = [sys.executable, "-m", "deployer"]
+CONVERGE_SECONDS = 600  # 50 pulls and starts on the three nodes of a 2-core machine
+
+
+def run(
+    argv: list[str], env: dict[str, str] | None = None, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        argv, env={**os.environ, **(env or {})}, input=stdin, capture_output=True, text=True
+    )
+
+
+def sh(argv: list[str], env: dict[str, str] | None = None, stdin: str | None = None) -> str:
+    proc = run(argv, env, stdin)
+    if proc.returncode != 0:
+        raise SystemExit(
+            f"{' '.join(argv[:4])} failed ({proc.returncode}): {proc.stderr.strip()[-500:]}"
+        )
+    return proc.stdout
+
+
+def timed(argv: list[str], env: dict[str, str] | None = None, stdin: str | None = None) -> float:
+    started = time.perf_counter()
+    sh(argv, env, stdin)
+    return time.perf_counter() - started
+
+
+def write_environment(folder: Path, project: str, size: int) -> None:
+    services = "".join(
+        f"  s{i:03d}:\n    image: {NODE_IMAGE}\n    command: [sleep, '86400']\n"
+        f"    environment: {{VALUE: '${{VALUE_{i:03d}}}'}}\n"
+        "    healthcheck: {disable: true}\n    stop_grace_period: 1s\n"
+        for i in range(size)
+    )
+    (folder / "compose.yml").write_text(f"services:\n{services}")
+    (folder / ".env").write_text("".join(f"VALUE_{i:03d}=v0\n" for i in range(size)))
+    (folder / "bench.yml").write_text(
+        f"project: {project}\ncompose_files: [compose.yml]\nenv_files: [.env]\n"
+        f"engine: {{host: '{MANAGER}', orchestrator: swarm}}\n"
+    )
+
+
+def docker(*args: str) -> list[str]:
+    return ["docker", "-H", MANAGER, *args]
+
+
+def versions(project: str) -> dict[str, int]:
+    """Each service of the stack's Version.Index, by name."""
+    label = f"label=com.docker.stack.namespace={project}"
+    ids = sh(docker("service", "ls", "-q", "--filter", label)).split()
+    if not ids:
+        return {}
+    lines = sh(docker("service", "inspect", "--format", "{{.Spec.Name}} {{.Version.Index}}", *ids))
+    return {name: int(index) for name, index in (line.split() for line in lines.splitlines())}
+
+
+def converged(project: str, size: int) -> bool:
+    label = f"label=com.docker.stack.namespace={project}"
+    replicas = sh(docker("service", "ls", "--filter", label, "--format", "{{.Replicas}}")).split()
+    return len(replicas) == size and all(r == "1/1" for r in replicas)
+
+
+def remove(project: str) -> None:
+    """`docker stack rm`, then wait until its services and networks are gone."""
+    run(docker("stack", "rm", project))
+    label = f"label=com.docker.stack.namespace={project}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        services = run(docker("service", "ls", "-q", "--filter", label)).stdout.split()
+        networks = run(docker("network", "ls", "-q", "--filter", label)).stdout.split()
+        if not services and not networks:
+            return
+        time.sleep(0.5)
+    print(f"warning: the stack {project} is not gone after 120 s", file=sys.stderr)
+
+
+def moved(before: dict[str, int], after: dict[str, int]) -> int:
+    return sum(1 for name, index in after.items() if before.get(name) != index)
+
+
+def measured(
+    argv: list[str], env: dict[str, str], stdin: str | None, project: str, runs: int
+) -> tuple[list[float], list[int]]:
+    """The seconds of each run of a command, and how many services each run updated."""
+    seconds, updated = [], []
+    for _ in range(runs):
+        before = versions(project)
+        seconds.append(timed(argv, env, stdin))
+        updated.append(moved(before, versions(project)))
+    return seconds, updated
+
+
+def bench(size: int, runs: int) -> dict[str, Any]:
+    project = f"bench-swarm-{uuid.uuid4().hex[:8]}"
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        write_environment(folder, project, size)
+        env = {"DEPLOYER_ENVIRONMENTS": str(folder)}
+        try:
+            rendered = json.loads(sh([*DEPLOY, "render", "bench", "--json"], env))
+            stack_deploy = (list(rendered["argv"]), dict(rendered["env"]), rendered["stdin"])
+            started = time.monotonic()
+            sh(*stack_deploy)
+            while not converged(project, size):
+                if time.monotonic() - started > CONVERGE_SECONDS:
+                    raise SystemExit(f"the stack {project} did not converge")
+                time.sleep(1)
+            deployed_s = time.monotonic() - started
+            in_sync = json.loads(sh([*DEPLOY, "diff", "bench", "--json"], env))
+            assert in_sync["in_sync"], in_sync
+
+            diff, diff_updated = measured([*DEPLOY, "diff", "bench"], env, None, project, runs)
+            stack, stack_updated = measured(*stack_deploy, project, runs)
+        finally:
+            remove(project)
+    return {
+        "services": size,
+        "runs": runs,
+        "first_deploy_converged_s": round(deployed_s, 1),
+        "noop_diff_median_s": round(statistics.median(diff), 3),
+        "noop_diff_min_s": round(min(diff), 3),
+        "stack_deploy_median_s": round(statistics.median(stack), 3),
+        "stack_deploy_min_s": round(min(stack), 3),
+        "ratio_median": round(statistics.median(diff) / statistics.median(stack), 2),
+        "services_updated_per_diff": diff_updated,
+        "services_updated_per_stack_deploy": stack_updated,
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--services", type=int, default=50)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument(
+        "--output", type=Path, default=ROOT / "benchmarks" / "results" / "swarm.json"
+    )
+    args = parser.parse_args()
+    sh([str(ROOT / "scripts" / "build-images"), REGISTRY, "testapp:1.0.0"])
+    lease = str(os.getpid())  # a living process: the bed stays up while it runs
+    sh([str(BED), "lease", lease, "3"])
+    try:
+        sh([str(BED), "swarm"])
+        result = bench(args.services, args.runs)
+    finally:
+        run([str(BED), "release", lease])
+    print(json.dumps(result), file=sys.stderr)
+    print(f"{'measure (' + str(result['services']) + ' services)':<44}{'median':>9}{'min':>9}")
+    print(
+        f"{'no-op deploy diff ENV':<44}{result['noop_diff_median_s']:>8.3f}s"
+        f"{result['noop_diff_min_s']:>8.3f}s"
+    )
+    print(
+        f"{'docker stack deploy (same file)':<44}{result['stack_deploy_median_s']:>8.3f}s"
+        f"{result['stack_deploy_min_s']:>8.3f}s"
+    )
+    print(f"ratio (medians): {result['ratio_median']:.2f}x")
+    print(
+        f"services updated, run by run: diff {result['services_updated_per_diff']}, "
+        f"stack deploy {result['services_updated_per_stack_deploy']}"
+    )
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
