@@ -20,7 +20,6 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,47 +27,22 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from reconcile import IMAGE, sh, timed, write_environment  # benchmarks/ is the script's folder
+
 ROOT = Path(__file__).resolve().parents[1]
 BED = ROOT / "scripts" / "test-hosts"
-REGISTRY = "127.0.0.1:5000/deployer-bench"  # as pushed; the nodes pull it through the bridge
-NODE_IMAGE = "10.213.0.1:5000/deployer-bench/testapp:1.0.0"
+REGISTRY = "127.0.0.1:5000/deployer-bench"
+NODE_IMAGE = IMAGE.replace("127.0.0.1:5000", "10.213.0.1:5000")  # the same, through the bridge
 MANAGER = "unix:///run/dh4/docker.sock"
 DEPLOY = [sys.executable, "-m", "deployer"]
 CONVERGE_SECONDS = 600  # 50 pulls and starts on the three nodes of a 2-core machine
 
 
-def run(
-    argv: list[str], env: dict[str, str] | None = None, stdin: str | None = None
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        argv, env={**os.environ, **(env or {})}, input=stdin, capture_output=True, text=True
-    )
-
-
-def sh(argv: list[str], env: dict[str, str] | None = None, stdin: str | None = None) -> str:
-    proc = run(argv, env, stdin)
-    if proc.returncode != 0:
-        raise SystemExit(
-            f"{' '.join(argv[:4])} failed ({proc.returncode}): {proc.stderr.strip()[-500:]}"
-        )
-    return proc.stdout
-
-
-def timed(argv: list[str], env: dict[str, str] | None = None, stdin: str | None = None) -> float:
-    started = time.perf_counter()
-    sh(argv, env, stdin)
-    return time.perf_counter() - started
-
-
-def write_environment(folder: Path, project: str, size: int) -> None:
-    services = "".join(
-        f"  s{i:03d}:\n    image: {NODE_IMAGE}\n    command: [sleep, '86400']\n"
-        f"    environment: {{VALUE: '${{VALUE_{i:03d}}}'}}\n"
-        "    healthcheck: {disable: true}\n    stop_grace_period: 1s\n"
-        for i in range(size)
-    )
-    (folder / "compose.yml").write_text(f"services:\n{services}")
-    (folder / ".env").write_text("".join(f"VALUE_{i:03d}=v0\n" for i in range(size)))
+def write_swarm_environment(folder: Path, project: str, size: int) -> None:
+    """reconcile.py's environment of `size` services, pulled by the nodes, on the swarm."""
+    write_environment(folder, project, size)
+    compose = folder / "compose.yml"
+    compose.write_text(compose.read_text().replace(IMAGE, NODE_IMAGE))
     (folder / "bench.yml").write_text(
         f"project: {project}\ncompose_files: [compose.yml]\nenv_files: [.env]\n"
         f"engine: {{host: '{MANAGER}', orchestrator: swarm}}\n"
@@ -97,12 +71,12 @@ def converged(project: str, size: int) -> bool:
 
 def remove(project: str) -> None:
     """`docker stack rm`, then wait until its services and networks are gone."""
-    run(docker("stack", "rm", project))
+    sh(docker("stack", "rm", project), check=False)
     label = f"label=com.docker.stack.namespace={project}"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
-        services = run(docker("service", "ls", "-q", "--filter", label)).stdout.split()
-        networks = run(docker("network", "ls", "-q", "--filter", label)).stdout.split()
+        services = sh(docker("service", "ls", "-q", "--filter", label), check=False).split()
+        networks = sh(docker("network", "ls", "-q", "--filter", label), check=False).split()
         if not services and not networks:
             return
         time.sleep(0.5)
@@ -129,7 +103,7 @@ def bench(size: int, runs: int) -> dict[str, Any]:
     project = f"bench-swarm-{uuid.uuid4().hex[:8]}"
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        write_environment(folder, project, size)
+        write_swarm_environment(folder, project, size)
         env = {"DEPLOYER_ENVIRONMENTS": str(folder)}
         try:
             rendered = json.loads(sh([*DEPLOY, "render", "bench", "--json"], env))
@@ -180,7 +154,7 @@ def main() -> None:
         sh([str(BED), "swarm"])
         result = bench(args.services, args.runs)
     finally:
-        run([str(BED), "release", lease])
+        sh([str(BED), "release", lease], check=False)
     print(json.dumps(result), file=sys.stderr)
     print(f"{'measure (' + str(result['services']) + ' services)':<44}{'median':>9}{'min':>9}")
     print(
