@@ -263,8 +263,9 @@ def swarm_logs(
     on_swarm = observe_stack(loaded.outside.connect(loaded.engine), project).services
     absent = sorted(set(services) - set(on_swarm))
     if absent:
+        them = "them" if len(absent) > 1 else "it"
         raise DeployerError(
-            f"{', '.join(absent)} of {name} not on the swarm (`deploy {name}` creates it)"
+            f"{name} has no {', '.join(absent)} on the swarm yet (`deploy {name}` creates {them})"
         )
     names = sorted(set(services)) or sorted(set(declared) & set(on_swarm))
     commands = [service_logs(loaded.engine, project, s, follow, since, tail) for s in names]

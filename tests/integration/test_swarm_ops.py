@@ -95,13 +95,39 @@ def test_logs_of_every_task_on_every_node_with_the_secret_masked(stack: SwarmSpa
     assert (code, rest) == (130, "interrupted\n")
 
 
-def test_logs_of_a_service_not_declared_is_one_line(stack: SwarmSpace) -> None:
-    result = stack.deploy("logs", "test", "web", "nope")
-    assert (result.returncode, result.stdout, result.stderr) == (
+def test_logs_of_a_service_not_declared_or_not_on_the_swarm_is_one_line(
+    stack: SwarmSpace,
+) -> None:
+    undeclared = stack.deploy("logs", "test", "web", "nope")
+    absent = stack.deploy("logs", "test", "web")
+
+    assert (undeclared.returncode, undeclared.stdout, undeclared.stderr) == (
         1,
         "",
         "error: no service nope in test (services: web, worker)\n",
     )
+    assert (absent.returncode, absent.stdout, absent.stderr) == (
+        1,
+        "",
+        "error: test has no web on the swarm yet (`deploy test` creates it)\n",
+    )
+
+
+def test_logs_and_down_through_a_swarm_worker_are_one_line(stack: SwarmSpace) -> None:
+    worker = stack.swarm.bed.unix(6)
+    stack.write(
+        "test.yml",
+        f"project: {stack.project}\ncompose_files: [app/compose.yml]\nenv_files: [app/.env]\n"
+        f"engine: {{host: '{worker}', orchestrator: swarm}}\n",
+    )
+    for command in (["logs", "test"], ["down", "test", "--yes"]):
+        result = stack.deploy(*command)
+        assert (result.returncode, result.stdout, result.stderr) == (
+            1,
+            "",
+            f"error: {worker} is not a swarm manager, it is a swarm worker: name a manager in "
+            "engine.host (or make this engine one: docker swarm init)\n",
+        ), command
 
 
 def test_down_removes_the_stack_and_keeps_history_and_audit(stack: SwarmSpace) -> None:
