@@ -85,7 +85,7 @@ from deployer.state import Actor, StateStore, Store, records_of_every_project
 from deployer.status import EnvironmentStatus, ServiceStatus
 from deployer.status import status as environment_status
 from deployer.swarm_apply import SwarmApplied
-from deployer.swarm_observed import observe_stack
+from deployer.swarm_observed import ObservedStack, observe_stack
 from deployer.swarm_stack import StackFile, convert, located_issues, stack_deploy
 from deployer.swarm_status import SwarmStatus
 from deployer.variables import (
@@ -278,16 +278,18 @@ def swarm_deploy(
     manager = loaded.outside.connect(loaded.engine)
     desired = desired_state(loaded, ui.redact)
     stack, _ = _stack_file(loaded, desired)
-    first = _swarm_plan(loaded, manager, stack)
+    first, _ = _swarm_plan(loaded, manager, stack)
     if not swarm_apply.changes_anything(first):
         return _nothing_to_deploy(ui, first)
     with _locked(loaded, manager, "deploy", lock_wait) as (store, actor):
         return _swarm_apply(loaded, ui, manager, store, actor, command, desired, stack)
 
 
-def _swarm_plan(loaded: Loaded, manager: EngineClient, stack: StackFile) -> Plan:
+def _swarm_plan(
+    loaded: Loaded, manager: EngineClient, stack: StackFile
+) -> tuple[Plan, ObservedStack]:
     observed = observe_stack(manager, loaded.spec.project)
-    return swarm_plan.plan(loaded.spec.name, stack, observed)
+    return swarm_plan.plan(loaded.spec.name, stack, observed), observed
 
 
 def _nothing_to_deploy(ui: Interaction, the_plan: Plan) -> Plan:
@@ -312,7 +314,7 @@ def _swarm_apply(
     """Under the lock: plan again, check that the registry has every image to deploy, show,
     confirm, apply and record; a service that does not converge rolls the others back
     (`deploy.on_failure: rollback`) where Swarm has not already."""
-    the_plan = _swarm_plan(loaded, manager, stack)
+    the_plan, before = _swarm_plan(loaded, manager, stack)
     if not swarm_apply.changes_anything(the_plan):
         return _nothing_to_deploy(ui, the_plan)
     ui.show_plan(the_plan)
@@ -337,7 +339,7 @@ def _swarm_apply(
             if loaded.spec.on_failure != "rollback":
                 raise
             recording.rolling_back = failure
-            undone = _swarm_undo(loaded, ui, manager, the_plan, desired.wait_timeout)
+            undone = _swarm_undo(loaded, ui, manager, the_plan, before, desired.wait_timeout)
             raise RolledBackError(failure, undone) from failure
 
 
@@ -352,21 +354,26 @@ def _require_in_registry(manager: EngineClient, images: Sequence[str], login: Lo
 
 
 def _swarm_undo(
-    loaded: Loaded, ui: Interaction, manager: EngineClient, failed: Plan, timeout: float
+    loaded: Loaded,
+    ui: Interaction,
+    manager: EngineClient,
+    failed: Plan,
+    before: ObservedStack,
+    timeout: float,
 ) -> list[str]:
     """Put back the services a failed deploy created or updated: Swarm's own rollback to the
-    spec each had before (the deploy updated each once), created ones removed; the ones Swarm
-    rolled back already are left as they are. Returns the services put back."""
+    spec each had before (the deploy updated each once: its version moved), created ones
+    removed; the ones Swarm rolled back already are left as they are, and so are the ones the
+    deploy did not reach. Returns the services put back."""
     project, engine = loaded.spec.project, loaded.engine
     observed = observe_stack(manager, project)
-    created = {c.service for c in failed.changes if c.action == "create"}
     undone, rolling = [], []
     for name in swarm_apply.deployed_services(failed):
-        service = observed.services.get(name)
-        if service is None:
+        service, earlier = observed.services.get(name), before.services.get(name)
+        if service is None or (earlier is not None and earlier.version == service.version):
             continue
         undone.append(name)
-        if name in created:
+        if earlier is None:
             loaded.outside.run(swarm_apply.service_remove(project, engine, [name]))
         elif swarm_apply.convergence(service).state != swarm_apply.ROLLED_BACK:
             loaded.outside.run(swarm_apply.service_rollback(project, engine, name))

@@ -65,8 +65,8 @@ def _update_causes(service: Mapping[str, Any], running: ObservedService) -> list
     if not causes and running.fingerprint != desired_fingerprint:
         causes.append("configuration changed")  # written by another version of deployer
     if causes and running.update_state == _ROLLED_BACK:
-        # The spec it runs is the one before its last update: that update is still to make.
-        causes.append(f"Swarm rolled its last update back ({running.update_message})")
+        # It runs the spec it had before its last update: that update is still to make.
+        causes.append(f"its last update was rolled back ({running.update_message})")
     return causes
 
 

@@ -180,7 +180,7 @@ def test_a_service_swarm_rolled_back_is_in_sync_where_the_spec_declares_its_prev
         Change(
             "web",
             "update",
-            ("image reg/web:1 -> 2", "Swarm rolled its last update back (rollback completed)"),
+            ("image reg/web:1 -> 2", "its last update was rolled back (rollback completed)"),
         ),
     )
 
