@@ -86,7 +86,7 @@ from deployer.status import EnvironmentStatus, ServiceStatus
 from deployer.status import status as environment_status
 from deployer.swarm_apply import SwarmApplied
 from deployer.swarm_observed import ObservedStack, observe_stack
-from deployer.swarm_stack import StackFile, convert, located_issues, stack_deploy
+from deployer.swarm_stack import StackFile, convert, located_issues, slow_updates, stack_deploy
 from deployer.swarm_status import SwarmStatus
 from deployer.variables import (
     PROCESS_ENVIRONMENT,
@@ -202,7 +202,7 @@ def validate(folder: Path, names: list[str], redact: Redactor) -> Validated:
             issues.extend(e.issues)
             continue
         if loaded.spec.orchestrator == SWARM:
-            refused, ignored = located_issues(convert(desired.model), loaded.spec)
+            refused, ignored = located_issues(_converted(desired), loaded.spec)
             issues += refused
             warnings += ignored
         model_names = identifiers(desired.model, loaded.spec.project)
@@ -242,11 +242,17 @@ def render_stack(loaded: Loaded, redact: Redactor) -> tuple[Command, StackFile, 
 def _stack_file(loaded: Loaded, desired: DesiredState) -> tuple[StackFile, list[ConfigIssue]]:
     """The stack file of a desired state, and the conversion's warnings; a feature Swarm
     cannot honour is an error."""
-    stack = convert(desired.model)
+    stack = _converted(desired)
     refused, ignored = located_issues(stack, loaded.spec)
     if refused:
         raise ConfigError(refused)
     return stack, ignored
+
+
+def _converted(desired: DesiredState) -> StackFile:
+    """The stack file of a desired state, with warnings for updates a deploy would not wait
+    for to the end."""
+    return slow_updates(convert(desired.model), desired.wait_timeout)
 
 
 def swarm_diff(loaded: Loaded, redact: Redactor) -> Plan:
