@@ -14,7 +14,7 @@ import copy
 import hashlib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -118,6 +118,12 @@ class StackFile:
     def text(self) -> str:
         return dump_stack(self.document)
 
+    def only(self, services: Sequence[str]) -> StackFile:
+        """The same file with only `services` (and every top-level network, volume, secret
+        and config, which stack deploy creates where missing)."""
+        kept = {n: s for n, s in self.document["services"].items() if n in services}
+        return StackFile({**self.document, "services": kept}, self.findings)
+
 
 class _StackDumper(SafeDumper):  # type: ignore[misc,valid-type]
     """docker CLI 20.10 reads YAML with go-yaml v2, where a plain y, Y, n or N is a boolean:
@@ -139,11 +145,13 @@ def dump_stack(document: Mapping[str, Any]) -> str:
     )
 
 
-def stack_deploy(project: str, engine: Engine, stack: StackFile, registry_auth: bool) -> Command:
+def stack_deploy(
+    project: str, engine: Engine, stack: StackFile, registry_auth: bool, prune: bool = True
+) -> Command:
     """`docker stack deploy` of the stack file, given on stdin; `--prune` removes the services
     the file no longer declares; `--with-registry-auth` hands the client's registry login to
     the nodes (credentials never on the command line)."""
-    argv = ["docker", "stack", "deploy", "--compose-file", "-", "--prune"]
+    argv = ["docker", "stack", "deploy", "--compose-file", "-", *(["--prune"] if prune else [])]
     if registry_auth:
         argv.append("--with-registry-auth")
     return Command((*argv, project), engine.cli_environment(), stack.text())
@@ -508,6 +516,11 @@ def _ipam(conversion: _Conversion, path: str, ipam: Mapping[str, Any]) -> dict[s
 # Fingerprints
 
 
+def service_fingerprint(service: Mapping[str, Any]) -> str | None:
+    """The fingerprint a converted service carries."""
+    return ((service.get("deploy") or {}).get("labels") or {}).get(FINGERPRINT_LABEL)
+
+
 def with_fingerprint(service: Mapping[str, Any]) -> dict[str, Any]:
     """The converted service with its fingerprint labels in `deploy.labels` (replacing any
     there): a digest of the service without them, and one per top-level key."""
@@ -613,13 +626,58 @@ def needs_stop_first(deploy: Mapping[str, Any], service: Mapping[str, Any]) -> b
 def update_monitor(healthcheck: Mapping[str, Any] | None) -> float:
     """Seconds to watch an updated task: its health check's interval times its retries (Docker's
     defaults where not given), at least Swarm's own monitor."""
-    if not healthcheck or healthcheck.get("disable") or healthcheck.get("test") in (None, ["NONE"]):
+    if healthcheck is None or not _checks(healthcheck):
         return SWARM_MONITOR
-    interval = (
-        parse_duration(healthcheck["interval"]) if "interval" in healthcheck else HEALTH_INTERVAL
-    )
     retries = int(healthcheck.get("retries", HEALTH_RETRIES))
-    return max(SWARM_MONITOR, interval * retries)
+    return max(SWARM_MONITOR, _health_interval(healthcheck) * retries)
+
+
+def _checks(healthcheck: Mapping[str, Any] | None) -> bool:
+    """Whether the compose file gives the service a health check of its own."""
+    return bool(
+        healthcheck
+        and not healthcheck.get("disable")
+        and healthcheck.get("test") not in (None, ["NONE"])
+    )
+
+
+def _health_interval(healthcheck: Mapping[str, Any]) -> float:
+    return parse_duration(healthcheck["interval"]) if "interval" in healthcheck else HEALTH_INTERVAL
+
+
+def update_seconds(service: Mapping[str, Any]) -> float:
+    """About how long Swarm takes to update every task of a converted service: its tasks in
+    batches of `parallelism`, each batch healthy after one health check interval (Swarm calls a
+    task running once healthy) and followed by the update delay, then the monitor."""
+    deploy = service.get("deploy") or {}
+    update = deploy.get("update_config") or {}
+    replicas = int(deploy.get("replicas", 1)) if deploy.get("mode") != "global" else 1
+    parallelism = int(update.get("parallelism", 1)) or replicas  # 0: all at once
+    batches = -(-replicas // parallelism)
+    check = service.get("healthcheck") or {}
+    interval = _health_interval(check) if _checks(check) else 0.0
+    delay = parse_duration(update.get("delay", "0s"))
+    monitor = parse_duration(update.get("monitor", format_duration(SWARM_MONITOR)))
+    return batches * (interval + delay) + monitor
+
+
+def slow_updates(stack: StackFile, wait_timeout: float) -> StackFile:
+    """The stack with a warning for each service Swarm would take longer to update than a
+    deploy waits: the deploy would fail while Swarm is still at work."""
+    slow = []
+    for name, service in stack.document["services"].items():
+        needed = update_seconds(service)
+        if needed > wait_timeout:
+            slow.append(
+                Finding(
+                    f"services.{name}.deploy",
+                    f"Swarm needs about {needed:g}s to update every task (health check interval "
+                    f"and delay per batch, then the monitor), more than deploy.wait_timeout "
+                    f"({wait_timeout:g}s): raise deploy.wait_timeout or shorten the health check",
+                    False,
+                )
+            )
+    return StackFile(stack.document, tuple(sorted((*stack.findings, *slow), key=lambda f: f.path)))
 
 
 def parse_duration(text: str) -> float:
