@@ -1,6 +1,6 @@
 """`deploy logs` and `deploy down` of a swarm environment, on the bed's real swarm (dh4, dh5
 managers, dh6 worker). The stack is deployed with the invocation `deploy render` shows
-(SwarmSpace.stack_deploy); `deploy ENV` on a swarm is the lead's."""
+(SwarmSpace.stack_deploy), or with `deploy test` where a release is wanted."""
 
 from __future__ import annotations
 
@@ -12,11 +12,10 @@ import sys
 
 import pytest
 
-from deployer import operations, releases
-from deployer.releases import SUCCESS, ServiceRelease
-from deployer.state import Actor
+from deployer import operations
+from deployer.releases import SUCCESS
 from deployer.variables import Redactor
-from tests.integration.conftest import REGISTRY, SwarmSpace, ok
+from tests.integration.conftest import SwarmSpace, ok
 from tests.integration.test_faults import ended, start
 
 pytestmark = pytest.mark.integration
@@ -131,15 +130,10 @@ def test_logs_and_down_through_a_swarm_worker_are_one_line(stack: SwarmSpace) ->
 
 
 def test_down_removes_the_stack_and_keeps_history_and_audit(stack: SwarmSpace) -> None:
-    stack.stack_deploy()
+    ok(stack.deploy("test", "--yes"))
     environment = loaded(stack)
-    store = environment.store(environment.outside.connect(environment.engine))
-    # A release as a deploy records it (deploying to a swarm is the lead's).
-    web = ServiceRelease(f"{stack.swarm.node_image(REGISTRY)}/testapp:1.0.0", "sha256:1", "-")
-    releases.record(
-        store, Actor.current(), "deploy test", SUCCESS, environment.spec,
-        environment.variables, {"web": web}, ["web: create"],
-    )  # fmt: skip
+    history = operations.history_of(environment)
+    assert [r.command for r in history] == ["deploy test"]
     assert leftovers(stack) == (
         [f"{stack.project}_web", f"{stack.project}_worker"],
         [f"{stack.project}_default"],
@@ -149,9 +143,10 @@ def test_down_removes_the_stack_and_keeps_history_and_audit(stack: SwarmSpace) -
 
     assert result.stdout == f"test is down: stack {stack.project} removed (web, worker)\n"
     assert leftovers(stack) == ([], [])  # networks too: down waited for them
-    assert [r.command for r in operations.history_of(environment)] == ["deploy test"]
-    [entry] = operations.audit_of(environment)
-    assert (entry.command, entry.result, entry.changes) == (
+    assert operations.history_of(environment) == history
+    deployed, down = operations.audit_of(environment)
+    assert deployed.command == "deploy test"
+    assert (down.command, down.result, down.changes) == (
         "down",
         SUCCESS,
         ["service web removed", "service worker removed"],
