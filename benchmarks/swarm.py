@@ -5,9 +5,10 @@ On the bed's swarm (scripts/test-hosts swarm: dh4, dh5 managers, dh6 worker), a 
 `docker stack deploy` of deployer's converted file (the invocation `deploy render ENV --json`
 gives, from operations.render_stack). Then, in the same run, --runs times each (median, min):
   - `deploy diff ENV`, the deployer CLI as a user runs it, with nothing to change (exit 0);
+  - a no-op `deploy ENV --yes` (in sync: no lock, no stack deploy);
   - `docker stack deploy` of that same file, the real CLI, with nothing to change either;
-and counts the services whose Version.Index moved: stack deploy updates every service of its
-file, deployer's no-op touches none. The stack is removed at the end, even on failure.
+and counts the services whose Version.Index each run moved: stack deploy updates every service
+of its file, deployer's no-ops touch none. The stack is removed at the end, even on failure.
 
 Needs scripts/test-engine and the package installed; leases the bed (released at the end,
 `down` only when no other session uses it):
@@ -88,14 +89,17 @@ def moved(before: dict[str, int], after: dict[str, int]) -> int:
 
 
 def measured(
-    argv: list[str], env: dict[str, str], stdin: str | None, project: str, runs: int
-) -> tuple[list[float], list[int]]:
-    """The seconds of each run of a command, and how many services each run updated."""
-    seconds, updated = [], []
+    commands: dict[str, tuple[list[str], dict[str, str], str | None]], project: str, runs: int
+) -> tuple[dict[str, list[float]], dict[str, list[int]]]:
+    """Each command's seconds, run by run, and how many services each run updated. The commands
+    take turns within each run, so that the machine's load weighs on them alike."""
+    seconds: dict[str, list[float]] = {key: [] for key in commands}
+    updated: dict[str, list[int]] = {key: [] for key in commands}
     for _ in range(runs):
-        before = versions(project)
-        seconds.append(timed(argv, env, stdin))
-        updated.append(moved(before, versions(project)))
+        for key, (argv, env, stdin) in commands.items():
+            before = versions(project)
+            seconds[key].append(timed(argv, env, stdin))
+            updated[key].append(moved(before, versions(project)))
     return seconds, updated
 
 
@@ -118,21 +122,32 @@ def bench(size: int, runs: int) -> dict[str, Any]:
             in_sync = json.loads(sh([*DEPLOY, "diff", "bench", "--json"], env))
             assert in_sync["in_sync"], in_sync
 
-            diff, diff_updated = measured([*DEPLOY, "diff", "bench"], env, None, project, runs)
-            stack, stack_updated = measured(*stack_deploy, project, runs)
+            seconds, updated = measured(
+                {
+                    "noop_diff": ([*DEPLOY, "diff", "bench"], env, None),
+                    "noop_deploy": ([*DEPLOY, "bench", "--yes"], env, None),
+                    "stack_deploy": stack_deploy,
+                },
+                project,
+                runs,
+            )
+            still = json.loads(sh([*DEPLOY, "diff", "bench", "--json"], env))
         finally:
             remove(project)
     return {
         "services": size,
         "runs": runs,
         "first_deploy_converged_s": round(deployed_s, 1),
-        "noop_diff_median_s": round(statistics.median(diff), 3),
-        "noop_diff_min_s": round(min(diff), 3),
-        "stack_deploy_median_s": round(statistics.median(stack), 3),
-        "stack_deploy_min_s": round(min(stack), 3),
-        "ratio_median": round(statistics.median(diff) / statistics.median(stack), 2),
-        "services_updated_per_diff": diff_updated,
-        "services_updated_per_stack_deploy": stack_updated,
+        **{
+            f"{key}_{figure}_s": round(measure(values), 3)
+            for key, values in seconds.items()
+            for figure, measure in (("median", statistics.median), ("min", min))
+        },
+        "ratio_median": round(
+            statistics.median(seconds["noop_diff"]) / statistics.median(seconds["stack_deploy"]), 2
+        ),
+        **{f"services_updated_per_{key}": values for key, values in updated.items()},
+        "in_sync_after": still["in_sync"],
         "load_average": [round(x, 2) for x in os.getloadavg()],
     }
 
@@ -156,20 +171,17 @@ def main() -> None:
     finally:
         sh([str(BED), "release", lease], check=False)
     print(json.dumps(result), file=sys.stderr)
-    print(f"{'measure (' + str(result['services']) + ' services)':<44}{'median':>9}{'min':>9}")
-    print(
-        f"{'no-op deploy diff ENV':<44}{result['noop_diff_median_s']:>8.3f}s"
-        f"{result['noop_diff_min_s']:>8.3f}s"
-    )
-    print(
-        f"{'docker stack deploy (same file)':<44}{result['stack_deploy_median_s']:>8.3f}s"
-        f"{result['stack_deploy_min_s']:>8.3f}s"
-    )
-    print(f"ratio (medians): {result['ratio_median']:.2f}x")
-    print(
-        f"services updated, run by run: diff {result['services_updated_per_diff']}, "
-        f"stack deploy {result['services_updated_per_stack_deploy']}"
-    )
+    print(f"{'measure (' + str(result['services']) + ' services)':<36}{'median':>9}{'min':>9}")
+    for key, label in (
+        ("noop_diff", "no-op deploy diff ENV"),
+        ("noop_deploy", "no-op deploy ENV --yes"),
+        ("stack_deploy", "docker stack deploy (same file)"),
+    ):
+        print(
+            f"{label:<36}{result[f'{key}_median_s']:>8.3f}s{result[f'{key}_min_s']:>8.3f}s"
+            f"   services updated per run: {result[f'services_updated_per_{key}']}"
+        )
+    print(f"ratio no-op diff / stack deploy (medians): {result['ratio_median']:.2f}x")
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(result, indent=2) + "\n")
 
