@@ -397,14 +397,23 @@ def swarm_rollback(
     exact images by digest with the configuration it recorded."""
     manager = loaded.outside.connect(loaded.engine)
     with _locked(loaded, manager, "rollback", lock_wait) as (store, actor):
-        target = rollback_target(history(store), to)
-        current = desired_state(loaded, ui.redact)
-        targets = {n: s for n, s in target.services.items() if n in current.services}
-        secrets = Secrets.of(loaded.spec, loaded.variables)
-        desired = restore_state(current, targets, secrets, loaded.outside.run)
+        command, desired = _rollback_state(loaded, ui, store, to)
         stack, _ = _stack_file(loaded, desired)
-        command = f"rollback to release {target.number}"
         return _swarm_apply(loaded, ui, manager, store, actor, command, desired, stack)
+
+
+def _rollback_state(
+    loaded: Loaded, ui: Interaction, store: Store, to: int | None
+) -> tuple[str, DesiredState]:
+    """The command's name and the desired state of a rollback to release `to` (default: the
+    last good one before the current): the release's services the compose files still have,
+    on their exact images with their recorded configuration."""
+    target = rollback_target(history(store), to)
+    current = desired_state(loaded, ui.redact)
+    targets = {n: s for n, s in target.services.items() if n in current.services}
+    secrets = Secrets.of(loaded.spec, loaded.variables)
+    desired = restore_state(current, targets, secrets, loaded.outside.run)
+    return f"rollback to release {target.number}", desired
 
 
 def swarm_restart(
@@ -923,12 +932,7 @@ def rollback(
         return _rollback_hosts(loaded, ui, to, lock_wait)
     client = loaded.outside.connect(loaded.engine)
     with _locked(loaded, client, "rollback", lock_wait) as (store, actor):
-        target = rollback_target(history(store), to)
-        current = desired_state(loaded, ui.redact)
-        targets = {n: s for n, s in target.services.items() if n in current.services}
-        secrets = Secrets.of(loaded.spec, loaded.variables)
-        desired = restore_state(current, targets, secrets, loaded.outside.run)
-        command = f"rollback to release {target.number}"
+        command, desired = _rollback_state(loaded, ui, store, to)
         return _plan_and_apply(loaded, ui, client, store, actor, command, desired)
 
 
