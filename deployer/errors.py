@@ -343,7 +343,8 @@ class SwarmNotBuiltError(DeployerError):
         self.environment = environment
         super().__init__(
             f"{environment} targets a swarm (engine.orchestrator: swarm): `deploy render`, "
-            "`validate`, `env`, `diff` and `status` work; deploying to a swarm is not built yet"
+            "`validate`, `env`, `diff`, `status`, `history`, `audit` and `lock` work; "
+            "deploying to a swarm is not built yet"
         )
 
 
