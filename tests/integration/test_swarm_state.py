@@ -181,6 +181,29 @@ def test_two_claims_at_the_same_moment_through_the_two_managers_leave_exactly_on
         assert [store.lock() for store in stores] == [None, None]
 
 
+def test_a_deploys_lock_taken_through_one_manager_is_broken_through_the_other_only_with_force(
+    stack: SwarmSpace,
+) -> None:
+    other = second_manager(stack)
+    deploying = Lock.new(ALICE, "deploy test", "process", 600.0)
+    assert store_of(stack, "test").claim_lock(deploying.record()) is True
+
+    kept = stack.deploy("lock", "release", other)
+    assert (kept.returncode, kept.stdout, kept.stderr) == (
+        1,
+        "",
+        "error: the lock of other is held by a deploy of alice on laptop (pid 4242) (its deploy "
+        "is running); break it with `deploy lock release other --force`\n",
+    )
+    broken = stack.deploy("lock", "release", other, "--force")
+    assert (broken.returncode, broken.stdout, broken.stderr) == (
+        0,
+        "released the lock of other held by alice on laptop (pid 4242)\n",
+        "",
+    )
+    assert store_of(stack, "test").lock() is None
+
+
 def test_a_long_project_name_keeps_its_state_under_shortened_names(stack: SwarmSpace) -> None:
     project = f"{stack.project}-{'x' * 50}"  # 63 characters: past 64 with deployer's prefix
     stack.other_projects.append(project)
