@@ -14,10 +14,16 @@ from typing import Any
 
 from deployer.plan import Change, Plan, image_change
 from deployer.swarm_observed import ObservedService, ObservedStack
-from deployer.swarm_stack import FINGERPRINT_LABEL, StackFile, key_fingerprints, without_fingerprint
+from deployer.swarm_stack import (
+    StackFile,
+    key_fingerprints,
+    service_fingerprint,
+    without_fingerprint,
+)
 
 ACTIONS = ("create", "update", "converge", "remove")
-# UpdateStatus states that leave a service not as deployed (Swarm's own words).
+# UpdateStatus states that leave a service not as deployed (Swarm's own words). A rolled back
+# service is back on its previous spec: in sync if that is what the spec declares.
 _UNSETTLED = frozenset({"updating", "paused", "rollback_started", "rollback_paused"})
 _ROLLED_BACK = "rollback_completed"
 
@@ -44,7 +50,7 @@ def plan(environment: str, stack: StackFile, observed: ObservedStack) -> Plan:
 
 def _update_causes(service: Mapping[str, Any], running: ObservedService) -> list[str]:
     deploy = service.get("deploy") or {}
-    desired_fingerprint = (deploy.get("labels") or {}).get(FINGERPRINT_LABEL)
+    desired_fingerprint = service_fingerprint(service)
     causes = []
     image = str(service.get("image"))
     if running.requested_image != image:
@@ -58,6 +64,9 @@ def _update_causes(service: Mapping[str, Any], running: ObservedService) -> list
         causes.append(f"replicas {running.replicas} -> {replicas}")
     if not causes and running.fingerprint != desired_fingerprint:
         causes.append("configuration changed")  # written by another version of deployer
+    if causes and running.update_state == _ROLLED_BACK:
+        # It runs the spec it had before its last update: that update is still to make.
+        causes.append(f"its last update was rolled back ({running.update_message})")
     return causes
 
 
@@ -79,7 +88,7 @@ def _changed_keys(service: Mapping[str, Any], running: ObservedService) -> list[
 
 def _convergence(running: ObservedService) -> list[str]:
     warnings = []
-    if running.update_state in _UNSETTLED or running.update_state == _ROLLED_BACK:
+    if running.update_state in _UNSETTLED:
         said = f": {running.update_message}" if running.update_message else ""
         warnings.append(f"update {running.update_state}{said}")
     if running.running < running.desired_tasks:
