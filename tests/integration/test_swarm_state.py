@@ -107,6 +107,41 @@ def test_releases_recorded_through_either_manager_are_one_history_that_stack_rm_
     assert stack.deploy("history", other).stdout.splitlines()[1:] == expected
 
 
+def test_a_deploy_through_one_manager_is_in_the_history_and_audit_read_through_the_other(
+    stack: SwarmSpace,
+) -> None:
+    other = second_manager(stack)
+
+    deployed = stack.deploy("test", "--yes")
+
+    assert deployed.returncode == 0, deployed.stderr
+    shown = stack.deploy("history", other, "--json")
+    assert shown.returncode == 0, shown.stderr
+    history = shown.json()
+    assert isinstance(history, list)
+    repository = f"{stack.swarm.node_image(REGISTRY)}/testapp"
+    assert [
+        (r["number"], r["result"], r["command"], {n: s["image"] for n, s in r["services"].items()})
+        for r in history
+    ] == [
+        (
+            1,
+            "success",
+            "deploy test",
+            {"web": f"{repository}:1.0.0", "worker": f"{repository}:1.0.0"},
+        )
+    ]
+    assert {s["pinned"].partition("@sha256:")[0] for s in history[0]["services"].values()} == {
+        repository
+    }
+    audit = stack.deploy("audit", other, "--json").json()
+    assert isinstance(audit, list)
+    assert [(e["command"], e["result"]) for e in audit] == [("deploy test", "success")]
+    # The deploy's lock went with it: what stays is the release and the audit entry.
+    kinds = [labels["dev.deployer.state"] for _, labels in state_configs(stack, 5, stack.project)]
+    assert sorted(kinds) == ["audit", "release"]
+
+
 def test_a_lock_taken_through_one_manager_holds_through_the_other_and_both_read_the_audit(
     stack: SwarmSpace,
 ) -> None:
