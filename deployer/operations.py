@@ -87,6 +87,7 @@ from deployer.status import status as environment_status
 from deployer.swarm_apply import SwarmApplied
 from deployer.swarm_observed import ObservedStack, observe_stack
 from deployer.swarm_stack import StackFile, convert, located_issues, slow_updates, stack_deploy
+from deployer.swarm_state import SwarmStore
 from deployer.swarm_status import SwarmStatus
 from deployer.variables import (
     PROCESS_ENVIRONMENT,
@@ -111,6 +112,7 @@ class Outside:
     run: Runner = runner.run
     connect: Callable[[Engine], EngineClient] = EngineClient
     store: Callable[[EngineClient, str], Store] = StateStore
+    swarm_store: Callable[[EngineClient, str], Store] = SwarmStore  # a swarm environment's
     actor: Callable[[], Actor] = Actor.current
 
 
@@ -138,8 +140,10 @@ class Loaded:
         return self.hosts or (self.engine,)
 
     def store(self, client: EngineClient) -> Store:
-        """Where the environment's records and lock live on the engine `client` reaches."""
-        return self.outside.store(client, self.spec.project)
+        """Where the environment's records and lock live on the engine `client` reaches (on a
+        swarm: in the swarm, whichever manager `client` reaches)."""
+        make = self.outside.swarm_store if self.spec.orchestrator == SWARM else self.outside.store
+        return make(client, self.spec.project)
 
 
 def load(
