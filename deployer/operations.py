@@ -88,6 +88,7 @@ from deployer.swarm_apply import SwarmApplied
 from deployer.swarm_commands import log_line, service_logs, stack_rm
 from deployer.swarm_observed import ObservedStack, observe_stack, stack_leftovers
 from deployer.swarm_stack import StackFile, convert, located_issues, slow_updates, stack_deploy
+from deployer.swarm_state import SwarmStore
 from deployer.swarm_status import SwarmStatus
 from deployer.variables import (
     PROCESS_ENVIRONMENT,
@@ -112,6 +113,7 @@ class Outside:
     run: Runner = runner.run
     connect: Callable[[Engine], EngineClient] = EngineClient
     store: Callable[[EngineClient, str], Store] = StateStore
+    swarm_store: Callable[[EngineClient, str], Store] = SwarmStore  # a swarm environment's
     actor: Callable[[], Actor] = Actor.current
 
 
@@ -139,8 +141,10 @@ class Loaded:
         return self.hosts or (self.engine,)
 
     def store(self, client: EngineClient) -> Store:
-        """Where the environment's records and lock live on the engine `client` reaches."""
-        return self.outside.store(client, self.spec.project)
+        """Where the environment's records and lock live on the engine `client` reaches (on a
+        swarm: in the swarm, whichever manager `client` reaches)."""
+        make = self.outside.swarm_store if self.spec.orchestrator == SWARM else self.outside.store
+        return make(client, self.spec.project)
 
 
 def load(
@@ -470,14 +474,23 @@ def swarm_rollback(
     exact images by digest with the configuration it recorded."""
     manager = loaded.outside.connect(loaded.engine)
     with _locked(loaded, manager, "rollback", lock_wait) as (store, actor):
-        target = rollback_target(history(store), to)
-        current = desired_state(loaded, ui.redact)
-        targets = {n: s for n, s in target.services.items() if n in current.services}
-        secrets = Secrets.of(loaded.spec, loaded.variables)
-        desired = restore_state(current, targets, secrets, loaded.outside.run)
+        command, desired = _rollback_state(loaded, ui, store, to)
         stack, _ = _stack_file(loaded, desired)
-        command = f"rollback to release {target.number}"
         return _swarm_apply(loaded, ui, manager, store, actor, command, desired, stack)
+
+
+def _rollback_state(
+    loaded: Loaded, ui: Interaction, store: Store, to: int | None
+) -> tuple[str, DesiredState]:
+    """The command's name and the desired state of a rollback to release `to` (default: the
+    last good one before the current): the release's services the compose files still have,
+    on their exact images with their recorded configuration."""
+    target = rollback_target(history(store), to)
+    current = desired_state(loaded, ui.redact)
+    targets = {n: s for n, s in target.services.items() if n in current.services}
+    secrets = Secrets.of(loaded.spec, loaded.variables)
+    desired = restore_state(current, targets, secrets, loaded.outside.run)
+    return f"rollback to release {target.number}", desired
 
 
 def swarm_restart(
@@ -996,12 +1009,7 @@ def rollback(
         return _rollback_hosts(loaded, ui, to, lock_wait)
     client = loaded.outside.connect(loaded.engine)
     with _locked(loaded, client, "rollback", lock_wait) as (store, actor):
-        target = rollback_target(history(store), to)
-        current = desired_state(loaded, ui.redact)
-        targets = {n: s for n, s in target.services.items() if n in current.services}
-        secrets = Secrets.of(loaded.spec, loaded.variables)
-        desired = restore_state(current, targets, secrets, loaded.outside.run)
-        command = f"rollback to release {target.number}"
+        command, desired = _rollback_state(loaded, ui, store, to)
         return _plan_and_apply(loaded, ui, client, store, actor, command, desired)
 
 

@@ -66,7 +66,7 @@ def loaded(tmp_path: Path, manager: FakeManager, store: FakeStore, wait: float) 
     outside = Outside(
         run=manager.run,
         connect=lambda engine: manager,  # type: ignore[arg-type,return-value]
-        store=lambda client, project: store,
+        swarm_store=lambda client, project: store,
         actor=lambda: ACTOR,
     )
     return Loaded(spec, Variables({}), MANAGER, outside)
