@@ -12,9 +12,7 @@ import sys
 
 import pytest
 
-from deployer import operations
 from deployer.releases import SUCCESS
-from deployer.variables import Redactor
 from tests.integration.conftest import SwarmSpace, ok
 from tests.integration.test_faults import ended, start
 
@@ -53,11 +51,6 @@ def leftovers(stack: SwarmSpace) -> tuple[list[str], list[str]]:
     label = {"label": f"com.docker.stack.namespace={stack.project}"}
     services = sorted(s["Spec"]["Name"] for s in api.services(filters=label))
     return services, sorted(n["Name"] for n in api.networks(filters=label))
-
-
-def loaded(stack: SwarmSpace) -> operations.Loaded:
-    environ = {**os.environ, **stack.env}
-    return operations.load(stack.environments, "test", Redactor(), environ, swarm_ready=True)
 
 
 def test_logs_of_every_task_on_every_node_with_the_secret_masked(stack: SwarmSpace) -> None:
@@ -131,9 +124,9 @@ def test_logs_and_down_through_a_swarm_worker_are_one_line(stack: SwarmSpace) ->
 
 def test_down_removes_the_stack_and_keeps_history_and_audit(stack: SwarmSpace) -> None:
     ok(stack.deploy("test", "--yes"))
-    environment = loaded(stack)
-    history = operations.history_of(environment)
-    assert [r.command for r in history] == ["deploy test"]
+    history = ok(stack.deploy("history", "test", "--json")).json()
+    assert isinstance(history, list)
+    assert [r["command"] for r in history] == ["deploy test"]
     assert leftovers(stack) == (
         [f"{stack.project}_web", f"{stack.project}_worker"],
         [f"{stack.project}_default"],
@@ -143,14 +136,14 @@ def test_down_removes_the_stack_and_keeps_history_and_audit(stack: SwarmSpace) -
 
     assert result.stdout == f"test is down: stack {stack.project} removed (web, worker)\n"
     assert leftovers(stack) == ([], [])  # networks too: down waited for them
-    assert operations.history_of(environment) == history
-    deployed, down = operations.audit_of(environment)
-    assert deployed.command == "deploy test"
-    assert (down.command, down.result, down.changes) == (
-        "down",
-        SUCCESS,
-        ["service web removed", "service worker removed"],
-    )
+    assert ok(stack.deploy("history", "test", "--json")).json() == history
+    audit = ok(stack.deploy("audit", "test", "--json")).json()
+    assert isinstance(audit, list)
+    assert [(e["command"], e["result"]) for e in audit] == [
+        ("deploy test", SUCCESS),
+        ("down", SUCCESS),
+    ]
+    assert audit[-1]["changes"] == ["service web removed", "service worker removed"]
     refused = stack.deploy("down", "test", "--volumes", "--yes")
     assert (refused.returncode, refused.stdout) == (1, "")
     assert refused.stderr.startswith("error: test is a swarm stack: its volumes are on each node")
@@ -193,7 +186,7 @@ def test_down_asks_where_the_spec_says_so_and_a_no_changes_nothing(stack: SwarmS
     question = f"Remove the stack {stack.project} of test, its services and networks? [y/N]: "
     assert no == (1, question, "error: test: not confirmed; nothing changed\n")
     assert leftovers(stack) == before
-    assert operations.audit_of(loaded(stack)) == []
+    assert ok(stack.deploy("audit", "test", "--json")).json() == []
 
     yes = down_on_a_terminal(stack, "y")
     assert yes == (0, f"{question}test is down: stack {stack.project} removed (web, worker)\n", "")
