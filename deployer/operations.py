@@ -85,7 +85,14 @@ from deployer.state import Actor, StateStore, Store, records_of_every_project
 from deployer.status import EnvironmentStatus, ServiceStatus
 from deployer.status import status as environment_status
 from deployer.swarm_apply import SwarmApplied
-from deployer.swarm_commands import log_line, service_logs, stack_rm
+from deployer.swarm_commands import (
+    log_line,
+    service_logs,
+    service_remove,
+    service_restart,
+    service_rollback,
+    stack_rm,
+)
 from deployer.swarm_observed import ObservedStack, observe_stack, stack_leftovers
 from deployer.swarm_stack import StackFile, convert, located_issues, slow_updates, stack_deploy
 from deployer.swarm_state import SwarmStore
@@ -457,9 +464,9 @@ def _swarm_undo(
             continue
         undone.append(name)
         if earlier is None:
-            loaded.outside.run(swarm_apply.service_remove(project, engine, [name]))
+            loaded.outside.run(service_remove(engine, project, [name]))
         elif swarm_apply.convergence(service).state != swarm_apply.ROLLED_BACK:
-            loaded.outside.run(swarm_apply.service_rollback(project, engine, name))
+            loaded.outside.run(service_rollback(engine, project, name))
             rolling.append(name)
     accepted = frozenset({swarm_apply.CONVERGED, swarm_apply.ROLLED_BACK})
     with Interrupted.leaving(f"stopped while waiting for the rollback of {', '.join(rolling)}"):
@@ -508,7 +515,7 @@ def swarm_restart(
 
         def restart_and_wait() -> SwarmApplied:
             for name in targets:
-                loaded.outside.run(swarm_apply.service_restart(project, loaded.engine, name))
+                loaded.outside.run(service_restart(loaded.engine, project, name))
             with Interrupted.leaving("stopped while waiting: Swarm goes on restarting"):
                 after = swarm_apply.wait(
                     manager, project, targets, desired.wait_timeout, ui.progress

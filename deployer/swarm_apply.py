@@ -21,10 +21,11 @@ from typing import Any
 
 from deployer.apply import Login, Progress
 from deployer.compose import Command
-from deployer.engine import Engine, EngineClient
+from deployer.engine import EngineClient
 from deployer.errors import Interrupted, SwarmServiceError
 from deployer.plan import Plan
 from deployer.runner import Completed
+from deployer.swarm_commands import service_remove
 from deployer.swarm_observed import ObservedService, ObservedStack, observe_stack
 from deployer.swarm_stack import StackFile, stack_deploy
 
@@ -56,25 +57,6 @@ def removed_services(plan: Plan) -> list[str]:
 
 def changes_anything(plan: Plan) -> bool:
     return bool(deployed_services(plan) or removed_services(plan))
-
-
-def service_remove(project: str, engine: Engine, services: Sequence[str]) -> Command:
-    return Command(
-        ("docker", "service", "rm", *(f"{project}_{s}" for s in services)),
-        engine.cli_environment(),
-    )
-
-
-def service_rollback(project: str, engine: Engine, service: str) -> Command:
-    """Swarm's own rollback to the spec the service had before its last update."""
-    argv = ("docker", "service", "rollback", "--detach", "--quiet", f"{project}_{service}")
-    return Command(argv, engine.cli_environment())
-
-
-def service_restart(project: str, engine: Engine, service: str) -> Command:
-    """A rolling restart: a forced update replaces every task, as the update_config says."""
-    argv = ("docker", "service", "update", "--force", "--detach", "--quiet", f"{project}_{service}")
-    return Command(argv, engine.cli_environment())
 
 
 @contextmanager
@@ -126,7 +108,7 @@ def apply(
     # Only once the rest has converged: a failed deploy leaves the removed services running.
     removing = removed_services(plan)
     if removing:
-        run(service_remove(project, engine, removing))
+        run(service_remove(engine, project, removing))
     return SwarmApplied(
         plan,
         time.monotonic() - started,

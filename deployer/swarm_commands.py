@@ -1,7 +1,10 @@
-"""Commands as data for the swarm target's logs and down: the `docker service logs` and
-`docker stack rm` invocations, through a manager. Nothing here runs them (deployer/runner.py)."""
+"""Commands as data for the swarm target: the docker CLI invocations deployer makes through a
+manager, besides `docker stack deploy` (swarm_stack.stack_deploy). Nothing here runs them
+(deployer/runner.py)."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 from deployer.compose import Command
 from deployer.engine import Engine
@@ -37,3 +40,22 @@ def stack_rm(engine: Engine, project: str) -> Command:
     """Remove the stack's services, networks, configs and secrets (those labelled with its
     namespace); the manager removes the networks once their tasks have stopped."""
     return Command(("docker", "stack", "rm", project), engine.cli_environment())
+
+
+def service_remove(engine: Engine, project: str, services: Sequence[str]) -> Command:
+    return Command(
+        ("docker", "service", "rm", *(f"{project}_{s}" for s in services)),
+        engine.cli_environment(),
+    )
+
+
+def service_rollback(engine: Engine, project: str, service: str) -> Command:
+    """Swarm's own rollback to the spec the service had before its last update."""
+    argv = ("docker", "service", "rollback", "--detach", "--quiet", f"{project}_{service}")
+    return Command(argv, engine.cli_environment())
+
+
+def service_restart(engine: Engine, project: str, service: str) -> Command:
+    """A rolling restart: a forced update replaces every task, as the update_config says."""
+    argv = ("docker", "service", "update", "--force", "--detach", "--quiet", f"{project}_{service}")
+    return Command(argv, engine.cli_environment())

@@ -22,11 +22,9 @@ from deployer.swarm_apply import (
     deployed_services,
     registry_config,
     removed_services,
-    service_remove,
-    service_restart,
-    service_rollback,
     unavailable_nodes,
 )
+from deployer.swarm_commands import service_remove, service_restart, service_rollback
 from deployer.swarm_observed import ObservedService, ObservedTask
 from deployer.swarm_stack import convert, stack_deploy
 
@@ -128,9 +126,9 @@ def test_service_commands_as_data() -> None:
     assert [
         (c.argv, c.env)
         for c in (
-            service_remove("shop", ENGINE, ["cron", "old"]),
-            service_rollback("shop", ENGINE, "web"),
-            service_restart("shop", ENGINE, "web"),
+            service_remove(ENGINE, "shop", ["cron", "old"]),
+            service_rollback(ENGINE, "shop", "web"),
+            service_restart(ENGINE, "shop", "web"),
         )
     ] == [
         (("docker", "service", "rm", "shop_cron", "shop_old"), CLI_ENV),
