@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import os
 import subprocess
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -155,3 +156,29 @@ class Swarm:
 
     def node_image(self, reference: str) -> str:
         return self.bed.node_image(reference)
+
+    def number(self, hostname: str) -> int:
+        """The k of node `dhK`."""
+        return int(hostname.removeprefix("dh"))
+
+    def hostnames(self) -> dict[str, str]:
+        """Each node's hostname by its ID, as a manager lists them."""
+        nodes = self.client(self.managers[0]).api.nodes()
+        return {node["ID"]: node["Description"]["Hostname"] for node in nodes}
+
+    def set_availability(self, k: int, availability: str) -> None:
+        """`docker node update --availability AVAILABILITY dhK` through a manager."""
+        api = self.client(self.managers[0]).api
+        [node] = [n for n in api.nodes() if n["Description"]["Hostname"] == self.name(k)]
+        spec = {**node["Spec"], "Availability": availability}
+        api.update_node(node["ID"], node["Version"]["Index"], spec)
+
+    @contextlib.contextmanager
+    def drained(self, k: int) -> Iterator[None]:
+        """Node k drained (its tasks move to the other nodes) for the `with` block; active again
+        afterwards, also when the block fails: other sessions share this swarm."""
+        self.set_availability(k, "drain")
+        try:
+            yield
+        finally:
+            self.set_availability(k, "active")
