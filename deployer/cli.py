@@ -23,6 +23,7 @@ from deployer.fleet import HostOutcome
 from deployer.lock import MANUAL_TTL
 from deployer.plan import Plan
 from deployer.spec import SWARM, environments_folder
+from deployer.swarm_apply import SwarmApplied
 from deployer.variables import Redactor
 
 EXIT_OK, EXIT_ERROR, EXIT_PENDING, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -244,8 +245,13 @@ def _interaction(name: str, yes: bool, json: bool) -> operations.Interaction:
     return operations.Interaction(console, confirm, show_plan, console.redact, show_plans)
 
 
-def _show_result(result: Applied | Plan | operations.Rollout, json: bool) -> None:
-    if isinstance(result, operations.Rollout):
+def _show_result(result: Applied | SwarmApplied | Plan | operations.Rollout, json: bool) -> None:
+    if isinstance(result, SwarmApplied):
+        if json:
+            console.json(report.swarm_applied_document(result))
+        else:
+            console.emit(report.swarm_applied_text(result))
+    elif isinstance(result, operations.Rollout):
         if json:
             console.json(report.masked(report.rollout_document(result), console.redact))
         elif not result.in_sync:
@@ -273,9 +279,13 @@ def up(
     ] = False,
 ) -> None:
     """Deploy ENV: show the plan, confirm where the spec asks, apply, wait until healthy."""
-    loaded = _load(environments, name, hosts)
+    loaded = _load(environments, name, hosts, swarm_ready=True)
     ui = _interaction(name, yes, json)
-    _show_result(operations.deploy(loaded, ui, f"deploy {name}", lock_wait, save_login), json)
+    command = f"deploy {name}"
+    if loaded.spec.orchestrator == SWARM:
+        _show_result(operations.swarm_deploy(loaded, ui, command, lock_wait), json)
+    else:
+        _show_result(operations.deploy(loaded, ui, command, lock_wait, save_login), json)
 
 
 @app.command()
@@ -296,8 +306,12 @@ def rollback(
     lock_wait: LockWait = 0.0,
 ) -> None:
     """Redeploy an earlier release by the exact images it ran."""
-    loaded = _load(environments, name, hosts)
-    _show_result(operations.rollback(loaded, _interaction(name, yes, json), to, lock_wait), json)
+    loaded = _load(environments, name, hosts, swarm_ready=True)
+    ui = _interaction(name, yes, json)
+    if loaded.spec.orchestrator == SWARM:
+        _show_result(operations.swarm_rollback(loaded, ui, to, lock_wait), json)
+    else:
+        _show_result(operations.rollback(loaded, ui, to, lock_wait), json)
 
 
 @app.command()
@@ -427,7 +441,15 @@ def restart(
     lock_wait: LockWait = 0.0,
 ) -> None:
     """Restart services (default: all) and wait until they are running and healthy again."""
-    loaded = _load(environments, name, hosts)
+    loaded = _load(environments, name, hosts, swarm_ready=True)
+    if loaded.spec.orchestrator == SWARM:
+        ui = _interaction(name, yes, False)
+        console.emit(
+            report.swarm_applied_text(
+                operations.swarm_restart(loaded, ui, services or [], lock_wait)
+            )
+        )
+        return
     outcomes = operations.restart_hosts(
         loaded, _interaction(name, yes, False), services or [], lock_wait
     )

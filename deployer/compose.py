@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import shlex
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from deployer.engine import Engine
@@ -20,6 +20,9 @@ class Command:
     env: Mapping[str, str] = field(default_factory=dict)
     stdin: str | None = field(default=None, repr=False)  # may hold a password (docker login)
     secret_names: frozenset[str] = frozenset()
+
+    def with_env(self, more: Mapping[str, str]) -> Command:
+        return replace(self, env={**self.env, **more})
 
     def shown_env(self, redact: Callable[[str], str]) -> dict[str, str]:
         """The added variables as shown to people: secret ones masked, and secrets inside others."""

@@ -199,6 +199,13 @@ class EngineClient:
         with self._errors():
             return self._api.tasks(filters={"service": service_ids})  # type: ignore[no-any-return,no-untyped-call]
 
+    def service_logs(self, service_id: str, tail: int) -> list[str]:
+        """The last lines of a service's logs, from every task on every node."""
+        with self._errors():
+            raw = self._api.service_logs(service_id, stdout=True, stderr=True, tail=str(tail))
+            text = b"".join(raw).decode("utf-8", errors="replace")
+        return text.splitlines()[-tail:]
+
     def nodes(self) -> list[dict[str, Any]]:
         with self._errors():
             return self._api.nodes()

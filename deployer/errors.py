@@ -342,9 +342,61 @@ class SwarmNotBuiltError(DeployerError):
     def __init__(self, environment: str) -> None:
         self.environment = environment
         super().__init__(
-            f"{environment} targets a swarm (engine.orchestrator: swarm): `deploy render`, "
-            "`validate`, `env`, `diff` and `status` work; deploying to a swarm is not built yet"
+            f"{environment} targets a swarm (engine.orchestrator: swarm): `deploy build`, "
+            "`promote` and `prune` do not work on a swarm yet (see docs/swarm.md)"
         )
+
+
+class TagNotInRegistryError(DeployerError):
+    """An image a deploy would hand to Swarm that its registry does not have: the nodes could
+    not pull it."""
+
+    def __init__(self, images: Sequence[str]) -> None:
+        self.images = list(images)
+        super().__init__(
+            f"not in the registry: {', '.join(self.images)} (push first: `deploy build ENV "
+            "--push`); nothing changed"
+        )
+
+
+class SwarmNotConvergedError(DeployerError):
+    """A swarm deploy with nothing to change while services have not converged."""
+
+    def __init__(self, environment: str, not_converged: Sequence[str]) -> None:
+        self.environment, self.not_converged = environment, list(not_converged)
+        super().__init__(
+            f"{environment}: nothing to deploy, but the swarm has not converged: "
+            f"{'; '.join(self.not_converged)} (`deploy status {environment}` shows the tasks)"
+        )
+
+
+class SwarmServiceError(DeployerError):
+    """A service of a swarm deploy that did not converge: rolled back or paused by Swarm, or
+    still not there when the wait ran out."""
+
+    def __init__(
+        self,
+        service: str,
+        state: str,
+        reason: str,
+        task_errors: Sequence[str],
+        log_lines: Sequence[str],
+    ) -> None:
+        self.service, self.state, self.reason = service, state, reason
+        self.task_errors, self.log_lines = list(task_errors), list(log_lines)
+        why = f" ({reason})" if reason and reason not in state else ""
+        super().__init__(f"service {service}: {state}{why}")
+
+    def lines(self) -> list[str]:
+        errors = [f"  {error}" for error in self.task_errors] or ["  (none)"]
+        tail = [f"  {line}" for line in self.log_lines] or ["  (no log output)"]
+        return [
+            self.message,
+            f"task errors of {self.service}:",
+            *errors,
+            f"last log lines of {self.service}:",
+            *tail,
+        ]
 
 
 class NotSwarmManagerError(DeployerError):

@@ -12,7 +12,17 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TypeVar
 
-from deployer import audit, compose, fleet, fleet_state, releases, retention, runner, swarm_plan
+from deployer import (
+    audit,
+    compose,
+    fleet,
+    fleet_state,
+    releases,
+    retention,
+    runner,
+    swarm_apply,
+    swarm_plan,
+)
 from deployer import build as build_stage
 from deployer import lock as lock_module
 from deployer.apply import Applied, Login, Progress, apply, registry_of, wait_ready
@@ -32,7 +42,9 @@ from deployer.errors import (
     RolledBackError,
     RolloutFailedError,
     SwarmNotBuiltError,
+    SwarmNotConvergedError,
     TagMovedError,
+    TagNotInRegistryError,
 )
 from deployer.lock import DEPLOY_TTL, Lock, holding
 from deployer.observed import (
@@ -42,7 +54,7 @@ from deployer.observed import (
     observe,
     observe_containers,
 )
-from deployer.plan import Plan, plan
+from deployer.plan import Change, Plan, plan
 from deployer.prune import Pruned, kept_by_releases, prunable, repository_of
 from deployer.reference import ImageReference, is_image_id, lookup_key
 from deployer.registry import RegistryDigests, resolve_digests, tags_to_check
@@ -65,12 +77,14 @@ from deployer.releases import (
     restore_state,
     rollback_target,
     running_services,
+    stack_services,
 )
 from deployer.spec import SWARM, Spec, find_specs, load_spec, spec_path
 from deployer.spec_edit import pin_images
 from deployer.state import Actor, StateStore, Store, records_of_every_project
 from deployer.status import EnvironmentStatus, ServiceStatus
 from deployer.status import status as environment_status
+from deployer.swarm_apply import SwarmApplied
 from deployer.swarm_observed import observe_stack
 from deployer.swarm_stack import StackFile, convert, located_issues, stack_deploy
 from deployer.swarm_status import SwarmStatus
@@ -220,13 +234,19 @@ def render(loaded: Loaded, redact: Redactor) -> tuple[Command, DesiredState]:
 def render_stack(loaded: Loaded, redact: Redactor) -> tuple[Command, StackFile, list[ConfigIssue]]:
     """The `docker stack deploy` invocation of a swarm environment, its stack file, and the
     warnings of the conversion; a feature Swarm cannot honour is an error."""
-    desired = desired_state(loaded, redact)
+    stack, ignored = _stack_file(loaded, desired_state(loaded, redact))
+    registry_auth = loaded.spec.registry is not None
+    return stack_deploy(loaded.spec.project, loaded.engine, stack, registry_auth), stack, ignored
+
+
+def _stack_file(loaded: Loaded, desired: DesiredState) -> tuple[StackFile, list[ConfigIssue]]:
+    """The stack file of a desired state, and the conversion's warnings; a feature Swarm
+    cannot honour is an error."""
     stack = convert(desired.model)
     refused, ignored = located_issues(stack, loaded.spec)
     if refused:
         raise ConfigError(refused)
-    registry_auth = loaded.spec.registry is not None
-    return stack_deploy(loaded.spec.project, loaded.engine, stack, registry_auth), stack, ignored
+    return stack, ignored
 
 
 def swarm_diff(loaded: Loaded, redact: Redactor) -> Plan:
@@ -240,6 +260,180 @@ def swarm_status(loaded: Loaded, redact: Redactor) -> SwarmStatus:
     return SwarmStatus(
         loaded.spec.name, observed, swarm_plan.plan(loaded.spec.name, stack, observed)
     )
+
+
+# The swarm target (`engine.orchestrator: swarm`): the same stages, the stack handed to Swarm
+# through a manager (swarm_apply.py), records and lock kept in the swarm (loaded.store).
+
+
+def swarm_deploy(
+    loaded: Loaded,
+    ui: Interaction,
+    command: str,
+    lock_wait: float = 0.0,
+) -> SwarmApplied | Plan:
+    """Plan, confirm where the spec asks, hand the changed services to Swarm under the lock,
+    wait until they converge, record the release. Nothing to change touches nothing: no lock,
+    no `docker stack deploy` (which would update every service anyway)."""
+    manager = loaded.outside.connect(loaded.engine)
+    desired = desired_state(loaded, ui.redact)
+    stack, _ = _stack_file(loaded, desired)
+    first = _swarm_plan(loaded, manager, stack)
+    if not swarm_apply.changes_anything(first):
+        return _nothing_to_deploy(ui, first)
+    with _locked(loaded, manager, "deploy", lock_wait) as (store, actor):
+        return _swarm_apply(loaded, ui, manager, store, actor, command, desired, stack)
+
+
+def _swarm_plan(loaded: Loaded, manager: EngineClient, stack: StackFile) -> Plan:
+    observed = observe_stack(manager, loaded.spec.project)
+    return swarm_plan.plan(loaded.spec.name, stack, observed)
+
+
+def _nothing_to_deploy(ui: Interaction, the_plan: Plan) -> Plan:
+    """In sync: the plan. Services that have not converged (tasks down, an update paused) are
+    Swarm's to fix, or a deploy's once something changes: an error, not a success."""
+    ui.show_plan(the_plan)
+    if the_plan.changes:
+        raise SwarmNotConvergedError(the_plan.environment, change_lines(the_plan))
+    return the_plan
+
+
+def _swarm_apply(
+    loaded: Loaded,
+    ui: Interaction,
+    manager: EngineClient,
+    store: Store,
+    actor: Actor,
+    command: str,
+    desired: DesiredState,
+    stack: StackFile,
+) -> SwarmApplied | Plan:
+    """Under the lock: plan again, check that the registry has every image to deploy, show,
+    confirm, apply and record; a service that does not converge rolls the others back
+    (`deploy.on_failure: rollback`) where Swarm has not already."""
+    the_plan = _swarm_plan(loaded, manager, stack)
+    if not swarm_apply.changes_anything(the_plan):
+        return _nothing_to_deploy(ui, the_plan)
+    ui.show_plan(the_plan)
+    services = stack.document["services"]
+    images = sorted({str(services[n]["image"]) for n in swarm_apply.deployed_services(the_plan)})
+    login = registry_login(loaded, images, ui.redact)
+    _require_in_registry(manager, images, login)
+    _confirmed(loaded, ui, _plan_question(loaded, the_plan))
+    with _recorded(loaded, store, actor, command, ui.redact, (), ui.progress) as recording:
+        recording.applies_to_swarm(the_plan, desired, manager)
+        try:
+            return swarm_apply.apply(
+                the_plan,
+                stack,
+                manager,
+                loaded.outside.run,
+                ui.progress,
+                login,
+                desired.wait_timeout,
+            )
+        except DeployerError as failure:
+            if loaded.spec.on_failure != "rollback":
+                raise
+            recording.rolling_back = failure
+            undone = _swarm_undo(loaded, ui, manager, the_plan, desired.wait_timeout)
+            raise RolledBackError(failure, undone) from failure
+
+
+def _require_in_registry(manager: EngineClient, images: Sequence[str], login: Login | None) -> None:
+    """Every image in its registry, asked through the manager: the nodes pull them there."""
+    found = resolve_digests(manager, images, login)
+    if found.failures:
+        raise next(iter(sorted(found.failures.items())))[1]
+    missing = [image for image in images if found.digests.get(image) is None]
+    if missing:
+        raise TagNotInRegistryError(missing)
+
+
+def _swarm_undo(
+    loaded: Loaded, ui: Interaction, manager: EngineClient, failed: Plan, timeout: float
+) -> list[str]:
+    """Put back the services a failed deploy created or updated: Swarm's own rollback to the
+    spec each had before (the deploy updated each once), created ones removed; the ones Swarm
+    rolled back already are left as they are. Returns the services put back."""
+    project, engine = loaded.spec.project, loaded.engine
+    observed = observe_stack(manager, project)
+    created = {c.service for c in failed.changes if c.action == "create"}
+    undone, rolling = [], []
+    for name in swarm_apply.deployed_services(failed):
+        service = observed.services.get(name)
+        if service is None:
+            continue
+        undone.append(name)
+        if name in created:
+            loaded.outside.run(swarm_apply.service_remove(project, engine, [name]))
+        elif swarm_apply.convergence(service).state != swarm_apply.ROLLED_BACK:
+            loaded.outside.run(swarm_apply.service_rollback(project, engine, name))
+            rolling.append(name)
+    accepted = frozenset({swarm_apply.CONVERGED, swarm_apply.ROLLED_BACK})
+    with Interrupted.leaving(f"stopped while waiting for the rollback of {', '.join(rolling)}"):
+        swarm_apply.wait(manager, project, rolling, timeout, ui.progress, accepted)
+    return undone
+
+
+def swarm_rollback(
+    loaded: Loaded, ui: Interaction, to: int | None, lock_wait: float = 0.0
+) -> SwarmApplied | Plan:
+    """Redeploy release `to` (default: the last good one before the current) on a swarm: its
+    exact images by digest with the configuration it recorded."""
+    manager = loaded.outside.connect(loaded.engine)
+    with _locked(loaded, manager, "rollback", lock_wait) as (store, actor):
+        target = rollback_target(history(store), to)
+        current = desired_state(loaded, ui.redact)
+        targets = {n: s for n, s in target.services.items() if n in current.services}
+        secrets = Secrets.of(loaded.spec, loaded.variables)
+        desired = restore_state(current, targets, secrets, loaded.outside.run)
+        stack, _ = _stack_file(loaded, desired)
+        command = f"rollback to release {target.number}"
+        return _swarm_apply(loaded, ui, manager, store, actor, command, desired, stack)
+
+
+def swarm_restart(
+    loaded: Loaded, ui: Interaction, services: Sequence[str], lock_wait: float = 0.0
+) -> SwarmApplied:
+    """A rolling restart of the services (all when none named): a forced update of each, as
+    its update_config says (one task at a time by default); waits until they converge."""
+    desired = desired_state(loaded, ui.redact)
+    targets = _named_services(loaded, desired, services)
+    manager = loaded.outside.connect(loaded.engine)
+    project = loaded.spec.project
+    with _locked(loaded, manager, "restart", lock_wait) as (store, actor):
+        _confirmed(loaded, ui, f"Restart {', '.join(targets)} in {loaded.spec.name}?")
+        started = time.monotonic()
+
+        def restart_and_wait() -> SwarmApplied:
+            for name in targets:
+                loaded.outside.run(swarm_apply.service_restart(project, loaded.engine, name))
+            with Interrupted.leaving("stopped while waiting: Swarm goes on restarting"):
+                after = swarm_apply.wait(
+                    manager, project, targets, desired.wait_timeout, ui.progress
+                )
+            changes = tuple(Change(n, "restart", ("forced update",)) for n in targets)
+            return SwarmApplied(
+                Plan(loaded.spec.name, project, changes),
+                time.monotonic() - started,
+                tuple(after.services[n] for n in targets if n in after.services),
+            )
+
+        command = f"restart {' '.join(services)}".rstrip()
+        return _audited(store, actor, loaded, command, ui.redact, restart_and_wait, targets)
+
+
+def _named_services(loaded: Loaded, desired: DesiredState, services: Sequence[str]) -> list[str]:
+    """The services a command names (all when it names none); one it does not know is an
+    error."""
+    unknown = sorted(set(services) - set(desired.services))
+    if unknown:
+        raise DeployerError(
+            f"no service {', '.join(unknown)} in {loaded.spec.name} (services: {', '.join(desired.services)})"
+        )
+    return list(services) or sorted(desired.services)
 
 
 def diff(loaded: Loaded, redact: Redactor) -> tuple[Plan, DesiredState, EngineClient]:
@@ -397,11 +591,22 @@ class Recording:
     rolling_back: DeployerError | None = None  # the failure being rolled back, while it is
     # Several hosts: what the command does on each; once set, the command makes a release.
     hosts: Sequence[HostRun] = ()
+    # A swarm: the manager the command changes services through; once set, it makes a release.
+    swarm: EngineClient | None = None
 
     def applies(self, plan: Plan, desired: DesiredState, client: EngineClient) -> None:
         """From here on the command changes containers: its release will be recorded."""
         self.changes, self.applying = change_lines(plan), (plan, client)
         self.states.append(desired)
+
+    def applies_to_swarm(self, plan: Plan, desired: DesiredState, manager: EngineClient) -> None:
+        """From here on the command changes a swarm's services: its release will be recorded."""
+        self.changes, self.swarm = change_lines(plan), manager
+        self.states.append(desired)
+
+    @property
+    def releases(self) -> bool:
+        return self.applying is not None or bool(self.hosts) or self.swarm is not None
 
 
 def outcome(ended: BaseException | None, rolling_back: DeployerError | None) -> tuple[str, str]:
@@ -453,7 +658,7 @@ def _recorded(
             audit.write(
                 store, actor, loaded.spec.name, command, result, redact, recording.changes, error
             )
-            if recording.applying is not None or recording.hosts:
+            if recording.releases:
                 services, hosts = _released(loaded, store, recording, redact)
                 # A release is written only under the lock still held: if it was broken and
                 # taken meanwhile, the release numbers are someone else's now.
@@ -482,6 +687,11 @@ def _released(
     """What runs when the command ends (services of its first host) and, with several hosts,
     on each host together with what the command did there."""
     secrets = Secrets.of(loaded.spec, loaded.variables)
+    if recording.swarm is not None:
+        on_swarm = stack_services(
+            observe_stack(recording.swarm, loaded.spec.project), recording.states, secrets
+        )
+        return _configured(on_swarm, history(store)), []
     if not recording.hosts:
         assert recording.applying is not None
         client = recording.applying[1]
@@ -505,6 +715,22 @@ def _released(
     with ThreadPoolExecutor(max_workers=len(recording.hosts)) as pool:
         hosts = list(pool.map(released, recording.hosts))
     return next((dict(h.services) for h in hosts if h.services), {}), hosts
+
+
+def _configured(
+    services: Mapping[str, ServiceRelease], releases: Sequence[Release]
+) -> dict[str, ServiceRelease]:
+    """`services`, each whose configuration is not known (Swarm rolled it back to a spec this
+    command did not make) with the one the newest release recorded for the same image."""
+    filled = dict(services)
+    for name, service in services.items():
+        if service.config is not None:
+            continue
+        recorded = (r.services.get(name) for r in releases)
+        filled[name] = next(
+            (r for r in recorded if r is not None and r.image_id == service.image_id), service
+        )
+    return filled
 
 
 def _as_recorded(
@@ -1225,12 +1451,7 @@ def restart(
 ) -> tuple[ObservedContainer, ...]:
     """Restart the services (all when none named) and wait until they are ready again."""
     desired = desired_state(loaded, ui.redact)
-    unknown = sorted(set(services) - set(desired.services))
-    if unknown:
-        raise DeployerError(
-            f"no service {', '.join(unknown)} in {loaded.spec.name} (services: {', '.join(desired.services)})"
-        )
-    targets = list(services) or sorted(desired.services)
+    targets = _named_services(loaded, desired, services)
     client = loaded.outside.connect(loaded.engine)
     with _locked(loaded, client, "restart", lock_wait) as (store, actor):
         _confirmed(loaded, ui, f"Restart {', '.join(targets)} in {loaded.spec.name}?")

@@ -26,6 +26,8 @@ from deployer.plan import Plan
 from deployer.reference import ImageReference, is_image_id
 from deployer.spec import Spec
 from deployer.state import Actor, Store, iso, now
+from deployer.swarm_observed import ObservedStack
+from deployer.swarm_stack import convert, service_fingerprint
 from deployer.variables import MASK, MIN_REDACTED_LENGTH, SecretPolicy, Variables
 
 SUCCESS, FAILED, ROLLED_BACK, INTERRUPTED = "success", "failed", "rolled back", "interrupted"
@@ -248,6 +250,37 @@ def running_services(
         )
         services[container.service] = ServiceRelease(
             container.image, container.image_id, pinned, next(configs, None)
+        )
+    return services
+
+
+def stack_services(
+    observed: ObservedStack, states: Sequence[DesiredState] = (), secrets: Secrets = Secrets({})
+) -> dict[str, ServiceRelease]:
+    """Per service of a swarm stack, the image its spec pins (by digest), and its configuration:
+    that of the first of `states` whose converted service carries the service's fingerprint
+    (None when none does)."""
+    fingerprints = [
+        (
+            state,
+            {
+                n: service_fingerprint(s)
+                for n, s in convert(state.model).document["services"].items()
+            },
+        )
+        for state in states
+    ]
+    services: dict[str, ServiceRelease] = {}
+    for name, service in observed.services.items():
+        digest = service.digest or ""
+        pinned = ImageReference.parse(service.image).pinned(digest) if digest else service.image
+        configs = (
+            recorded_config(state.model["services"][name], secrets)
+            for state, prints in fingerprints
+            if prints.get(name) is not None and prints.get(name) == service.fingerprint
+        )
+        services[name] = ServiceRelease(
+            service.requested_image, digest, pinned, next(configs, None)
         )
     return services
 

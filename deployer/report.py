@@ -36,6 +36,7 @@ from deployer.prune import Pruned
 from deployer.releases import Release
 from deployer.state import iso
 from deployer.status import EnvironmentStatus, RunningImage, images_by_service
+from deployer.swarm_apply import SwarmApplied
 from deployer.swarm_stack import dump_stack
 from deployer.swarm_status import SwarmStatus
 from deployer.variables import MASK, Redactor, Variables
@@ -245,6 +246,37 @@ def applied_text(applied: Applied) -> str:
     for container in applied.containers:
         lines.append(f"  {container.name}: {container.status}")
     return "\n".join(lines)
+
+
+def swarm_applied_text(applied: SwarmApplied) -> str:
+    plan = applied.plan
+    lines = [f"deployed {plan.environment} (stack {plan.project}) in {applied.seconds:.1f}s"]
+    for change in plan.changes:
+        lines.append(f"  {change.action:<9} {change.service}")
+    for s in applied.services:
+        digest = (s.digest or "-").removeprefix("sha256:")[:12]
+        lines.append(
+            f"  {s.name}: {s.running}/{s.desired_tasks} tasks running, {s.requested_image} ({digest})"
+        )
+    return "\n".join(lines)
+
+
+def swarm_applied_document(applied: SwarmApplied) -> dict[str, Any]:
+    return {
+        **plan_document(applied.plan),
+        "seconds": round(applied.seconds, 3),
+        "services": [
+            {
+                "service": s.name,
+                "image": s.requested_image,
+                "digest": s.digest,
+                "version": s.version,
+                "replicas": {"running": s.running, "desired": s.desired_tasks},
+            }
+            for s in applied.services
+        ],
+        "unavailable_nodes": list(applied.unavailable),
+    }
 
 
 def applied_document(applied: Applied) -> dict[str, Any]:

@@ -28,11 +28,14 @@ class ObservedTask:
     health: str | None  # "healthy" / "starting" where the service has a health check, else None
     since: str  # when the task entered its state (engine time, RFC 3339)
     error: str  # what Swarm or the container said went wrong, "" if nothing
+    current: bool = True  # made from the service's spec as it is now (not an older one)
 
 
 @dataclass(frozen=True)
 class ObservedService:
     name: str  # the stack file's service name (without the PROJECT_ prefix)
+    id: str
+    version: int  # the swarm's Version.Index of the service: every update raises it
     labels: Mapping[str, str]
     image: str  # as the service runs it: pinned to a digest by stack deploy
     replicas: int | None  # desired; None for a global service
@@ -100,8 +103,13 @@ def _service(
     replicated = spec.get("Mode", {}).get("Replicated")
     status = raw.get("ServiceStatus") or {}
     update = raw.get("UpdateStatus") or {}
+    template = spec.get("TaskTemplate") or {}
     current = sorted(
-        (_task(t, hostnames, checked) for t in tasks if t.get("DesiredState") in _LIVE_DESIRED),
+        (
+            _task(t, hostnames, checked, template)
+            for t in tasks
+            if t.get("DesiredState") in _LIVE_DESIRED
+        ),
         key=lambda t: (t.slot or 0, t.node),
     )
     newest_first = sorted(
@@ -110,6 +118,8 @@ def _service(
     errors = [_error(t) for t in newest_first if _error(t)]
     return ObservedService(
         name=spec["Name"].removeprefix(f"{project}_"),
+        id=raw["ID"],
+        version=int((raw.get("Version") or {}).get("Index", 0)),
         labels=dict(spec.get("Labels") or {}),
         image=container.get("Image", ""),
         replicas=int(replicated.get("Replicas", 1)) if replicated is not None else None,
@@ -122,7 +132,9 @@ def _service(
     )
 
 
-def _task(raw: dict[str, Any], hostnames: Mapping[str, str], checked: bool) -> ObservedTask:
+def _task(
+    raw: dict[str, Any], hostnames: Mapping[str, str], checked: bool, template: Mapping[str, Any]
+) -> ObservedTask:
     status = raw.get("Status") or {}
     state = status.get("State", "")
     # Swarm calls a task with a health check running only once it is healthy.
@@ -137,7 +149,14 @@ def _task(raw: dict[str, Any], hostnames: Mapping[str, str], checked: bool) -> O
         health=health,
         since=status.get("Timestamp", ""),
         error=_error(raw),
+        current=_made_from(raw.get("Spec") or {}, template),
     )
+
+
+def _made_from(task_spec: Mapping[str, Any], template: Mapping[str, Any]) -> bool:
+    """Whether a task was made from the service's task template as it is now. The engine adds
+    keys of its own to the template (`Runtime`), so each key the task has is compared."""
+    return all(template.get(key) == value for key, value in task_spec.items())
 
 
 def _error(task: Mapping[str, Any]) -> str:

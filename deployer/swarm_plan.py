@@ -14,7 +14,12 @@ from typing import Any
 
 from deployer.plan import Change, Plan, image_change
 from deployer.swarm_observed import ObservedService, ObservedStack
-from deployer.swarm_stack import FINGERPRINT_LABEL, StackFile, key_fingerprints, without_fingerprint
+from deployer.swarm_stack import (
+    StackFile,
+    key_fingerprints,
+    service_fingerprint,
+    without_fingerprint,
+)
 
 ACTIONS = ("create", "update", "converge", "remove")
 # UpdateStatus states that leave a service not as deployed (Swarm's own words).
@@ -44,7 +49,7 @@ def plan(environment: str, stack: StackFile, observed: ObservedStack) -> Plan:
 
 def _update_causes(service: Mapping[str, Any], running: ObservedService) -> list[str]:
     deploy = service.get("deploy") or {}
-    desired_fingerprint = (deploy.get("labels") or {}).get(FINGERPRINT_LABEL)
+    desired_fingerprint = service_fingerprint(service)
     causes = []
     image = str(service.get("image"))
     if running.requested_image != image:

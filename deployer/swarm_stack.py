@@ -14,7 +14,7 @@ import copy
 import hashlib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -118,6 +118,12 @@ class StackFile:
     def text(self) -> str:
         return dump_stack(self.document)
 
+    def only(self, services: Sequence[str]) -> StackFile:
+        """The same file with only `services` (and every top-level network, volume, secret
+        and config, which stack deploy creates where missing)."""
+        kept = {n: s for n, s in self.document["services"].items() if n in services}
+        return StackFile({**self.document, "services": kept}, self.findings)
+
 
 class _StackDumper(SafeDumper):  # type: ignore[misc,valid-type]
     """docker CLI 20.10 reads YAML with go-yaml v2, where a plain y, Y, n or N is a boolean:
@@ -139,11 +145,13 @@ def dump_stack(document: Mapping[str, Any]) -> str:
     )
 
 
-def stack_deploy(project: str, engine: Engine, stack: StackFile, registry_auth: bool) -> Command:
+def stack_deploy(
+    project: str, engine: Engine, stack: StackFile, registry_auth: bool, prune: bool = True
+) -> Command:
     """`docker stack deploy` of the stack file, given on stdin; `--prune` removes the services
     the file no longer declares; `--with-registry-auth` hands the client's registry login to
     the nodes (credentials never on the command line)."""
-    argv = ["docker", "stack", "deploy", "--compose-file", "-", "--prune"]
+    argv = ["docker", "stack", "deploy", "--compose-file", "-", *(["--prune"] if prune else [])]
     if registry_auth:
         argv.append("--with-registry-auth")
     return Command((*argv, project), engine.cli_environment(), stack.text())
@@ -506,6 +514,11 @@ def _ipam(conversion: _Conversion, path: str, ipam: Mapping[str, Any]) -> dict[s
 
 # ---------------------------------------------------------------------------------------------
 # Fingerprints
+
+
+def service_fingerprint(service: Mapping[str, Any]) -> str | None:
+    """The fingerprint a converted service carries."""
+    return ((service.get("deploy") or {}).get("labels") or {}).get(FINGERPRINT_LABEL)
 
 
 def with_fingerprint(service: Mapping[str, Any]) -> dict[str, Any]:

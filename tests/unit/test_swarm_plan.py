@@ -38,6 +38,7 @@ def deployed(
     replicas = service["deploy"].get("replicas", 1)
     return {
         "ID": f"id-{name}",
+        "Version": {"Index": 10},
         "Spec": {
             "Name": f"{project}_{name}",
             "Labels": labels,
@@ -80,6 +81,8 @@ def test_the_engine_answers_become_the_observed_stack() -> None:
     observed = stack.services["web"]
     assert observed == ObservedService(
         name="web",
+        id="id-web",
+        version=10,
         labels=web["Spec"]["Labels"],
         image=f"reg/web:1@{DIGEST}",
         replicas=2,
@@ -195,6 +198,7 @@ def test_status_per_service_and_per_task() -> None:
                 "health": None,
                 "since": "2026-11-28T17:01:00.123456Z",
                 "error": "",
+                "current": True,
             }
         ],
     }
