@@ -319,7 +319,7 @@ def history(
     name: Name, environments: Folder = None, hosts: HostsOption = None, json: Json = False
 ) -> None:
     """The releases of ENV, newest first, with what changed in each."""
-    loaded = _load(environments, name, hosts)
+    loaded = _load(environments, name, hosts, swarm_ready=True)
     releases = operations.history_of(loaded)
     diverged = operations.divergences(loaded, releases)
     if json:
@@ -333,7 +333,7 @@ def audit(
     name: Name, environments: Folder = None, hosts: HostsOption = None, json: Json = False
 ) -> None:
     """Every state-changing command run on ENV: who, when, what, with what result."""
-    entries = operations.audit_of(_load(environments, name, hosts))
+    entries = operations.audit_of(_load(environments, name, hosts, swarm_ready=True))
     if json:
         console.json([asdict(e) for e in entries])
     else:

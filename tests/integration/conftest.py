@@ -520,3 +520,9 @@ def stack(tmp_path: Path, swarm: Swarm, images: list[str]) -> Iterator[SwarmSpac
         yield space
     finally:
         space.remove_stack()
+        # deployer's records and lock: on the managers it was run through, and in the swarm.
+        for k in swarm.managers:
+            remove_project(swarm.client(k), project)
+        label = {"label": f"{STATE_PROJECT_LABEL}={project}"}
+        for config in swarm.client(4).configs.list(filters=label):
+            config.remove()

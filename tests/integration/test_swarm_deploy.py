@@ -5,6 +5,7 @@ healthy, a drained node, two deploys at once from two managers)."""
 
 from __future__ import annotations
 
+import re
 import shutil
 from typing import Any
 
@@ -15,6 +16,8 @@ from tests.integration.test_faults import ended, start, wait_for
 from tests.integration.test_swarm_render import GREETING
 
 pytestmark = pytest.mark.integration
+
+DRAINED = "note: node dh6 (drain) is unavailable: Swarm places no task there"
 
 # A third service, and a value with quotes, `$`, `#`, spaces, unicode and backslashes from .env.
 THREE_SERVICES = (
@@ -86,9 +89,10 @@ def test_deploy_changes_only_what_changed_and_nothing_at_all_when_in_sync(
     write_env(stack, web_tag="0.0.0-missing")
     missing = stack.deploy("test", "--yes")
     assert missing.returncode == 1
-    [message] = missing.stderr.splitlines()
-    assert message.startswith("error: "), message
-    assert f"{node_registry}/testapp:0.0.0-missing" in message, message
+    assert missing.stderr == (
+        f"error: not in the registry: {node_registry}/testapp:0.0.0-missing (push first: "
+        "`deploy build ENV --push`); nothing changed\n"
+    )
     assert (stack.versions(), stack.task_ids()) == (versions, tasks)
 
     write_env(stack, web_tag="1.1.0")
@@ -173,11 +177,17 @@ def test_an_image_that_never_becomes_healthy_is_rolled_back_by_swarm_and_reporte
     failed = stack.deploy("test", "--yes")
 
     assert failed.returncode == 1, failed.stderr
-    shown = errors(failed.stderr)
-    assert shown, failed.stderr
-    assert "web" in shown[0] and "rolled back" in shown[0], failed.stderr
-    assert any("unhealthy" in line for line in shown), failed.stderr  # the task's error
-    assert any("app 1.0.0 starting: httpd" in line for line in shown), failed.stderr  # its log
+    reason, *tasks_and_logs = errors(failed.stderr)
+    assert re.fullmatch(
+        r"error: service web: update rolled back by Swarm \(update rolled back due to failure or "
+        r"early termination of task \w+\); rolled back: web",
+        reason,
+    ), failed.stderr
+    split = tasks_and_logs.index("error: last log lines of web:")
+    assert tasks_and_logs[0] == "error: task errors of web:", failed.stderr
+    unhealthy = "error:   task: non-zero exit (137): dockerexec: unhealthy container"
+    assert unhealthy in tasks_and_logs[1:split], failed.stderr
+    assert "error:   app 1.0.0 starting: httpd -f -p 8080 -h /www" in tasks_and_logs[split:]
     web = image_of(stack.services()["web"])
     assert web == image_of(before["web"])
     assert running_images(stack, "web") == [web, web]
@@ -195,7 +205,7 @@ def test_a_drained_node_is_named_and_a_placement_only_it_could_meet_fails_within
     with stack.swarm.drained(6):
         created = stack.deploy("test", "--yes")
         assert created.returncode == 0, created.stderr
-        assert "note: node dh6 is drained" in created.stderr, created.stderr
+        assert DRAINED in created.stderr.splitlines(), created.stderr
         nodes = {*stack.task_nodes("web"), *stack.task_nodes("worker")}
         assert len(stack.task_nodes("web")) == 2 and nodes <= {"dh4", "dh5"}, nodes
         versions = stack.versions()
@@ -207,13 +217,22 @@ def test_a_drained_node_is_named_and_a_placement_only_it_could_meet_fails_within
         placed = stack.deploy("test", "--yes")
 
     assert placed.returncode == 1, placed.stderr
-    assert "note: node dh6 is drained" in placed.stderr, placed.stderr
-    shown = errors(placed.stderr)
-    assert any("worker" in line for line in shown), placed.stderr
-    assert any("no suitable node" in line for line in shown), placed.stderr  # Swarm's reason
+    assert DRAINED in placed.stderr.splitlines(), placed.stderr
+    assert errors(placed.stderr)[:3] == [
+        "error: service worker: not converged within 20s: updating: update in progress; "
+        "0/1 tasks running; rolled back: worker",
+        "error: task errors of worker:",
+        "error:   no suitable node (scheduling constraints not satisfied on 2 nodes; "
+        "1 node not available for new tasks)",
+    ], placed.stderr
     assert stack.versions()["web"] == versions["web"]
-    assert len(stack.running_tasks("worker")) == 1  # its old task ran on meanwhile
-    assert releases(stack)[0]["result"] in ("rolled back", "failed")
+    # Back to the spec it had, running.
+    placement = stack.services()["worker"]["Spec"]["TaskTemplate"].get("Placement", {})
+    assert (placement.get("Constraints"), len(stack.running_tasks("worker"))) == (None, 1)
+    assert [(r["number"], r["result"]) for r in releases(stack)] == [
+        (2, "rolled back"),
+        (1, "success"),
+    ]
 
 
 # Swarm declares web's update complete 15 s after its last task runs: the first deploy holds the
@@ -237,6 +256,11 @@ def test_of_two_deploys_at_once_from_two_managers_one_proceeds_the_other_names_t
     env_file = through_dh5 / "app/.env"
     env_file.write_text(env_file.read_text().replace("LOG_LEVEL=info", "LOG_LEVEL=debug"))
     write_env(stack, web_tag="1.1.0")
+    # Releases live in the swarm: any manager shows them.
+    seen = stack.deploy(
+        "history", "test", "--json", env={"DEPLOYER_ENVIRONMENTS": str(through_dh5)}
+    )
+    assert [r["number"] for r in ok(seen).json()] == [1]  # type: ignore[union-attr]
 
     first = start(stack, "test", "--yes")
     wait_for(
