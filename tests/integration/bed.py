@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import os
 import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -182,3 +183,28 @@ class Swarm:
             yield
         finally:
             self.set_availability(k, "active")
+
+    def state(self, k: int) -> str:
+        """Node k's state as the managers see it: ready, down, ..."""
+        nodes = self.client(self.managers[0]).api.nodes()
+        [node] = [n for n in nodes if n["Description"]["Hostname"] == self.name(k)]
+        return str(node["Status"]["State"])
+
+    def wait_state(self, k: int, state: str, seconds: float = 90.0) -> None:
+        deadline = time.monotonic() + seconds
+        while self.state(k) != state:
+            assert time.monotonic() < deadline, f"dh{k} never became {state}"
+            time.sleep(0.5)
+
+    @contextlib.contextmanager
+    def down(self, k: int) -> Iterator[None]:
+        """Node k's engine stopped, and the managers seeing the node down (a missed heartbeat:
+        some 12 s here), for the `with` block; started again and ready afterwards, also when
+        the block fails."""
+        self.bed.stop_engine(k)
+        try:
+            self.wait_state(k, "down")
+            yield
+        finally:
+            self.bed.start_engine(k)
+            self.wait_state(k, "ready")

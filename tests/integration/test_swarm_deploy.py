@@ -18,6 +18,7 @@ from tests.integration.test_swarm_render import GREETING
 pytestmark = pytest.mark.integration
 
 DRAINED = "note: node dh6 (drain) is unavailable: Swarm places no task there"
+DOWN = "note: node dh6 (down) is unavailable: Swarm places no task there"
 
 # A third service, and a value with quotes, `$`, `#`, spaces, unicode and backslashes from .env.
 THREE_SERVICES = (
@@ -123,11 +124,14 @@ def test_deploy_changes_only_what_changed_and_nothing_at_all_when_in_sync(
         pinned(web),
     )
     assert newest["services"]["worker"] == first["services"]["worker"]
+    assert newest["services"]["web"]["config"]["environment"]["LOG_LEVEL"] == "info"
 
 
 def test_rollback_puts_back_the_images_of_a_release_by_digest_and_restart_replaces_every_task(
     stack: SwarmSpace,
 ) -> None:
+    stack.write("app/compose.yml", THREE_SERVICES.split("  queue:")[0])
+    write_env(stack)
     ok(stack.deploy("test", "--yes"))
     first_images = {name: image_of(s) for name, s in stack.services().items()}
     write_env(stack, web_tag="1.1.0", log_level="debug")
@@ -142,7 +146,10 @@ def test_rollback_puts_back_the_images_of_a_release_by_digest_and_restart_replac
     assert [pinned(image) for image in running_images(stack, "web")] == [
         pinned(first_images["web"])
     ] * 2
-    assert [env["LOG_LEVEL"] for env in stack.task_environments("web")] == ["info"] * 2
+    # The configuration release 1 recorded, values with `$` and the like byte for byte.
+    assert [(env["LOG_LEVEL"], env["GREETING"]) for env in stack.task_environments("web")] == [
+        ("info", GREETING)
+    ] * 2
     newest, _, first = releases(stack)
     assert (newest["number"], newest["command"], newest["result"]) == (
         3,
@@ -233,6 +240,18 @@ def test_a_drained_node_is_named_and_a_placement_only_it_could_meet_fails_within
         (2, "rolled back"),
         (1, "success"),
     ]
+
+
+def test_a_node_whose_engine_is_down_is_named_and_the_deploy_converges_on_the_others(
+    stack: SwarmSpace,
+) -> None:
+    with stack.swarm.down(6):
+        created = stack.deploy("test", "--yes")
+        nodes = {*stack.task_nodes("web"), *stack.task_nodes("worker")}
+
+    assert created.returncode == 0, created.stderr
+    assert DOWN in created.stderr.splitlines(), created.stderr
+    assert len(stack.running_tasks("web")) == 2 and nodes <= {"dh4", "dh5"}, nodes
 
 
 # Swarm declares web's update complete 15 s after its last task runs: the first deploy holds the
