@@ -549,7 +549,7 @@ def lock_status(
     name: Name, environments: Folder = None, hosts: HostsOption = None, json: Json = False
 ) -> None:
     """Who holds the lock of ENV, since when and why; whether it is stale; on each host."""
-    outcomes = operations.lock_status_hosts(_load(environments, name, hosts))
+    outcomes = operations.lock_status_hosts(_load(environments, name, hosts, swarm_ready=True))
     if json:
         console.json(report.locks_document(name, outcomes, console.redact))
     else:
@@ -569,7 +569,8 @@ def lock_acquire(
     hosts: HostsOption = None,
 ) -> None:
     """Lock ENV for a maintenance window: deploys and rollbacks are refused until it is released."""
-    held = operations.lock_acquire(_load(environments, name, hosts), reason, ttl, console.redact)
+    loaded = _load(environments, name, hosts, swarm_ready=True)
+    held = operations.lock_acquire(loaded, reason, ttl, console.redact)
     console.print(f"locked {name}: {held.reason} (until released, or stale after {ttl:g}s)")
 
 
@@ -584,7 +585,9 @@ def lock_release(
     hosts: HostsOption = None,
 ) -> None:
     """Release the lock of ENV."""
-    held = operations.lock_release(_load(environments, name, hosts), force, console.redact)
+    held = operations.lock_release(
+        _load(environments, name, hosts, swarm_ready=True), force, console.redact
+    )
     console.print(
         f"released the lock of {name} held by {held.describe()}"
         if held

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import os
 import re
@@ -120,6 +121,28 @@ class Marker:
     id: str
     created: float
     labels: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class SwarmConfig:
+    """A swarm config: its ID, name, when the swarm created it (its clock), labels and data."""
+
+    id: str
+    name: str
+    created: float
+    labels: Mapping[str, str]
+    data: bytes
+
+    @classmethod
+    def of(cls, found: Mapping[str, Any]) -> SwarmConfig:
+        spec = found["Spec"]
+        return cls(
+            found["ID"],
+            spec["Name"],
+            engine_timestamp(found["CreatedAt"]),
+            dict(spec.get("Labels") or {}),
+            base64.b64decode(spec.get("Data") or ""),
+        )
 
 
 class EngineClient:
@@ -375,6 +398,47 @@ class EngineClient:
                 return
             state = ImageReference.parse(STATE_IMAGE)
             self._api.import_image_from_data(_EMPTY_TAR, repository=state.repository, tag=state.tag)
+
+    # deployer's state on a swarm: configs, which the managers replicate (Raft); a config's
+    # name is claimed atomically across the swarm.
+    def configs(self, labels: list[str]) -> list[SwarmConfig]:
+        """The swarm's configs that carry all of `labels` (`key=value`), with their data."""
+        with self._errors():
+            found = self._api.configs(filters={"label": labels})  # type: ignore[no-untyped-call]
+        return [SwarmConfig.of(config) for config in found]
+
+    def create_config(self, name: str, labels: dict[str, str], data: bytes) -> str | None:
+        """Create the config `name`; its ID, or None when that name is taken already."""
+        import docker.errors
+
+        with self._errors():
+            try:
+                created = self._api.create_config(name, data, labels=labels)
+            except docker.errors.APIError as e:
+                if e.status_code == 409:
+                    return None
+                raise
+        return str(created["ID"])
+
+    def config(self, name: str) -> SwarmConfig | None:
+        """The config named `name`; None when there is none."""
+        import docker.errors
+
+        with self._errors():
+            try:
+                found = SwarmConfig.of(self._api.inspect_config(name))  # type: ignore[no-untyped-call]
+            except docker.errors.NotFound:
+                return None
+        # The engine also looks a config up by ID prefix: only the name itself counts here.
+        return found if found.name == name else None
+
+    def remove_config(self, config_id: str) -> None:
+        """Remove exactly this config (by ID: its name may be someone else's now); one already
+        gone is no error."""
+        import docker.errors
+
+        with self._errors(), contextlib.suppress(docker.errors.NotFound):
+            self._api.remove_config(config_id)  # type: ignore[no-untyped-call]
 
     def start_record(self, container_id: str) -> tuple[float, int]:
         """When the container last started (by the engine's clock) and how often it restarted."""

@@ -85,8 +85,9 @@ from deployer.state import Actor, StateStore, Store, records_of_every_project
 from deployer.status import EnvironmentStatus, ServiceStatus
 from deployer.status import status as environment_status
 from deployer.swarm_apply import SwarmApplied
-from deployer.swarm_observed import observe_stack
-from deployer.swarm_stack import StackFile, convert, located_issues, stack_deploy
+from deployer.swarm_observed import ObservedStack, observe_stack
+from deployer.swarm_stack import StackFile, convert, located_issues, slow_updates, stack_deploy
+from deployer.swarm_state import SwarmStore
 from deployer.swarm_status import SwarmStatus
 from deployer.variables import (
     PROCESS_ENVIRONMENT,
@@ -111,6 +112,7 @@ class Outside:
     run: Runner = runner.run
     connect: Callable[[Engine], EngineClient] = EngineClient
     store: Callable[[EngineClient, str], Store] = StateStore
+    swarm_store: Callable[[EngineClient, str], Store] = SwarmStore  # a swarm environment's
     actor: Callable[[], Actor] = Actor.current
 
 
@@ -138,8 +140,10 @@ class Loaded:
         return self.hosts or (self.engine,)
 
     def store(self, client: EngineClient) -> Store:
-        """Where the environment's records and lock live on the engine `client` reaches."""
-        return self.outside.store(client, self.spec.project)
+        """Where the environment's records and lock live on the engine `client` reaches (on a
+        swarm: in the swarm, whichever manager `client` reaches)."""
+        make = self.outside.swarm_store if self.spec.orchestrator == SWARM else self.outside.store
+        return make(client, self.spec.project)
 
 
 def load(
@@ -202,7 +206,7 @@ def validate(folder: Path, names: list[str], redact: Redactor) -> Validated:
             issues.extend(e.issues)
             continue
         if loaded.spec.orchestrator == SWARM:
-            refused, ignored = located_issues(convert(desired.model), loaded.spec)
+            refused, ignored = located_issues(_converted(desired), loaded.spec)
             issues += refused
             warnings += ignored
         model_names = identifiers(desired.model, loaded.spec.project)
@@ -242,11 +246,17 @@ def render_stack(loaded: Loaded, redact: Redactor) -> tuple[Command, StackFile, 
 def _stack_file(loaded: Loaded, desired: DesiredState) -> tuple[StackFile, list[ConfigIssue]]:
     """The stack file of a desired state, and the conversion's warnings; a feature Swarm
     cannot honour is an error."""
-    stack = convert(desired.model)
+    stack = _converted(desired)
     refused, ignored = located_issues(stack, loaded.spec)
     if refused:
         raise ConfigError(refused)
     return stack, ignored
+
+
+def _converted(desired: DesiredState) -> StackFile:
+    """The stack file of a desired state, with warnings for updates a deploy would not wait
+    for to the end."""
+    return slow_updates(convert(desired.model), desired.wait_timeout)
 
 
 def swarm_diff(loaded: Loaded, redact: Redactor) -> Plan:
@@ -278,16 +288,18 @@ def swarm_deploy(
     manager = loaded.outside.connect(loaded.engine)
     desired = desired_state(loaded, ui.redact)
     stack, _ = _stack_file(loaded, desired)
-    first = _swarm_plan(loaded, manager, stack)
+    first, _ = _swarm_plan(loaded, manager, stack)
     if not swarm_apply.changes_anything(first):
         return _nothing_to_deploy(ui, first)
     with _locked(loaded, manager, "deploy", lock_wait) as (store, actor):
         return _swarm_apply(loaded, ui, manager, store, actor, command, desired, stack)
 
 
-def _swarm_plan(loaded: Loaded, manager: EngineClient, stack: StackFile) -> Plan:
+def _swarm_plan(
+    loaded: Loaded, manager: EngineClient, stack: StackFile
+) -> tuple[Plan, ObservedStack]:
     observed = observe_stack(manager, loaded.spec.project)
-    return swarm_plan.plan(loaded.spec.name, stack, observed)
+    return swarm_plan.plan(loaded.spec.name, stack, observed), observed
 
 
 def _nothing_to_deploy(ui: Interaction, the_plan: Plan) -> Plan:
@@ -312,7 +324,7 @@ def _swarm_apply(
     """Under the lock: plan again, check that the registry has every image to deploy, show,
     confirm, apply and record; a service that does not converge rolls the others back
     (`deploy.on_failure: rollback`) where Swarm has not already."""
-    the_plan = _swarm_plan(loaded, manager, stack)
+    the_plan, before = _swarm_plan(loaded, manager, stack)
     if not swarm_apply.changes_anything(the_plan):
         return _nothing_to_deploy(ui, the_plan)
     ui.show_plan(the_plan)
@@ -337,7 +349,7 @@ def _swarm_apply(
             if loaded.spec.on_failure != "rollback":
                 raise
             recording.rolling_back = failure
-            undone = _swarm_undo(loaded, ui, manager, the_plan, desired.wait_timeout)
+            undone = _swarm_undo(loaded, ui, manager, the_plan, before, desired.wait_timeout)
             raise RolledBackError(failure, undone) from failure
 
 
@@ -352,21 +364,26 @@ def _require_in_registry(manager: EngineClient, images: Sequence[str], login: Lo
 
 
 def _swarm_undo(
-    loaded: Loaded, ui: Interaction, manager: EngineClient, failed: Plan, timeout: float
+    loaded: Loaded,
+    ui: Interaction,
+    manager: EngineClient,
+    failed: Plan,
+    before: ObservedStack,
+    timeout: float,
 ) -> list[str]:
     """Put back the services a failed deploy created or updated: Swarm's own rollback to the
-    spec each had before (the deploy updated each once), created ones removed; the ones Swarm
-    rolled back already are left as they are. Returns the services put back."""
+    spec each had before (the deploy updated each once: its version moved), created ones
+    removed; the ones Swarm rolled back already are left as they are, and so are the ones the
+    deploy did not reach. Returns the services put back."""
     project, engine = loaded.spec.project, loaded.engine
     observed = observe_stack(manager, project)
-    created = {c.service for c in failed.changes if c.action == "create"}
     undone, rolling = [], []
     for name in swarm_apply.deployed_services(failed):
-        service = observed.services.get(name)
-        if service is None:
+        service, earlier = observed.services.get(name), before.services.get(name)
+        if service is None or (earlier is not None and earlier.version == service.version):
             continue
         undone.append(name)
-        if name in created:
+        if earlier is None:
             loaded.outside.run(swarm_apply.service_remove(project, engine, [name]))
         elif swarm_apply.convergence(service).state != swarm_apply.ROLLED_BACK:
             loaded.outside.run(swarm_apply.service_rollback(project, engine, name))
@@ -384,14 +401,23 @@ def swarm_rollback(
     exact images by digest with the configuration it recorded."""
     manager = loaded.outside.connect(loaded.engine)
     with _locked(loaded, manager, "rollback", lock_wait) as (store, actor):
-        target = rollback_target(history(store), to)
-        current = desired_state(loaded, ui.redact)
-        targets = {n: s for n, s in target.services.items() if n in current.services}
-        secrets = Secrets.of(loaded.spec, loaded.variables)
-        desired = restore_state(current, targets, secrets, loaded.outside.run)
+        command, desired = _rollback_state(loaded, ui, store, to)
         stack, _ = _stack_file(loaded, desired)
-        command = f"rollback to release {target.number}"
         return _swarm_apply(loaded, ui, manager, store, actor, command, desired, stack)
+
+
+def _rollback_state(
+    loaded: Loaded, ui: Interaction, store: Store, to: int | None
+) -> tuple[str, DesiredState]:
+    """The command's name and the desired state of a rollback to release `to` (default: the
+    last good one before the current): the release's services the compose files still have,
+    on their exact images with their recorded configuration."""
+    target = rollback_target(history(store), to)
+    current = desired_state(loaded, ui.redact)
+    targets = {n: s for n, s in target.services.items() if n in current.services}
+    secrets = Secrets.of(loaded.spec, loaded.variables)
+    desired = restore_state(current, targets, secrets, loaded.outside.run)
+    return f"rollback to release {target.number}", desired
 
 
 def swarm_restart(
@@ -910,12 +936,7 @@ def rollback(
         return _rollback_hosts(loaded, ui, to, lock_wait)
     client = loaded.outside.connect(loaded.engine)
     with _locked(loaded, client, "rollback", lock_wait) as (store, actor):
-        target = rollback_target(history(store), to)
-        current = desired_state(loaded, ui.redact)
-        targets = {n: s for n, s in target.services.items() if n in current.services}
-        secrets = Secrets.of(loaded.spec, loaded.variables)
-        desired = restore_state(current, targets, secrets, loaded.outside.run)
-        command = f"rollback to release {target.number}"
+        command, desired = _rollback_state(loaded, ui, store, to)
         return _plan_and_apply(loaded, ui, client, store, actor, command, desired)
 
 

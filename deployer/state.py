@@ -128,7 +128,7 @@ class StateStore:
         return {
             KIND_LABEL: kind,
             PROJECT_LABEL: self.project,
-            RECORD_LABEL: json.dumps(record, sort_keys=True, separators=(",", ":")),
+            RECORD_LABEL: record_text(record),
         }
 
     def records(self, kind: str) -> list[dict[str, Any]]:
@@ -143,8 +143,7 @@ class StateStore:
         return self.client.create_volume(f"deployer_{self.project}_{kind}_{key}", labels) == labels
 
     def add_unique(self, kind: str, record: Mapping[str, Any]) -> None:
-        while not self.add(kind, unique_key(), record):
-            continue  # a key taken already: the record is not in, try another
+        add_under_unique_key(self, kind, record)
 
     @property
     def lock_name(self) -> str:
@@ -161,10 +160,7 @@ class StateStore:
         marker = self.client.marker(self.lock_name)
         if marker is None:
             return None
-        try:
-            record: dict[str, Any] = json.loads(marker.labels[RECORD_LABEL])
-        except (KeyError, ValueError):
-            record = {"holder": "unknown (unreadable lock)"}
+        record = lock_record(marker.labels.get(RECORD_LABEL))
         renewals = [m.created for m in self._renewals(str(record.get("token", "")))]
         return StoredLock(record, marker.id, marker.created, max([marker.created, *renewals]))
 
@@ -209,13 +205,36 @@ class StateStore:
         return len(doomed)
 
 
-def parse_record(volume: Mapping[str, Any]) -> dict[str, Any] | None:
-    """The record a volume's labels hold; None when it is damaged or not one of deployer's."""
+def add_under_unique_key(store: Store, kind: str, record: Mapping[str, Any]) -> None:
+    while not store.add(kind, unique_key(), record):
+        continue  # a key taken already: the record is not in, try another
+
+
+def record_text(record: Mapping[str, Any]) -> str:
+    """A record as stored: compact JSON with sorted keys."""
+    return json.dumps(record, sort_keys=True, separators=(",", ":"))
+
+
+def read_record(text: str | bytes | None) -> dict[str, Any] | None:
+    """The record `text` holds; None when it is missing or damaged."""
+    if text is None:
+        return None
     try:
-        record = json.loads((volume.get("Labels") or {})[RECORD_LABEL])
-    except (KeyError, ValueError):
+        record = json.loads(text)
+    except ValueError:
         return None
     return record if isinstance(record, dict) else None
+
+
+def lock_record(text: str | bytes | None) -> dict[str, Any]:
+    """The record of a lock; a lock whose record cannot be read is held all the same."""
+    record = read_record(text)
+    return {"holder": "unknown (unreadable lock)"} if record is None else record
+
+
+def parse_record(volume: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The record a volume's labels hold; None when it is damaged or not one of deployer's."""
+    return read_record((volume.get("Labels") or {}).get(RECORD_LABEL))
 
 
 def records_of_every_project(client: EngineClient, kind: str) -> dict[str, list[dict[str, Any]]]:

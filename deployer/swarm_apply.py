@@ -162,7 +162,7 @@ def convergence(service: ObservedService | None) -> Convergence:
         return Convergence(None, "not on the swarm yet")
     said = f": {service.update_message}" if service.update_message else ""
     if service.update_state == "rollback_completed":
-        return Convergence(ROLLED_BACK, "update rolled back by Swarm")
+        return Convergence(ROLLED_BACK, "update rolled back")
     if service.update_state in ("paused", "rollback_paused"):
         return Convergence(PAUSED, f"update {service.update_state}{said}")
     current = [t for t in service.tasks if t.current and t.state == "running"]

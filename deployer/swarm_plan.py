@@ -22,7 +22,8 @@ from deployer.swarm_stack import (
 )
 
 ACTIONS = ("create", "update", "converge", "remove")
-# UpdateStatus states that leave a service not as deployed (Swarm's own words).
+# UpdateStatus states that leave a service not as deployed (Swarm's own words). A rolled back
+# service is back on its previous spec: in sync if that is what the spec declares.
 _UNSETTLED = frozenset({"updating", "paused", "rollback_started", "rollback_paused"})
 _ROLLED_BACK = "rollback_completed"
 
@@ -63,6 +64,9 @@ def _update_causes(service: Mapping[str, Any], running: ObservedService) -> list
         causes.append(f"replicas {running.replicas} -> {replicas}")
     if not causes and running.fingerprint != desired_fingerprint:
         causes.append("configuration changed")  # written by another version of deployer
+    if causes and running.update_state == _ROLLED_BACK:
+        # It runs the spec it had before its last update: that update is still to make.
+        causes.append(f"its last update was rolled back ({running.update_message})")
     return causes
 
 
@@ -84,7 +88,7 @@ def _changed_keys(service: Mapping[str, Any], running: ObservedService) -> list[
 
 def _convergence(running: ObservedService) -> list[str]:
     warnings = []
-    if running.update_state in _UNSETTLED or running.update_state == _ROLLED_BACK:
+    if running.update_state in _UNSETTLED:
         said = f": {running.update_message}" if running.update_message else ""
         warnings.append(f"update {running.update_state}{said}")
     if running.running < running.desired_tasks:

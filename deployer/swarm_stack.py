@@ -626,13 +626,58 @@ def needs_stop_first(deploy: Mapping[str, Any], service: Mapping[str, Any]) -> b
 def update_monitor(healthcheck: Mapping[str, Any] | None) -> float:
     """Seconds to watch an updated task: its health check's interval times its retries (Docker's
     defaults where not given), at least Swarm's own monitor."""
-    if not healthcheck or healthcheck.get("disable") or healthcheck.get("test") in (None, ["NONE"]):
+    if healthcheck is None or not _checks(healthcheck):
         return SWARM_MONITOR
-    interval = (
-        parse_duration(healthcheck["interval"]) if "interval" in healthcheck else HEALTH_INTERVAL
-    )
     retries = int(healthcheck.get("retries", HEALTH_RETRIES))
-    return max(SWARM_MONITOR, interval * retries)
+    return max(SWARM_MONITOR, _health_interval(healthcheck) * retries)
+
+
+def _checks(healthcheck: Mapping[str, Any] | None) -> bool:
+    """Whether the compose file gives the service a health check of its own."""
+    return bool(
+        healthcheck
+        and not healthcheck.get("disable")
+        and healthcheck.get("test") not in (None, ["NONE"])
+    )
+
+
+def _health_interval(healthcheck: Mapping[str, Any]) -> float:
+    return parse_duration(healthcheck["interval"]) if "interval" in healthcheck else HEALTH_INTERVAL
+
+
+def update_seconds(service: Mapping[str, Any]) -> float:
+    """About how long Swarm takes to update every task of a converted service: its tasks in
+    batches of `parallelism`, each batch healthy after one health check interval (Swarm calls a
+    task running once healthy) and followed by the update delay, then the monitor."""
+    deploy = service.get("deploy") or {}
+    update = deploy.get("update_config") or {}
+    replicas = int(deploy.get("replicas", 1)) if deploy.get("mode") != "global" else 1
+    parallelism = int(update.get("parallelism", 1)) or replicas  # 0: all at once
+    batches = -(-replicas // parallelism)
+    check = service.get("healthcheck") or {}
+    interval = _health_interval(check) if _checks(check) else 0.0
+    delay = parse_duration(update.get("delay", "0s"))
+    monitor = parse_duration(update.get("monitor", format_duration(SWARM_MONITOR)))
+    return batches * (interval + delay) + monitor
+
+
+def slow_updates(stack: StackFile, wait_timeout: float) -> StackFile:
+    """The stack with a warning for each service Swarm would take longer to update than a
+    deploy waits: the deploy would fail while Swarm is still at work."""
+    slow = []
+    for name, service in stack.document["services"].items():
+        needed = update_seconds(service)
+        if needed > wait_timeout:
+            slow.append(
+                Finding(
+                    f"services.{name}.deploy",
+                    f"Swarm needs about {needed:g}s to update every task (health check interval "
+                    f"and delay per batch, then the monitor), more than deploy.wait_timeout "
+                    f"({wait_timeout:g}s): raise deploy.wait_timeout or shorten the health check",
+                    False,
+                )
+            )
+    return StackFile(stack.document, tuple(sorted((*stack.findings, *slow), key=lambda f: f.path)))
 
 
 def parse_duration(text: str) -> float:

@@ -492,6 +492,15 @@ class SwarmSpace(Workspace):
                 return
             time.sleep(0.25)
 
+    def remove_state(self) -> None:
+        """The swarm configs that hold the state of the stack (and of `other_projects`):
+        releases, audit entries, the lock and its renewals (deployer/swarm_state.py)."""
+        manager = self.swarm.client(4)
+        for project in [self.project, *self.other_projects]:
+            label = {"label": f"{STATE_PROJECT_LABEL}={project}"}
+            for config in manager.configs.list(filters=label):
+                config.remove()
+
 
 def runner_command(swarm: Swarm, args: list[str]) -> Command:
     return Command(("docker", *args), {"DOCKER_HOST": swarm.manager_urls[0]})
@@ -519,10 +528,7 @@ def stack(tmp_path: Path, swarm: Swarm, images: list[str]) -> Iterator[SwarmSpac
     try:
         yield space
     finally:
-        space.remove_stack()
-        # deployer's records and lock: on the managers it was run through, and in the swarm.
-        for k in swarm.managers:
-            remove_project(swarm.client(k), project)
-        label = {"label": f"{STATE_PROJECT_LABEL}={project}"}
-        for config in swarm.client(4).configs.list(filters=label):
-            config.remove()
+        try:
+            space.remove_stack()
+        finally:
+            space.remove_state()

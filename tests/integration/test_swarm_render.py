@@ -144,6 +144,8 @@ def test_a_swarm_environment_validates_and_renders_for_stack_deploy(tmp_path: Pa
         f"warning: {compose_file}:19: services.web.volumes.0.source: Swarm does not create a bind mount's source: {environments / 'shop/www'} must exist on every node a task may run on",
         f"warning: {compose_file}:26: services.db.restart: Swarm has no unless-stopped: tasks restart after any exit (restart_policy any)",
         f"warning: {compose_file}:29: services.report.profiles: Compose has applied the profiles (jobs active): the stack file has none",
+        # A one-minute health check: its task healthy after 60s, then a 3 x 60s monitor.
+        f"warning: {compose_file}:44: services.agent.deploy: Swarm needs about 240s to update every task (health check interval and delay per batch, then the monitor), more than deploy.wait_timeout (120s): raise deploy.wait_timeout or shorten the health check",
     ]  # fmt: skip
     weak = "warning: environments/shop/.env:2: DB_PASSWORD: weak secret: its value is also a name in this environment (service, image, project, network, volume or host)"
 

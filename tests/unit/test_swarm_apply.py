@@ -76,7 +76,7 @@ def service(
         ),
         (
             service((task(),), desired=1, update="rollback_completed", message="rollback completed"),
-            Convergence(ROLLED_BACK, "update rolled back by Swarm"),
+            Convergence(ROLLED_BACK, "update rolled back"),
         ),
         (
             service((task(),), desired=1, update="paused", message="update paused due to failure"),

@@ -146,7 +146,7 @@ def test_a_missing_service_is_created_and_an_unknown_one_has_its_cause() -> None
 def test_tasks_not_running_and_an_update_left_paused_are_changes() -> None:
     web, worker = in_sync_services()
     web["ServiceStatus"]["RunningTasks"] = 1
-    worker["UpdateStatus"] = {"State": "rollback_completed", "Message": "rollback completed"}
+    worker["UpdateStatus"] = {"State": "rollback_paused", "Message": "rollback paused"}
     tasks = [
         task("web", 1, "n4"),
         task("web", 2, "n6", "rejected", desired="shutdown", Err="No such image: reg/web:1"),
@@ -156,14 +156,32 @@ def test_tasks_not_running_and_an_update_left_paused_are_changes() -> None:
         Change(
             "web", "converge", ("1/2 tasks running", "last task error: No such image: reg/web:1")
         ),
-        Change("worker", "converge", ("update rollback_completed: rollback completed",)),
+        Change("worker", "converge", ("update rollback_paused: rollback paused",)),
     )
     assert report.plan_text(the_plan) == (
         "production (project shop): 2 changes\n"
         "SERVICE  ACTION    CAUSE\n"
         "web      converge  1/2 tasks running\n"
         "                   last task error: No such image: reg/web:1\n"
-        "worker   converge  update rollback_completed: rollback completed"
+        "worker   converge  update rollback_paused: rollback paused"
+    )
+
+
+def test_a_service_swarm_rolled_back_is_in_sync_where_the_spec_declares_its_previous_spec() -> None:
+    rolled_back = {"State": "rollback_completed", "Message": "rollback completed"}
+    web, worker = in_sync_services()
+    web["UpdateStatus"] = rolled_back
+    assert planned([web, worker]) == Plan("production", "shop", ())
+    newer: dict[str, Any] = {
+        "services": {**MODEL["services"], "web": {**MODEL["services"]["web"], "image": "reg/web:2"}}
+    }
+    the_plan = plan("production", convert(newer), stack_from("shop", [web, worker], [], NODES))
+    assert the_plan.changes == (
+        Change(
+            "web",
+            "update",
+            ("image reg/web:1 -> 2", "its last update was rolled back (rollback completed)"),
+        ),
     )
 
 

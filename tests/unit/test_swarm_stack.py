@@ -24,7 +24,9 @@ from deployer.swarm_stack import (
     located_issues,
     parse_duration,
     parse_key_fingerprints,
+    slow_updates,
     stack_deploy,
+    update_seconds,
     with_rolling_defaults,
     without_fingerprint,
 )
@@ -661,3 +663,40 @@ def test_a_key_fingerprints_label_that_is_not_ours_means_nothing() -> None:
     assert parse_key_fingerprints("image=ab12,deploy=cd34") == {"image": "ab12", "deploy": "cd34"}
     assert parse_key_fingerprints("written by hand") == {}
     assert parse_key_fingerprints("") == {}
+
+
+def test_how_long_swarm_takes_to_update_every_task_of_a_service() -> None:
+    checked = {"test": ["CMD", "true"], "interval": "10s", "retries": 3}
+    services: dict[str, Any] = {
+        "plain": {"image": "reg/a:1"},
+        "checked": {"image": "reg/a:1", "healthcheck": checked, "scale": 3},
+        "batched": {
+            "image": "reg/a:1",
+            "healthcheck": checked,
+            "scale": 4,
+            "deploy": {"update_config": {"parallelism": 2, "delay": "5s"}},
+        },
+    }
+    stack = convert({"services": services})
+    assert {n: update_seconds(s) for n, s in stack.document["services"].items()} == {
+        "batched": 2 * (10 + 5) + 30,
+        "checked": 3 * 10 + 30,
+        "plain": 5,
+    }
+    slow = slow_updates(stack, wait_timeout=50)
+    assert [f for f in slow.findings if f not in stack.findings] == [
+        Finding(
+            "services.batched.deploy",
+            "Swarm needs about 60s to update every task (health check interval and delay per "
+            "batch, then the monitor), more than deploy.wait_timeout (50s): raise "
+            "deploy.wait_timeout or shorten the health check",
+            False,
+        ),
+        Finding(
+            "services.checked.deploy",
+            "Swarm needs about 60s to update every task (health check interval and delay per "
+            "batch, then the monitor), more than deploy.wait_timeout (50s): raise "
+            "deploy.wait_timeout or shorten the health check",
+            False,
+        ),
+    ]
