@@ -186,7 +186,7 @@ def test_an_image_that_never_becomes_healthy_is_rolled_back_by_swarm_and_reporte
     assert failed.returncode == 1, failed.stderr
     reason, *tasks_and_logs = errors(failed.stderr)
     assert re.fullmatch(
-        r"error: service web: update rolled back by Swarm \(update rolled back due to failure or "
+        r"error: service web: update rolled back \(update rolled back due to failure or "
         r"early termination of task \w+\); rolled back: web",
         reason,
     ), failed.stderr
