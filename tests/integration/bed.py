@@ -7,6 +7,8 @@ from __future__ import annotations
 import contextlib
 import os
 import subprocess
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -155,3 +157,54 @@ class Swarm:
 
     def node_image(self, reference: str) -> str:
         return self.bed.node_image(reference)
+
+    def number(self, hostname: str) -> int:
+        """The k of node `dhK`."""
+        return int(hostname.removeprefix("dh"))
+
+    def hostnames(self) -> dict[str, str]:
+        """Each node's hostname by its ID, as a manager lists them."""
+        nodes = self.client(self.managers[0]).api.nodes()
+        return {node["ID"]: node["Description"]["Hostname"] for node in nodes}
+
+    def set_availability(self, k: int, availability: str) -> None:
+        """`docker node update --availability AVAILABILITY dhK` through a manager."""
+        api = self.client(self.managers[0]).api
+        [node] = [n for n in api.nodes() if n["Description"]["Hostname"] == self.name(k)]
+        spec = {**node["Spec"], "Availability": availability}
+        api.update_node(node["ID"], node["Version"]["Index"], spec)
+
+    @contextlib.contextmanager
+    def drained(self, k: int) -> Iterator[None]:
+        """Node k drained (its tasks move to the other nodes) for the `with` block; active again
+        afterwards, also when the block fails: other sessions share this swarm."""
+        self.set_availability(k, "drain")
+        try:
+            yield
+        finally:
+            self.set_availability(k, "active")
+
+    def state(self, k: int) -> str:
+        """Node k's state as the managers see it: ready, down, ..."""
+        nodes = self.client(self.managers[0]).api.nodes()
+        [node] = [n for n in nodes if n["Description"]["Hostname"] == self.name(k)]
+        return str(node["Status"]["State"])
+
+    def wait_state(self, k: int, state: str, seconds: float = 90.0) -> None:
+        deadline = time.monotonic() + seconds
+        while self.state(k) != state:
+            assert time.monotonic() < deadline, f"dh{k} never became {state}"
+            time.sleep(0.5)
+
+    @contextlib.contextmanager
+    def down(self, k: int) -> Iterator[None]:
+        """Node k's engine stopped, and the managers seeing the node down (a missed heartbeat:
+        some 12 s here), for the `with` block; started again and ready afterwards, also when
+        the block fails."""
+        self.bed.stop_engine(k)
+        try:
+            self.wait_state(k, "down")
+            yield
+        finally:
+            self.bed.start_engine(k)
+            self.wait_state(k, "ready")

@@ -19,6 +19,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import docker
 import docker.errors
@@ -439,6 +440,47 @@ class SwarmSpace(Workspace):
                 return
             time.sleep(0.5)
         raise AssertionError(f"the stack {self.project} did not converge: {counts}")
+
+    def services(self) -> dict[str, dict[str, Any]]:
+        """The stack's services as `docker service inspect` shows them, by their name in the
+        stack file."""
+        manager = self.swarm.client(4)
+        found = manager.api.services(
+            filters={"label": f"com.docker.stack.namespace={self.project}"}
+        )
+        return {s["Spec"]["Name"].removeprefix(f"{self.project}_"): s for s in found}
+
+    def versions(self) -> dict[str, int]:
+        """Each service's Version.Index: it moves with every change to the service's spec."""
+        return {name: s["Version"]["Index"] for name, s in self.services().items()}
+
+    def running_tasks(self, service: str) -> list[dict[str, Any]]:
+        """The service's tasks that run and are meant to, by ID."""
+        tasks = self.swarm.client(4).api.tasks(
+            filters={"service": f"{self.project}_{service}", "desired-state": "running"}
+        )
+        return sorted(
+            (t for t in tasks if t["Status"]["State"] == "running"), key=lambda t: str(t["ID"])
+        )
+
+    def task_ids(self) -> dict[str, list[str]]:
+        """The IDs of each service's running tasks: a restarted task is a new one."""
+        return {name: [t["ID"] for t in self.running_tasks(name)] for name in self.services()}
+
+    def task_nodes(self, service: str) -> list[str]:
+        """The hostnames of the nodes the service's running tasks run on, sorted."""
+        hostnames = self.swarm.hostnames()
+        return sorted(hostnames[t["NodeID"]] for t in self.running_tasks(service))
+
+    def task_environments(self, service: str) -> list[dict[str, str]]:
+        """The environment of each running task's container, read on the node it runs on."""
+        hostnames = self.swarm.hostnames()
+        environments = []
+        for task in self.running_tasks(service):
+            node = self.swarm.client(self.swarm.number(hostnames[task["NodeID"]]))
+            container = node.containers.get(task["Status"]["ContainerStatus"]["ContainerID"])
+            environments.append(dict(e.split("=", 1) for e in container.attrs["Config"]["Env"]))
+        return environments
 
     def remove_stack(self) -> None:
         """`docker stack rm`, then waits until its services and networks are gone."""
