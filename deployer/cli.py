@@ -484,7 +484,7 @@ def build(
 ) -> None:
     """Build services with a `build:` section (default: all), tagged as the spec resolves their
     images; with --push, push them, never moving a tag the registry holds with other content."""
-    loaded = _load(environments, name)
+    loaded = _load(environments, name, swarm_ready=True)
     built = operations.build(loaded, _interaction(name, yes, json), services or [], push)
     if json:
         console.json([asdict(b) for b in built])

@@ -342,8 +342,8 @@ class SwarmNotBuiltError(DeployerError):
     def __init__(self, environment: str) -> None:
         self.environment = environment
         super().__init__(
-            f"{environment} targets a swarm (engine.orchestrator: swarm): `deploy build`, "
-            "`promote` and `prune` do not work on a swarm yet (see docs/swarm.md)"
+            f"{environment} targets a swarm (engine.orchestrator: swarm): `deploy promote` and "
+            "`prune` do not work on a swarm yet (see docs/swarm.md)"
         )
 
 
@@ -354,8 +354,7 @@ class TagNotInRegistryError(DeployerError):
     def __init__(self, images: Sequence[str]) -> None:
         self.images = list(images)
         super().__init__(
-            f"not in the registry: {', '.join(self.images)} (push first: `deploy build ENV "
-            "--push`); nothing changed"
+            f"not in the registry: {', '.join(self.images)} (push it there first); nothing changed"
         )
 
 

@@ -430,6 +430,9 @@ def _swarm_apply(
                 raise
             recording.rolling_back = failure
             undone = _swarm_undo(loaded, ui, manager, the_plan, before, desired.wait_timeout)
+            if not undone:  # it failed before any service changed: nothing was rolled back
+                recording.rolling_back = None
+                raise
             raise RolledBackError(failure, undone) from failure
 
 
@@ -481,20 +484,47 @@ def swarm_rollback(
     exact images by digest with the configuration it recorded."""
     manager = loaded.outside.connect(loaded.engine)
     with _locked(loaded, manager, "rollback", lock_wait) as (store, actor):
-        command, desired = _rollback_state(loaded, ui, store, to)
+        command, desired = _rollback_state(
+            loaded,
+            ui,
+            store,
+            to,
+            lambda targets: _by_tag_where_unmoved(loaded, manager, targets, ui.redact),
+        )
         stack, _ = _stack_file(loaded, desired)
         return _swarm_apply(loaded, ui, manager, store, actor, command, desired, stack)
 
 
+def _by_tag_where_unmoved(
+    loaded: Loaded,
+    manager: EngineClient,
+    targets: Mapping[str, ServiceRelease],
+    redact: Redactor,
+) -> dict[str, ServiceRelease]:
+    """The services to go back to, each by the reference it was deployed with where its
+    registry still gives that tag the digest it ran (Swarm resolves it to that digest again,
+    and a service not changed since keeps its spec: it is not updated), by digest otherwise."""
+    images = sorted({t.image for t in targets.values()})
+    found = resolve_digests(manager, images, registry_login(loaded, images, redact))
+    return {
+        name: replace(t, pinned=t.image) if found.digests.get(t.image) == t.image_id else t
+        for name, t in targets.items()
+    }
+
+
 def _rollback_state(
-    loaded: Loaded, ui: Interaction, store: Store, to: int | None
+    loaded: Loaded,
+    ui: Interaction,
+    store: Store,
+    to: int | None,
+    pinned: Callable[[Mapping[str, ServiceRelease]], Mapping[str, ServiceRelease]] = dict,
 ) -> tuple[str, DesiredState]:
     """The command's name and the desired state of a rollback to release `to` (default: the
     last good one before the current): the release's services the compose files still have,
-    on their exact images with their recorded configuration."""
+    on their exact images (as `pinned` refers to them) with their recorded configuration."""
     target = rollback_target(history(store), to)
     current = desired_state(loaded, ui.redact)
-    targets = {n: s for n, s in target.services.items() if n in current.services}
+    targets = pinned({n: s for n, s in target.services.items() if n in current.services})
     secrets = Secrets.of(loaded.spec, loaded.variables)
     desired = restore_state(current, targets, secrets, loaded.outside.run)
     return f"rollback to release {target.number}", desired
@@ -525,6 +555,7 @@ def swarm_restart(
                 Plan(loaded.spec.name, project, changes),
                 time.monotonic() - started,
                 tuple(after.services[n] for n in targets if n in after.services),
+                done="restarted",
             )
 
         command = f"restart {' '.join(services)}".rstrip()

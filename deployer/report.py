@@ -250,7 +250,7 @@ def applied_text(applied: Applied) -> str:
 
 def swarm_applied_text(applied: SwarmApplied) -> str:
     plan = applied.plan
-    lines = [f"deployed {plan.environment} (stack {plan.project}) in {applied.seconds:.1f}s"]
+    lines = [f"{applied.done} {plan.environment} (stack {plan.project}) in {applied.seconds:.1f}s"]
     for change in plan.changes:
         lines.append(f"  {change.action:<9} {change.service}")
     for s in applied.services:

@@ -44,6 +44,7 @@ class SwarmApplied:
     seconds: float
     services: tuple[ObservedService, ...]  # the created and updated services afterwards
     unavailable: tuple[str, ...] = ()  # nodes that took no task: "dh6 (drain)"
+    done: str = "deployed"  # what the command did, in a word
 
 
 def deployed_services(plan: Plan) -> list[str]:

@@ -91,8 +91,8 @@ def test_deploy_changes_only_what_changed_and_nothing_at_all_when_in_sync(
     missing = stack.deploy("test", "--yes")
     assert missing.returncode == 1
     assert missing.stderr == (
-        f"error: not in the registry: {node_registry}/testapp:0.0.0-missing (push first: "
-        "`deploy build ENV --push`); nothing changed\n"
+        f"error: not in the registry: {node_registry}/testapp:0.0.0-missing (push it there "
+        "first); nothing changed\n"
     )
     assert (stack.versions(), stack.task_ids()) == (versions, tasks)
 
@@ -136,9 +136,12 @@ def test_rollback_puts_back_the_images_of_a_release_by_digest_and_restart_replac
     first_images = {name: image_of(s) for name, s in stack.services().items()}
     write_env(stack, web_tag="1.1.0", log_level="debug")
     ok(stack.deploy("test", "--yes"))
+    worker = (stack.versions()["worker"], stack.task_ids()["worker"])
 
     ok(stack.deploy("rollback", "test", "--to", "1", "--yes"))
 
+    # The worker has run release 1's image (its tag unmoved) and configuration all along.
+    assert (stack.versions()["worker"], stack.task_ids()["worker"]) == worker
     services = stack.services()
     assert {name: pinned(image_of(s)) for name, s in services.items()} == {
         name: pinned(image) for name, image in first_images.items()
@@ -298,3 +301,29 @@ def test_of_two_deploys_at_once_from_two_managers_one_proceeds_the_other_names_t
     assert code == 0, rest
     assert [env["LOG_LEVEL"] for env in stack.task_environments("web")] == ["info"] * 2
     assert [r["result"] for r in releases(stack)] == ["success", "success"]
+
+
+def test_an_image_built_and_pushed_through_the_manager_is_what_the_swarm_then_runs(
+    stack: SwarmSpace,
+) -> None:
+    repository = f"built-{stack.project}"
+    stack.write(
+        "app/compose.yml",
+        "services:\n  web:\n"
+        f"    image: ${{REGISTRY}}/{repository}:1.0.0\n"
+        "    build:\n      context: .\n      dockerfile_inline: |\n"
+        "        FROM ${REGISTRY}/testapp:1.0.0\n        LABEL dev.deployer.test=built\n",
+    )
+    write_env(stack)
+    image = f"{stack.swarm.node_image(REGISTRY)}/{repository}:1.0.0"
+
+    missing = stack.deploy("test", "--yes")
+    assert (missing.returncode, errors(missing.stderr)) == (
+        1,
+        [f"error: not in the registry: {image} (push it there first); nothing changed"],
+    )
+    ok(stack.deploy("build", "test", "--push", "--yes"))
+    ok(stack.deploy("test", "--yes"))
+
+    assert image_of(stack.services()["web"]).startswith(f"{image}@sha256:")
+    assert [name for name in stack.task_ids()] == ["web"]

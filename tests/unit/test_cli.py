@@ -152,7 +152,7 @@ def test_env_lists_values_masks_secrets_and_names_sources(
     assert "tok-canary" not in out
 
 
-@pytest.mark.parametrize("command", [["prune"], ["build"]])
+@pytest.mark.parametrize("command", [["prune"], ["promote", "good"]])
 def test_a_swarm_environment_refuses_what_is_not_built_yet(
     command: list[str], environments: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -167,8 +167,8 @@ def test_a_swarm_environment_refuses_what_is_not_built_yet(
     assert (code, out, err) == (
         1,
         "",
-        "error: cluster targets a swarm (engine.orchestrator: swarm): `deploy build`, "
-        "`promote` and `prune` do not work on a swarm yet (see docs/swarm.md)\n",
+        "error: cluster targets a swarm (engine.orchestrator: swarm): `deploy promote` and "
+        "`prune` do not work on a swarm yet (see docs/swarm.md)\n",
     )
     assert sorted(p.name for p in environments.parent.rglob("*")) == before
     code, out, _ = run(capsys, "env", "cluster")
