@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.conftest import REGISTRY, SWARM_COMPOSE, SwarmSpace, ok
+from tests.integration.conftest import REGISTRY, ROOT, SWARM_COMPOSE, SwarmSpace, ok
 from tests.integration.test_faults import ended, start, wait_for
 from tests.integration.test_swarm_render import GREETING
 
@@ -306,13 +306,16 @@ def test_of_two_deploys_at_once_from_two_managers_one_proceeds_the_other_names_t
 def test_an_image_built_and_pushed_through_the_manager_is_what_the_swarm_then_runs(
     stack: SwarmSpace,
 ) -> None:
+    # The test image's own recipe (FROM scratch: nothing to pull while building).
+    for name in ("Dockerfile", "start.sh"):
+        shutil.copy(ROOT / "images/app" / name, stack.environments / "app" / name)
+    shutil.copy("/bin/busybox", stack.environments / "app/busybox")
     repository = f"built-{stack.project}"
     stack.write(
         "app/compose.yml",
         "services:\n  web:\n"
         f"    image: ${{REGISTRY}}/{repository}:1.0.0\n"
-        "    build:\n      context: .\n      dockerfile_inline: |\n"
-        "        FROM ${REGISTRY}/testapp:1.0.0\n        LABEL dev.deployer.test=built\n",
+        "    build: {context: ., args: {VERSION: built}}\n",
     )
     write_env(stack)
     image = f"{stack.swarm.node_image(REGISTRY)}/{repository}:1.0.0"
@@ -326,4 +329,4 @@ def test_an_image_built_and_pushed_through_the_manager_is_what_the_swarm_then_ru
     ok(stack.deploy("test", "--yes"))
 
     assert image_of(stack.services()["web"]).startswith(f"{image}@sha256:")
-    assert [name for name in stack.task_ids()] == ["web"]
+    assert list(stack.task_ids()) == ["web"]
