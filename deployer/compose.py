@@ -107,14 +107,17 @@ def logs(
     since: str | None,
     tail: int | None,
 ) -> Command:
-    args = ["logs", "--no-color"]
-    if follow:
-        args.append("--follow")
+    return project.command("logs", "--no-color", *log_options(follow, since, tail), *services)
+
+
+def log_options(follow: bool, since: str | None, tail: int | None) -> list[str]:
+    """The options `docker compose logs` and `docker service logs` share."""
+    options = ["--follow"] if follow else []
     if since:
-        args += ["--since", since]
+        options += ["--since", since]
     if tail is not None:
-        args += ["--tail", str(tail)]
-    return project.command(*args, *services)
+        options += ["--tail", str(tail)]
+    return options
 
 
 def build(project: ComposeProject, services: Sequence[str]) -> Command:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from deployer.compose import Command
+from deployer.compose import Command, log_options
 from deployer.engine import Engine
 
 
@@ -20,14 +20,9 @@ def service_logs(
 ) -> Command:
     """The logs of every task of one service of the stack, gathered by the manager from every
     node; each line starts `PROJECT_SERVICE.SLOT@NODE | ` (`log_line` drops `PROJECT_`)."""
-    argv = ["docker", "service", "logs", "--no-task-ids"]
-    if follow:
-        argv.append("--follow")
-    if since:
-        argv += ["--since", since]
-    if tail is not None:
-        argv += ["--tail", str(tail)]
-    return Command((*argv, f"{project}_{service}"), engine.cli_environment())
+    options = log_options(follow, since, tail)
+    argv = ("docker", "service", "logs", "--no-task-ids", *options, f"{project}_{service}")
+    return Command(argv, engine.cli_environment())
 
 
 def log_line(project: str, line: str) -> str:
