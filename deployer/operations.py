@@ -280,6 +280,10 @@ def swarm_status(loaded: Loaded, redact: Redactor) -> SwarmStatus:
     )
 
 
+# The swarm target (`engine.orchestrator: swarm`): the same stages, the stack handed to Swarm
+# through a manager (swarm_apply.py), records and lock kept in the swarm (loaded.store).
+
+
 def swarm_logs(
     loaded: Loaded,
     services: Sequence[str],
@@ -290,13 +294,9 @@ def swarm_logs(
 ) -> Iterator[str]:
     """The log lines of a swarm environment's services (those of the stack on the swarm when
     none named), from their tasks on every node, as they come."""
-    declared = desired_state(loaded, redact).services  # also teaches `redact` their secrets
+    desired = desired_state(loaded, redact)  # also teaches `redact` their secrets
+    wanted = _named_services(loaded, desired, services)  # all when none named
     name, project = loaded.spec.name, loaded.spec.project
-    unknown = sorted(set(services) - set(declared))
-    if unknown:
-        raise DeployerError(
-            f"no service {', '.join(unknown)} in {name} (services: {', '.join(declared)})"
-        )
     on_swarm = observe_stack(loaded.outside.connect(loaded.engine), project).services
     absent = sorted(set(services) - set(on_swarm))
     if absent:
@@ -304,7 +304,7 @@ def swarm_logs(
         raise DeployerError(
             f"{name} has no {', '.join(absent)} on the swarm yet (`deploy {name}` creates {them})"
         )
-    names = sorted(set(services)) or sorted(set(declared) & set(on_swarm))
+    names = sorted(set(wanted) & set(on_swarm))
     commands = [service_logs(loaded.engine, project, s, follow, since, tail) for s in names]
     for _, line in runner.streams(commands):
         if isinstance(line, DeployerError):
@@ -350,10 +350,6 @@ def _wait_removed(client: EngineClient, project: str, timeout: float) -> None:
                 f"{', '.join(left)}"
             )
         time.sleep(0.25)
-
-
-# The swarm target (`engine.orchestrator: swarm`): the same stages, the stack handed to Swarm
-# through a manager (swarm_apply.py), records and lock kept in the swarm (loaded.store).
 
 
 def swarm_deploy(
