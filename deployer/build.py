@@ -14,7 +14,7 @@ from deployer.apply import Login, Progress
 from deployer.desired import DesiredState, Runner
 from deployer.engine import EngineClient
 from deployer.errors import BuildError, CommandFailedError, DeployerError, TagTakenError
-from deployer.reference import ImageReference
+from deployer.reference import ImageReference, short_id
 from deployer.registry import digest_in
 
 BUILD_LOG_LINES = 15
@@ -71,7 +71,7 @@ def build(
         found = client.local_image(image)
         if found is None:
             raise DeployerError(f"the build of {name} made no image {image}")
-        progress.done(name, f"{name}: built {image} ({_short(found['Id'])})")
+        progress.done(name, f"{name}: built {image} ({short_id(found['Id'])})")
         built.append(Built(name, image, str(found["Id"])))
     return built
 
@@ -117,7 +117,3 @@ def push(
         progress.done(image.service, f"{image.service}: pushed {image.image} ({digest})")
         pushed.append(Built(image.service, image.image, image.image_id, digest))
     return pushed
-
-
-def _short(image_id: str) -> str:
-    return image_id.removeprefix("sha256:")[:12]

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from deployer.desired import DesiredService, DesiredState
 from deployer.observed import ObservedContainer, ObservedState
-from deployer.reference import ImageReference, is_image_id
+from deployer.reference import ImageReference, is_image_id, short_id
 from deployer.registry import MovedTag, RegistryDigests, moved_tags, repository_digest
 
 # The order actions are listed (and carried out) in, for one service.
@@ -143,7 +143,7 @@ def _recreate_causes(
         causes.append(f"image {service.image} not present locally")
     elif container.image_id != local_id:
         causes.append(
-            f"image {service.image} now points to {_short(local_id)} (container runs {_short(container.image_id)})"
+            f"image {service.image} now points to {short_id(local_id)} (container runs {short_id(container.image_id)})"
         )
     return causes
 
@@ -156,7 +156,3 @@ def image_change(old: str, new: str) -> str:
     if before.repository == after.repository and after.tag and not after.digest:
         return f"{old} -> {after.tag}"
     return f"{old} -> {new}"
-
-
-def _short(image_id: str) -> str:
-    return image_id.removeprefix("sha256:")[:12]

@@ -94,6 +94,11 @@ class ImageReference:
         return text
 
 
+def short_id(image_id: str) -> str:
+    """An image ID or digest as people read it: 12 hex digits, without `sha256:`."""
+    return image_id.removeprefix("sha256:")[:12]
+
+
 def is_reference(text: str) -> bool:
     try:
         ImageReference.parse(text)

@@ -33,6 +33,7 @@ from deployer.observed import ObservedContainer
 from deployer.operations import Divergence, Promotion, Rollout
 from deployer.plan import Plan
 from deployer.prune import Pruned
+from deployer.reference import short_id
 from deployer.releases import Release
 from deployer.state import iso
 from deployer.status import EnvironmentStatus, RunningImage, images_by_service
@@ -238,23 +239,23 @@ def plans_document(
     }
 
 
+def _applied_lines(done: str, plan: Plan, target: str, seconds: float) -> list[str]:
+    """What an applied plan did: `deployed ENV (project P) in Ns`, then each change."""
+    lines = [f"{done} {plan.environment} ({target} {plan.project}) in {seconds:.1f}s"]
+    return lines + [f"  {change.action:<9} {change.service}" for change in plan.changes]
+
+
 def applied_text(applied: Applied) -> str:
-    plan = applied.plan
-    lines = [f"deployed {plan.environment} (project {plan.project}) in {applied.seconds:.1f}s"]
-    for change in plan.changes:
-        lines.append(f"  {change.action:<9} {change.service}")
+    lines = _applied_lines("deployed", applied.plan, "project", applied.seconds)
     for container in applied.containers:
         lines.append(f"  {container.name}: {container.status}")
     return "\n".join(lines)
 
 
 def swarm_applied_text(applied: SwarmApplied) -> str:
-    plan = applied.plan
-    lines = [f"{applied.done} {plan.environment} (stack {plan.project}) in {applied.seconds:.1f}s"]
-    for change in plan.changes:
-        lines.append(f"  {change.action:<9} {change.service}")
+    lines = _applied_lines(applied.done, applied.plan, "stack", applied.seconds)
     for s in applied.services:
-        digest = (s.digest or "-").removeprefix("sha256:")[:12]
+        digest = short_id(s.digest or "-")
         lines.append(
             f"  {s.name}: {s.running}/{s.desired_tasks} tasks running, {s.requested_image} ({digest})"
         )
@@ -493,7 +494,7 @@ def history_text(
 
 def _services_lines(services: Mapping[str, Any], indent: str) -> list[str]:
     return [
-        f"{indent}{name}: {service.image} ({_short_id(service.image_id)})"
+        f"{indent}{name}: {service.image} ({short_id(service.image_id)})"
         for name, service in sorted(services.items())
     ]
 
@@ -578,10 +579,6 @@ def lock_text(
         f"{where}: locked by {lock.describe()} since {iso(lock.since)}: {lock.reason}\n"
         f"  kind {lock.kind}, expires {iso(lock.expires)}; {state}"
     )
-
-
-def _short_id(image_id: str) -> str:
-    return image_id.removeprefix("sha256:")[:12]
 
 
 def status_document(status: EnvironmentStatus) -> dict[str, Any]:
@@ -690,7 +687,7 @@ def statuses_text(
 
 
 def _running(image: RunningImage) -> str:
-    return f"{image.image} ({_short_id(image.image_id)})" if image.image else "no container"
+    return f"{image.image} ({short_id(image.image_id)})" if image.image else "no container"
 
 
 def _health_and_sync(healthy: bool, in_sync: bool) -> str:
@@ -715,7 +712,7 @@ def status_text(status: EnvironmentStatus, host: str | None = None) -> str:
                     ready if first else "",
                     c.name,
                     c.image,
-                    _short_id(c.image_id),
+                    short_id(c.image_id),
                     release,
                     c.status,
                 )
@@ -803,7 +800,7 @@ def prune_text(pruned: Pruned) -> str:
         return "\n".join(pruned.trimmed.lines()) or "nothing to remove"
     verb = "would remove" if pruned.dry_run else "removed"
     lines = [
-        f"{verb} {_short_id(c.image_id)} {' '.join(c.references) or '<none>'} ({_megabytes(c.size)}, {c.why})"
+        f"{verb} {short_id(c.image_id)} {' '.join(c.references) or '<none>'} ({_megabytes(c.size)}, {c.why})"
         for c in pruned.candidates
     ]
     if pruned.dry_run:
@@ -880,7 +877,7 @@ def swarm_status_text(status: SwarmStatus) -> str:
         ("SERVICE", "RUNNING", "IMAGE", "DIGEST", "UPDATE", "NODE", "STATE", "HEALTH", "SINCE")
     ]
     for s in status.stack.services.values():
-        digest = (s.digest or "-").removeprefix("sha256:")[:12]
+        digest = short_id(s.digest or "-")
         head = (
             s.name,
             f"{s.running}/{s.desired_tasks}",
