@@ -323,7 +323,7 @@ def swarm_down(loaded: Loaded, ui: Interaction, volumes: bool, lock_wait: float 
             "then `docker volume rm` on each node)"
         )
     client = loaded.outside.connect(loaded.engine)
-    client.swarm_manager()  # before the lock: an engine that is not one gets the one-line error
+    # An engine that is not a manager gets the one-line error from the swarm store, before the lock.
     with _locked(loaded, client, "down", lock_wait) as (store, actor):
         removed = sorted(observe_stack(client, project).services)
         _confirmed(loaded, ui, f"Remove the stack {project} of {name}, its services and networks?")

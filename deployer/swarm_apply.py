@@ -26,7 +26,7 @@ from deployer.errors import Interrupted, SwarmServiceError
 from deployer.plan import Plan
 from deployer.runner import Completed
 from deployer.swarm_commands import service_remove
-from deployer.swarm_observed import ObservedService, ObservedStack, observe_stack
+from deployer.swarm_observed import ObservedService, ObservedStack, read_stack
 from deployer.swarm_stack import StackFile, stack_deploy
 
 POLL_SECONDS = 1.0
@@ -173,7 +173,7 @@ def wait(
     pending = list(services)
     reasons: dict[str, str] = {}  # the first thing Swarm said went wrong, per service
     while True:
-        observed = observe_stack(client, project)
+        observed = read_stack(client, project)
         for name in list(pending):
             service = observed.services.get(name)
             where = convergence(service)

@@ -72,6 +72,11 @@ class ObservedStack:
 def observe_stack(client: EngineClient, project: str) -> ObservedStack:
     """The stack as a manager sees it. The engine must be a swarm manager."""
     client.swarm_manager()
+    return read_stack(client, project)
+
+
+def read_stack(client: EngineClient, project: str) -> ObservedStack:
+    """The stack, read from an engine known to be a manager (watching it converge)."""
     services = client.stack_services(project)
     tasks = client.service_tasks(sorted(s["ID"] for s in services))
     return stack_from(project, services, tasks, client.nodes())
