@@ -29,9 +29,9 @@ from typing import Any
 
 import docker
 
-from deployer import audit, releases
-from deployer.engine import Engine, EngineClient
-from deployer.state import StateStore
+from deployer.infra.engine import Engine, EngineClient
+from deployer.state import audit, releases
+from deployer.state.store import StateStore
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = [sys.executable, "-m", "deployer"]

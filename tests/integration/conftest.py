@@ -25,9 +25,10 @@ import docker
 import docker.errors
 import pytest
 
-from deployer import operations, runner
-from deployer.compose import Command
-from deployer.variables import Redactor
+from deployer.commands import operations
+from deployer.core.variables import Redactor
+from deployer.infra import runner
+from deployer.targets.compose.project import Command
 from tests.integration.bed import TRANSPORTS, Bed, Swarm, checked, run_script
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -10,8 +10,8 @@ import docker
 import docker.errors
 import pytest
 
-from deployer import runner
-from deployer.ssh import SshConnections
+from deployer.infra import runner
+from deployer.infra.ssh import SshConnections
 from tests.integration.bed import Bed
 from tests.integration.conftest import REGISTRY, Fleet, ok
 

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
-from deployer.swarm_stack import without_fingerprint
+from deployer.targets.swarm.stack import without_fingerprint
 
 pytestmark = pytest.mark.integration
 

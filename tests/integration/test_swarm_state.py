@@ -11,12 +11,13 @@ from typing import Any
 
 import pytest
 
-from deployer import operations, releases
-from deployer.engine import Engine, EngineClient
-from deployer.lock import Lock
-from deployer.state import Actor
-from deployer.swarm_state import SwarmStore, config_name
-from deployer.variables import Redactor
+from deployer.commands import operations
+from deployer.core.variables import Redactor
+from deployer.infra.engine import Engine, EngineClient
+from deployer.state import releases
+from deployer.state.lock import Lock
+from deployer.state.store import Actor
+from deployer.state.swarm_store import SwarmStore, config_name
 from tests.integration.conftest import REGISTRY, STATE_PROJECT_LABEL, SwarmSpace
 
 pytestmark = pytest.mark.integration

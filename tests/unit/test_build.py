@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from deployer.build import Built, buildable, check_tag
-from deployer.compose import ComposeProject
-from deployer.desired import DesiredService, DesiredState
-from deployer.engine import Engine
-from deployer.errors import DeployerError, TagTakenError
+from deployer.core.desired import DesiredService, DesiredState
+from deployer.core.errors import DeployerError, TagTakenError
+from deployer.infra.engine import Engine
+from deployer.targets.compose.build import Built, buildable, check_tag
+from deployer.targets.compose.project import ComposeProject
 
 IMAGE = "ghcr.io/acme/tool:1.0"
 PUSHED = "sha256:" + "a" * 64

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from deployer import cli
-from deployer.spec import COMMAND_NAMES
+from deployer.core.spec import COMMAND_NAMES
 
 
 def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:

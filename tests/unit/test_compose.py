@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from deployer import compose
-from deployer.compose import Command, ComposeProject
-from deployer.engine import Engine
-from deployer.runner import tool_environment
-from deployer.variables import Redactor
+from deployer.core.variables import Redactor
+from deployer.infra.engine import Engine
+from deployer.infra.runner import tool_environment
+from deployer.targets.compose import project as compose
+from deployer.targets.compose.project import Command, ComposeProject
 
 PROJECT = ComposeProject(
     name="shop-staging",

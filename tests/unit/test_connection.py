@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from deployer.engine import Engine, negotiate
-from deployer.errors import DeployerError
+from deployer.core.errors import DeployerError
+from deployer.infra.engine import Engine, negotiate
 
 TLS_ENV = {"DOCKER_TLS_VERIFY": "1", "DOCKER_CERT_PATH": "/certs"}
 

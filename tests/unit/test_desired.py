@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from deployer.desired import (
+from deployer.core.desired import (
     check_services_exist,
     compose_issue,
     desired_services,
@@ -17,9 +17,9 @@ from deployer.desired import (
     spec_overrides,
     with_overrides,
 )
-from deployer.errors import ConfigError, ConfigIssue
-from deployer.spec import ServiceOverride, Spec
-from deployer.variables import SecretPolicy
+from deployer.core.errors import ConfigError, ConfigIssue
+from deployer.core.spec import ServiceOverride, Spec
+from deployer.core.variables import SecretPolicy
 
 
 def spec(tmp_path: Path, services: dict[str, ServiceOverride]) -> Spec:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from deployer.engine import Engine
-from deployer.errors import DeployerError
-from deployer.fleet import batches, each, failed, in_turn, label, selected
+from deployer.core.errors import DeployerError
+from deployer.infra.engine import Engine
+from deployer.targets.fleet.hosts import batches, each, failed, in_turn, label, selected
 
 HOSTS = [Engine(f"ssh://root@10.0.0.{n}") for n in range(1, 6)]
 

@@ -10,18 +10,18 @@ from typing import Any
 
 import pytest
 
-from deployer import report
-from deployer.compose import Command
-from deployer.desired import FINGERPRINT_LABEL
-from deployer.engine import Engine
-from deployer.errors import ConfigError, EngineUnreachableError
-from deployer.fleet import HostOutcome
-from deployer.lock import Lock
-from deployer.operations import Loaded, diff_hosts, status_hosts
-from deployer.plan import Change, Plan
-from deployer.runner import Completed
-from deployer.status import ContainerStatus, EnvironmentStatus, ServiceStatus
-from deployer.variables import Redactor
+from deployer.cli import report
+from deployer.commands.operations import Loaded, diff_hosts, status_hosts
+from deployer.core.desired import FINGERPRINT_LABEL
+from deployer.core.errors import ConfigError, EngineUnreachableError
+from deployer.core.variables import Redactor
+from deployer.infra.engine import Engine
+from deployer.infra.runner import Completed
+from deployer.state.lock import Lock
+from deployer.targets.compose.plan import Change, Plan
+from deployer.targets.compose.project import Command
+from deployer.targets.compose.status import ContainerStatus, EnvironmentStatus, ServiceStatus
+from deployer.targets.fleet.hosts import HostOutcome
 from tests.unit.fakes import FakeCompose, FakeEngine, FakeStore
 from tests.unit.test_operations import GOOD, World, make_world
 

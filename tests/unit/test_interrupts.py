@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from deployer.apply import PARALLEL_PULLS, pull_all
-from deployer.engine import EngineClient
-from deployer.fleet import together
+from deployer.infra.engine import EngineClient
+from deployer.targets.compose.apply import PARALLEL_PULLS, pull_all
+from deployer.targets.fleet.hosts import together
 
 
 class SlowRegistry(EngineClient):

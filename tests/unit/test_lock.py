@@ -8,10 +8,19 @@ from typing import Any
 
 import pytest
 
-from deployer import lock as lock_module
-from deployer import report
-from deployer.errors import LockedError, LockLostError
-from deployer.lock import LOCK_ENV, Lock, acquire, break_lock, holding, status, verify_held, working
+from deployer.cli import report
+from deployer.core.errors import LockedError, LockLostError
+from deployer.state import lock as lock_module
+from deployer.state.lock import (
+    LOCK_ENV,
+    Lock,
+    acquire,
+    break_lock,
+    holding,
+    status,
+    verify_held,
+    working,
+)
 from tests.unit.fakes import FakeStore
 
 ELSEWHERE = "another-host"  # a lock taken on another host: its processes cannot be seen from here

@@ -5,17 +5,17 @@ from __future__ import annotations
 
 import pytest
 
-from deployer.errors import DeployerError, LockedError
-from deployer.lock import Lock, stale_reason
-from deployer.releases import (
+from deployer.core.errors import DeployerError, LockedError
+from deployer.core.variables import SecretPolicy
+from deployer.state.lock import Lock, stale_reason
+from deployer.state.releases import (
     Release,
     Secrets,
     pinned_reference,
     recorded_config,
     rollback_target,
 )
-from deployer.state import StateStore
-from deployer.variables import SecretPolicy
+from deployer.state.store import StateStore
 
 LOCK = Lock(
     "alice", "host-a", 4242, "deploy staging", "process", "t", ttl=600.0, since=1000.0, renewed=1000.0

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from deployer.observed import (
+from deployer.targets.compose.observe import (
     ObservedContainer,
     container_from_summary,
     image_digests,

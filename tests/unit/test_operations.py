@@ -9,14 +9,21 @@ from typing import Any
 
 import pytest
 
-from deployer import audit
-from deployer.engine import Engine
-from deployer.errors import CommandFailedError, RolledBackError, UnhealthyServiceError
-from deployer.operations import Interaction, Loaded, Outside, deploy, desired_state, rollback
-from deployer.plan import Plan
-from deployer.releases import Release, Secrets, ServiceRelease, history, restore_state
-from deployer.spec import Spec
-from deployer.variables import Redactor, Variable, Variables
+from deployer.commands.operations import (
+    Interaction,
+    Loaded,
+    Outside,
+    deploy,
+    desired_state,
+    rollback,
+)
+from deployer.core.errors import CommandFailedError, RolledBackError, UnhealthyServiceError
+from deployer.core.spec import Spec
+from deployer.core.variables import Redactor, Variable, Variables
+from deployer.infra.engine import Engine
+from deployer.state import audit
+from deployer.state.releases import Release, Secrets, ServiceRelease, history, restore_state
+from deployer.targets.compose.plan import Plan
 from tests.unit.fakes import ACTOR, FakeCompose, FakeEngine, FakeStore
 
 GOOD, BAD = ["httpd", "-f"], ["false"]

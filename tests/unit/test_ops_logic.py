@@ -4,15 +4,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from deployer import compose
-from deployer.apply import Login, registry_of
-from deployer.compose import Command, ComposeProject
-from deployer.desired import DesiredService, DesiredState
-from deployer.engine import Engine
-from deployer.observed import ObservedContainer, ObservedState
-from deployer.prune import Candidate, prunable
-from deployer.releases import Release, ServiceRelease
-from deployer.status import ContainerStatus, EnvironmentStatus, ServiceStatus, status
+from deployer.core.desired import DesiredService, DesiredState
+from deployer.infra.engine import Engine
+from deployer.state.releases import Release, ServiceRelease
+from deployer.targets.compose import project as compose
+from deployer.targets.compose.apply import Login, registry_of
+from deployer.targets.compose.observe import ObservedContainer, ObservedState
+from deployer.targets.compose.project import Command, ComposeProject
+from deployer.targets.compose.prune import Candidate, prunable
+from deployer.targets.compose.status import (
+    ContainerStatus,
+    EnvironmentStatus,
+    ServiceStatus,
+    status,
+)
 
 ENGINE = Engine("unix:///var/run/docker.sock")
 PROJECT = ComposeProject("shop", (Path("/srv/compose.yml"),), ENGINE, {"A": "1"})

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from deployer import report
-from deployer.compose import ComposeProject
-from deployer.desired import DesiredService, DesiredState
-from deployer.engine import Engine
-from deployer.observed import ObservedContainer, ObservedState
-from deployer.plan import Change, Plan, plan
+from deployer.cli import report
+from deployer.core.desired import DesiredService, DesiredState
+from deployer.infra.engine import Engine
+from deployer.targets.compose.observe import ObservedContainer, ObservedState
+from deployer.targets.compose.plan import Change, Plan, plan
+from deployer.targets.compose.project import ComposeProject
 
 REG = "ghcr.io/acme"
 WEB_PRINT = {

@@ -7,21 +7,21 @@ from typing import Any
 
 import pytest
 
-from deployer import apply
-from deployer.apply import wait_ready
-from deployer.compose import ComposeProject
-from deployer.desired import DesiredService, DesiredState, restart_policy_of
-from deployer.engine import Engine, engine_timestamp
-from deployer.errors import UnhealthyServiceError
-from deployer.observed import (
+from deployer.core.desired import DesiredService, DesiredState, restart_policy_of
+from deployer.core.errors import UnhealthyServiceError
+from deployer.infra.engine import Engine, engine_timestamp
+from deployer.targets.compose import apply
+from deployer.targets.compose.apply import wait_ready
+from deployer.targets.compose.observe import (
     ObservedContainer,
     ObservedState,
     container_from_summary,
     is_completed,
     is_steady,
 )
-from deployer.plan import Change, Plan, plan
-from deployer.status import status
+from deployer.targets.compose.plan import Change, Plan, plan
+from deployer.targets.compose.project import ComposeProject
+from deployer.targets.compose.status import status
 
 NOW = engine_timestamp("2026-11-28T14:00:10Z")
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from deployer.errors import InvalidReferenceError
-from deployer.reference import ImageReference, is_image_id, is_reference, lookup_key
+from deployer.core.errors import InvalidReferenceError
+from deployer.core.reference import ImageReference, is_image_id, is_reference, lookup_key
 
 DIGEST = "sha256:" + "a" * 64
 

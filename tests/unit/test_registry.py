@@ -7,14 +7,20 @@ from pathlib import Path
 
 import pytest
 
-from deployer import report
-from deployer.desired import DesiredService
-from deployer.errors import RegistryError, TagMovedError
-from deployer.observed import ObservedState
-from deployer.operations import diff
-from deployer.plan import Change, Plan, plan
-from deployer.registry import MovedTag, RegistryDigests, digest_in, moved_tags, tags_to_check
-from deployer.variables import Redactor
+from deployer.cli import report
+from deployer.commands.operations import diff
+from deployer.core.desired import DesiredService
+from deployer.core.errors import RegistryError, TagMovedError
+from deployer.core.variables import Redactor
+from deployer.targets.compose.observe import ObservedState
+from deployer.targets.compose.plan import Change, Plan, plan
+from deployer.targets.compose.registry import (
+    MovedTag,
+    RegistryDigests,
+    digest_in,
+    moved_tags,
+    tags_to_check,
+)
 from tests.unit.fakes import FakeEngine
 from tests.unit.test_operations import DIGEST, GOOD, World, make_world
 from tests.unit.test_plan import IMAGES, IN_SYNC, REG, WEB_PRINT, desired

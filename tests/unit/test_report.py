@@ -5,13 +5,13 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-from deployer import report
-from deployer.compose import ComposeProject, up
-from deployer.engine import Engine
-from deployer.operations import Loaded, PinnedService, Promotion
-from deployer.releases import Release, ServiceRelease
-from deployer.spec import Spec
-from deployer.variables import Redactor, SecretPolicy, Variables
+from deployer.cli import report
+from deployer.commands.operations import Loaded, PinnedService, Promotion
+from deployer.core.spec import Spec
+from deployer.core.variables import Redactor, SecretPolicy, Variables
+from deployer.infra.engine import Engine
+from deployer.state.releases import Release, ServiceRelease
+from deployer.targets.compose.project import ComposeProject, up
 
 
 def test_console_masks_free_text_and_prints_data_as_it_is() -> None:

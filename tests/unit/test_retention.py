@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from deployer.errors import ConfigError
-from deployer.prune import Candidate, kept_by_releases, prunable
-from deployer.retention import Trimmed, expired_audit, expired_releases
-from deployer.spec import load_spec
+from deployer.core.errors import ConfigError
+from deployer.core.spec import load_spec
+from deployer.state.retention import Trimmed, expired_audit, expired_releases
+from deployer.targets.compose.prune import Candidate, kept_by_releases, prunable
 
 
 def release(number: int, **images: str) -> dict[str, Any]:

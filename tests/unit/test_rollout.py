@@ -10,17 +10,8 @@ from typing import Any
 
 import pytest
 
-from deployer import audit, report
-from deployer.engine import Engine
-from deployer.errors import (
-    CommandFailedError,
-    HostsFailedError,
-    Interrupted,
-    LockedError,
-    RolloutFailedError,
-)
-from deployer.fleet_state import FleetStore
-from deployer.operations import (
+from deployer.cli import report
+from deployer.commands.operations import (
     Interaction,
     Loaded,
     Outside,
@@ -33,11 +24,21 @@ from deployer.operations import (
     lock_release,
     rollback,
 )
-from deployer.plan import Plan
-from deployer.releases import history
-from deployer.spec import Spec
-from deployer.state import StoredLock
-from deployer.variables import Redactor, Variable, Variables
+from deployer.core.errors import (
+    CommandFailedError,
+    HostsFailedError,
+    Interrupted,
+    LockedError,
+    RolloutFailedError,
+)
+from deployer.core.spec import Spec
+from deployer.core.variables import Redactor, Variable, Variables
+from deployer.infra.engine import Engine
+from deployer.state import audit
+from deployer.state.fleet_store import FleetStore
+from deployer.state.releases import history
+from deployer.state.store import StoredLock
+from deployer.targets.compose.plan import Plan
 from tests.unit.fakes import ACTOR, FakeHosts
 from tests.unit.test_operations import BAD, GOOD, IMAGES, PINNED, exits_with, model
 
@@ -211,7 +212,9 @@ def test_batches_are_paused_between_not_before_the_first_nor_after_the_last(
     fleet = make_fleet(tmp_path, batch=2, pause=7.5)
     slept: list[tuple[float, list[int]]] = []
     ups = lambda: [c.ups for c in fleet.hosts.composes.values()]  # noqa: E731
-    monkeypatch.setattr("deployer.operations.time.sleep", lambda s: slept.append((s, ups())))
+    monkeypatch.setattr(
+        "deployer.commands.operations.time.sleep", lambda s: slept.append((s, ups()))
+    )
 
     fleet.deploy(GOOD)
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from deployer.errors import ConfigError, UnknownEnvironmentError
-from deployer.spec import ServiceOverride, Spec, load_spec, spec_path
+from deployer.core.errors import ConfigError, UnknownEnvironmentError
+from deployer.core.spec import ServiceOverride, Spec, load_spec, spec_path
 
 
 def write(folder: Path, name: str, text: str | bytes) -> Path:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from deployer.errors import SpecEditError
-from deployer.spec_edit import pin_images
+from deployer.core.errors import SpecEditError
+from deployer.core.spec_edit import pin_images
 
 WEB = "127.0.0.1:5000/shop-web:1.1.0@sha256:" + "a" * 64
 WORKER = "127.0.0.1:5000/shop-worker:1.0.0@sha256:" + "b" * 64

@@ -14,10 +14,16 @@ from pathlib import Path
 
 import pytest
 
-from deployer.compose import Command
-from deployer.errors import ProgramNotFoundError, SshConnectError
-from deployer.runner import Completed, child_environment
-from deployer.ssh import Multiplexing, SshConnections, SshTarget, remote_socket, runtime_folder
+from deployer.core.errors import ProgramNotFoundError, SshConnectError
+from deployer.infra.runner import Completed, child_environment
+from deployer.infra.ssh import (
+    Multiplexing,
+    SshConnections,
+    SshTarget,
+    remote_socket,
+    runtime_folder,
+)
+from deployer.targets.compose.project import Command
 
 MUX = Multiplexing("/tmp/deployer-ssh-ab12", "/usr/bin/ssh")
 SHARED = [

@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from deployer.apply import Login
-from deployer.engine import Engine
-from deployer.plan import Change, Plan
-from deployer.swarm_apply import (
+from deployer.infra.engine import Engine
+from deployer.targets.compose.apply import Login
+from deployer.targets.compose.plan import Change, Plan
+from deployer.targets.swarm.apply import (
     CONVERGED,
     PAUSED,
     ROLLED_BACK,
@@ -24,9 +24,9 @@ from deployer.swarm_apply import (
     removed_services,
     unavailable_nodes,
 )
-from deployer.swarm_commands import service_remove, service_restart, service_rollback
-from deployer.swarm_observed import ObservedService, ObservedTask
-from deployer.swarm_stack import convert, stack_deploy
+from deployer.targets.swarm.commands import service_remove, service_restart, service_rollback
+from deployer.targets.swarm.observe import ObservedService, ObservedTask
+from deployer.targets.swarm.stack import convert, stack_deploy
 
 ENGINE = Engine("unix:///run/manager.sock")
 CLI_ENV = {

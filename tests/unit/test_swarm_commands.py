@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from deployer.compose import Command
-from deployer.engine import Engine
-from deployer.swarm_commands import log_line, service_logs, stack_rm
+from deployer.infra.engine import Engine
+from deployer.targets.compose.project import Command
+from deployer.targets.swarm.commands import log_line, service_logs, stack_rm
 
 MANAGER = Engine("ssh://deploy@manager1")
 MANAGER_ENV = {

@@ -8,15 +8,15 @@ from typing import Any
 
 import pytest
 
-from deployer import audit
-from deployer.compose import Command
-from deployer.engine import Engine
-from deployer.errors import DeployerError
-from deployer.operations import Interaction, Loaded, Outside, swarm_down
-from deployer.runner import Completed
-from deployer.spec import SWARM, Spec
-from deployer.swarm_commands import stack_rm
-from deployer.variables import Redactor, Variables
+from deployer.commands.operations import Interaction, Loaded, Outside, swarm_down
+from deployer.core.errors import DeployerError
+from deployer.core.spec import SWARM, Spec
+from deployer.core.variables import Redactor, Variables
+from deployer.infra.engine import Engine
+from deployer.infra.runner import Completed
+from deployer.state import audit
+from deployer.targets.compose.project import Command
+from deployer.targets.swarm.commands import stack_rm
 from tests.unit.fakes import ACTOR, FakeStore
 from tests.unit.test_operations import Silent
 

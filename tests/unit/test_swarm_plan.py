@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from deployer import report
-from deployer.plan import Change, Plan
-from deployer.swarm_observed import ObservedService, ObservedTask, stack_from
-from deployer.swarm_plan import plan
-from deployer.swarm_stack import convert
-from deployer.swarm_status import SwarmStatus
+from deployer.cli import report
+from deployer.targets.compose.plan import Change, Plan
+from deployer.targets.swarm.observe import ObservedService, ObservedTask, stack_from
+from deployer.targets.swarm.plan import plan
+from deployer.targets.swarm.stack import convert
+from deployer.targets.swarm.status import SwarmStatus
 
 NODES = [
     {"ID": "n4", "Description": {"Hostname": "dh4"}},

@@ -10,11 +10,12 @@ from typing import Any
 import pytest
 import yaml
 
-from deployer import report
-from deployer.compose import Command
-from deployer.engine import Engine
-from deployer.spec import load_spec
-from deployer.swarm_stack import (
+from deployer.cli import report
+from deployer.core.spec import load_spec
+from deployer.core.variables import Redactor, SecretPolicy
+from deployer.infra.engine import Engine
+from deployer.targets.compose.project import Command
+from deployer.targets.swarm.stack import (
     FINGERPRINT_LABEL,
     KEY_FINGERPRINTS_LABEL,
     Finding,
@@ -30,7 +31,6 @@ from deployer.swarm_stack import (
     with_rolling_defaults,
     without_fingerprint,
 )
-from deployer.variables import Redactor, SecretPolicy
 
 # `docker compose config --format json` (Compose 2.40.3) of a shop: a web with a build, a dev
 # password equal to a service name, a health check, an ingress and a host-mode port, a short

@@ -8,12 +8,12 @@ import re
 from dataclasses import replace
 from pathlib import Path
 
-from deployer.engine import Engine, SwarmConfig
-from deployer.operations import Loaded, Outside
-from deployer.spec import SWARM, Spec
-from deployer.state import lock_record, read_record
-from deployer.swarm_state import NAME_LIMIT, SwarmStore, config_name
-from deployer.variables import Variables
+from deployer.commands.operations import Loaded, Outside
+from deployer.core.spec import SWARM, Spec
+from deployer.core.variables import Variables
+from deployer.infra.engine import Engine, SwarmConfig
+from deployer.state.store import lock_record, read_record
+from deployer.state.swarm_store import NAME_LIMIT, SwarmStore, config_name
 from tests.unit.fakes import FakeStore
 
 # swarmkit's rule for a config's name (manager/controlapi, validateConfigOrSecretAnnotations).

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from deployer.errors import ConfigError
-from deployer.variables import (
+from deployer.core.errors import ConfigError
+from deployer.core.variables import (
     PROCESS_ENVIRONMENT,
     Redactor,
     SecretPolicy,

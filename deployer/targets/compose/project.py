@@ -1,0 +1,140 @@
+"""Commands as data: the `docker compose` invocations deployer makes. Nothing here runs them."""
+
+from __future__ import annotations
+
+import os
+import shlex
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from deployer.core.variables import MASK
+from deployer.infra.engine import Engine
+
+
+@dataclass(frozen=True)
+class Command:
+    """One process to run: argv, variables added to its environment, text for its stdin."""
+
+    argv: tuple[str, ...]
+    env: Mapping[str, str] = field(default_factory=dict)
+    stdin: str | None = field(default=None, repr=False)  # may hold a password (docker login)
+    secret_names: frozenset[str] = frozenset()
+
+    def with_env(self, more: Mapping[str, str]) -> Command:
+        return replace(self, env={**self.env, **more})
+
+    def shown_env(self, redact: Callable[[str], str]) -> dict[str, str]:
+        """The added variables as shown to people: secret ones masked, and secrets inside others."""
+        return {
+            name: MASK if name in self.secret_names else redact(value)
+            for name, value in self.env.items()
+        }
+
+    def shell(self, redact: Callable[[str], str]) -> str:
+        """The command as a person would type it, shell-quoted, secret values masked."""
+        assignments = [
+            f"{name}={value if value == MASK else shlex.quote(value)}"
+            for name, value in self.shown_env(redact).items()
+        ]
+        return " ".join([*assignments, *(shlex.quote(a) for a in self.argv)])
+
+
+@dataclass(frozen=True)
+class ComposeProject:
+    """What every `docker compose` call of one environment shares."""
+
+    name: str
+    files: tuple[Path, ...]
+    engine: Engine
+    variables: Mapping[str, str]
+    secret_names: frozenset[str] = frozenset()
+    # deployer's overrides as a compose file, given on stdin (`-f -`) so no file holds them.
+    override: str | None = None
+
+    def command(self, *args: str) -> Command:
+        argv = ["docker", "compose", "--project-name", self.name]
+        # Compose must not read any .env itself: deployer hands it the merged values.
+        argv += ["--env-file", os.devnull]
+        for path in self.files:
+            argv += ["--file", str(path)]
+        if self.override is not None:
+            argv += ["--file", "-"]
+        env = {**self.variables, **self.engine.cli_environment()}
+        return Command(tuple(argv + list(args)), env, self.override, self.secret_names)
+
+    def with_override(self, override: str | None) -> ComposeProject:
+        return ComposeProject(
+            self.name, self.files, self.engine, self.variables, self.secret_names, override
+        )
+
+
+def config_json(project: ComposeProject) -> Command:
+    return project.command("config", "--format", "json")
+
+
+def up(project: ComposeProject, services: Sequence[str], remove_orphans: bool) -> Command:
+    args = ["up", "--detach", "--pull", "never"]
+    if remove_orphans:
+        args.append("--remove-orphans")
+    return project.command(*args, *services)
+
+
+# An empty project: enough for Compose to read env files without any compose file's demands.
+EMPTY_PROJECT = "services: {}\n"
+
+
+def env_files_reading(
+    project: str, env_files: Sequence[Path], process_variables: Mapping[str, str]
+) -> Command:
+    """Compose's own reading of env files (`--env-file` in order), as `NAME=value` lines."""
+    argv = ["docker", "compose", "--project-name", project]
+    for path in env_files:
+        argv += ["--env-file", str(path)]
+    argv += ["--file", "-", "config", "--environment"]
+    return Command(tuple(argv), dict(process_variables), EMPTY_PROJECT)
+
+
+def compose_version(env: Mapping[str, str]) -> Command:
+    """`docker compose version`, in the environment of the command that found no Compose."""
+    return Command(("docker", "compose", "version", "--short"), env)
+
+
+def logs(
+    project: ComposeProject,
+    services: Sequence[str],
+    follow: bool,
+    since: str | None,
+    tail: int | None,
+) -> Command:
+    return project.command("logs", "--no-color", *log_options(follow, since, tail), *services)
+
+
+def log_options(follow: bool, since: str | None, tail: int | None) -> list[str]:
+    """The options `docker compose logs` and `docker service logs` share."""
+    options = ["--follow"] if follow else []
+    if since:
+        options += ["--since", since]
+    if tail is not None:
+        options += ["--tail", str(tail)]
+    return options
+
+
+def build(project: ComposeProject, services: Sequence[str]) -> Command:
+    """`docker compose build`: each image tagged as the service's `image:` (the spec's overrides
+    in the project's override) says."""
+    return project.command("build", *services)
+
+
+def restart(project: ComposeProject, services: Sequence[str]) -> Command:
+    return project.command("restart", *services)
+
+
+def down(project: ComposeProject, volumes: bool) -> Command:
+    return project.command("down", "--remove-orphans", *(["--volumes"] if volumes else []))
+
+
+def docker_login(engine: Engine, server: str, username: str, password: str) -> Command:
+    """`docker login` with the password on stdin, never on the command line."""
+    argv = ("docker", "login", "--username", username, "--password-stdin", server)
+    return Command(argv, engine.cli_environment(), stdin=password)

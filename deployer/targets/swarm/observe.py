@@ -1,0 +1,184 @@
+"""Stage 4 for the swarm target: what runs on a swarm for one stack, read from a manager.
+
+A stack has no object of its own on the server: its services carry the label
+com.docker.stack.namespace=PROJECT and are named PROJECT_SERVICE. `stack_from` is pure (the
+engine's answers in, the observed stack out); `observe_stack` asks the engine (deployer/engine.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from deployer.infra.engine import EngineClient
+from deployer.targets.swarm.stack import (
+    FINGERPRINT_LABEL,
+    KEY_FINGERPRINTS_LABEL,
+    parse_key_fingerprints,
+)
+
+REQUESTED_IMAGE_LABEL = "com.docker.stack.image"  # the reference the stack file asked for
+# A task in these states is on its way to running (or running): it counts as current.
+_LIVE_DESIRED = frozenset({"running", "ready", "accepted"})
+
+
+@dataclass(frozen=True)
+class ObservedTask:
+    slot: int | None  # None for a global service's task (one per node)
+    node: str  # the node's hostname ("" if the node is gone)
+    desired_state: str
+    state: str
+    health: str | None  # "healthy" / "starting" where the service has a health check, else None
+    since: str  # when the task entered its state (engine time, RFC 3339)
+    error: str  # what Swarm or the container said went wrong, "" if nothing
+    current: bool = True  # made from the service's spec as it is now (not an older one)
+
+
+@dataclass(frozen=True)
+class ObservedService:
+    name: str  # the stack file's service name (without the PROJECT_ prefix)
+    id: str
+    version: int  # the swarm's Version.Index of the service: every update raises it
+    labels: Mapping[str, str]
+    image: str  # as the service runs it: pinned to a digest by stack deploy
+    replicas: int | None  # desired; None for a global service
+    running: int
+    desired_tasks: int
+    update_state: str | None  # UpdateStatus.State: updating, paused, completed, rollback_...
+    update_message: str
+    tasks: tuple[ObservedTask, ...]  # the current ones, by slot and node
+    last_error: str  # the newest error of any of its tasks, old ones included
+
+    @property
+    def requested_image(self) -> str:
+        return self.labels.get(REQUESTED_IMAGE_LABEL) or self.image.partition("@")[0]
+
+    @property
+    def digest(self) -> str | None:
+        return self.image.partition("@")[2] or None
+
+    @property
+    def fingerprint(self) -> str | None:
+        return self.labels.get(FINGERPRINT_LABEL)
+
+    @property
+    def key_fingerprints(self) -> dict[str, str]:
+        return parse_key_fingerprints(self.labels.get(KEY_FINGERPRINTS_LABEL, ""))
+
+
+@dataclass(frozen=True)
+class ObservedStack:
+    project: str
+    services: Mapping[str, ObservedService]
+
+
+def observe_stack(client: EngineClient, project: str) -> ObservedStack:
+    """The stack as a manager sees it. The engine must be a swarm manager."""
+    client.swarm_manager()
+    return read_stack(client, project)
+
+
+def read_stack(client: EngineClient, project: str) -> ObservedStack:
+    """The stack, read from an engine known to be a manager (watching it converge)."""
+    services = client.stack_services(project)
+    tasks = client.service_tasks(sorted(s["ID"] for s in services))
+    return stack_from(project, services, tasks, client.nodes())
+
+
+def stack_from(
+    project: str,
+    services: list[dict[str, Any]],
+    tasks: list[dict[str, Any]],
+    nodes: list[dict[str, Any]],
+) -> ObservedStack:
+    hostnames = {n["ID"]: n.get("Description", {}).get("Hostname", "") for n in nodes}
+    by_service: dict[str, list[dict[str, Any]]] = {}
+    for task in tasks:
+        by_service.setdefault(task["ServiceID"], []).append(task)
+    observed = {}
+    for raw in services:
+        service = _service(project, raw, by_service.get(raw["ID"], []), hostnames)
+        observed[service.name] = service
+    return ObservedStack(project, dict(sorted(observed.items())))
+
+
+def _service(
+    project: str, raw: dict[str, Any], tasks: list[dict[str, Any]], hostnames: Mapping[str, str]
+) -> ObservedService:
+    spec = raw["Spec"]
+    container = spec.get("TaskTemplate", {}).get("ContainerSpec", {})
+    checked = _has_health_check(container.get("Healthcheck"))
+    replicated = spec.get("Mode", {}).get("Replicated")
+    status = raw.get("ServiceStatus") or {}
+    update = raw.get("UpdateStatus") or {}
+    template = spec.get("TaskTemplate") or {}
+    current = sorted(
+        (
+            _task(t, hostnames, checked, template)
+            for t in tasks
+            if t.get("DesiredState") in _LIVE_DESIRED
+        ),
+        key=lambda t: (t.slot or 0, t.node),
+    )
+    newest_first = sorted(
+        tasks, key=lambda t: t.get("Status", {}).get("Timestamp", ""), reverse=True
+    )
+    errors = [_error(t) for t in newest_first if _error(t)]
+    return ObservedService(
+        name=spec["Name"].removeprefix(f"{project}_"),
+        id=raw["ID"],
+        version=int((raw.get("Version") or {}).get("Index", 0)),
+        labels=dict(spec.get("Labels") or {}),
+        image=container.get("Image", ""),
+        replicas=int(replicated.get("Replicas", 1)) if replicated is not None else None,
+        running=int(status.get("RunningTasks", 0)),
+        desired_tasks=int(status.get("DesiredTasks", 0)),
+        update_state=update.get("State"),
+        update_message=update.get("Message", ""),
+        tasks=tuple(current),
+        last_error=errors[0] if errors else "",
+    )
+
+
+def _task(
+    raw: dict[str, Any], hostnames: Mapping[str, str], checked: bool, template: Mapping[str, Any]
+) -> ObservedTask:
+    status = raw.get("Status") or {}
+    state = status.get("State", "")
+    # Swarm calls a task with a health check running only once it is healthy.
+    health = None
+    if checked and state in ("starting", "running"):
+        health = "healthy" if state == "running" else "starting"
+    return ObservedTask(
+        slot=raw.get("Slot"),
+        node=hostnames.get(raw.get("NodeID", ""), ""),
+        desired_state=raw.get("DesiredState", ""),
+        state=state,
+        health=health,
+        since=status.get("Timestamp", ""),
+        error=_error(raw),
+        current=_made_from(raw.get("Spec") or {}, template),
+    )
+
+
+def _made_from(task_spec: Mapping[str, Any], template: Mapping[str, Any]) -> bool:
+    """Whether a task was made from the service's task template as it is now. The engine adds
+    keys of its own to the template (`Runtime`), so each key the task has is compared."""
+    return all(template.get(key) == value for key, value in task_spec.items())
+
+
+def _error(task: Mapping[str, Any]) -> str:
+    status = task.get("Status") or {}
+    return str(status.get("Err") or "")
+
+
+def _has_health_check(check: Mapping[str, Any] | None) -> bool:
+    return bool(check and check.get("Test") and check["Test"][0] != "NONE")
+
+
+def stack_leftovers(client: EngineClient, project: str) -> list[str]:
+    """What of the stack is still on the swarm: its services and networks, by name."""
+    services = sorted(s["Spec"]["Name"] for s in client.stack_services(project))
+    networks = sorted(n["Name"] for n in client.stack_networks(project))
+    return [f"service {name}" for name in services] + [f"network {name}" for name in networks]

@@ -1,0 +1,98 @@
+"""Stage 5 for the swarm target: what `docker stack deploy` of the stack file would change on
+the swarm, and why; the same Plan and Change as the compose target's. Pure and deterministic.
+
+Actions per service: create (not on the swarm), update (its spec differs: the requested image,
+a top-level key of the converted service by its fingerprint, the replicas), converge (nothing
+to deploy, but the swarm has not got there: tasks not all running, an update paused or rolled
+back), remove (a service of the stack the file no longer declares: `--prune` removes it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from deployer.targets.compose.plan import Change, Plan, image_change
+from deployer.targets.swarm.observe import ObservedService, ObservedStack
+from deployer.targets.swarm.stack import (
+    StackFile,
+    key_fingerprints,
+    service_fingerprint,
+    without_fingerprint,
+)
+
+ACTIONS = ("create", "update", "converge", "remove")
+# UpdateStatus states that leave a service not as deployed (Swarm's own words). A rolled back
+# service is back on its previous spec: in sync if that is what the spec declares.
+_UNSETTLED = frozenset({"updating", "paused", "rollback_started", "rollback_paused"})
+_ROLLED_BACK = "rollback_completed"
+
+
+def plan(environment: str, stack: StackFile, observed: ObservedStack) -> Plan:
+    declared: Mapping[str, Any] = stack.document.get("services") or {}
+    changes: list[Change] = []
+    for name, service in sorted(declared.items()):
+        running = observed.services.get(name)
+        if running is None:
+            changes.append(Change(name, "create", ("not on the swarm",)))
+            continue
+        causes = _update_causes(service, running)
+        if causes:
+            changes.append(Change(name, "update", tuple(causes)))
+        warnings = _convergence(running)
+        if warnings:
+            changes.append(Change(name, "converge", tuple(warnings)))
+    for name in sorted(set(observed.services) - set(declared)):
+        changes.append(Change(name, "remove", ("not in the spec: --prune removes it",)))
+    changes.sort(key=lambda c: (c.service, ACTIONS.index(c.action)))
+    return Plan(environment, observed.project, tuple(changes))
+
+
+def _update_causes(service: Mapping[str, Any], running: ObservedService) -> list[str]:
+    deploy = service.get("deploy") or {}
+    desired_fingerprint = service_fingerprint(service)
+    causes = []
+    image = str(service.get("image"))
+    if running.requested_image != image:
+        causes.append(f"image {image_change(running.requested_image, image)}")
+    if running.fingerprint is None:
+        causes.append("not deployed by deployer (no fingerprint label)")
+    elif running.fingerprint != desired_fingerprint:
+        causes += _changed_keys(service, running)
+    replicas = deploy.get("replicas", 1)
+    if running.replicas is not None and running.replicas != replicas:
+        causes.append(f"replicas {running.replicas} -> {replicas}")
+    if not causes and running.fingerprint != desired_fingerprint:
+        causes.append("configuration changed")  # written by another version of deployer
+    if causes and running.update_state == _ROLLED_BACK:
+        # It runs the spec it had before its last update: that update is still to make.
+        causes.append(f"its last update was rolled back ({running.update_message})")
+    return causes
+
+
+def _changed_keys(service: Mapping[str, Any], running: ObservedService) -> list[str]:
+    """The top-level keys whose fingerprints differ (the image is said above; the replicas
+    are compared as they are)."""
+    old = running.key_fingerprints
+    if not old:
+        return []
+    new = key_fingerprints(without_fingerprint(service))
+    causes = []
+    for key in sorted((set(old) | set(new)) - {"image"}):
+        if old.get(key) == new.get(key):
+            continue
+        verb = "added" if key not in old else "removed" if key not in new else "changed"
+        causes.append(f"{key} {verb}")
+    return causes
+
+
+def _convergence(running: ObservedService) -> list[str]:
+    warnings = []
+    if running.update_state in _UNSETTLED:
+        said = f": {running.update_message}" if running.update_message else ""
+        warnings.append(f"update {running.update_state}{said}")
+    if running.running < running.desired_tasks:
+        warnings.append(f"{running.running}/{running.desired_tasks} tasks running")
+        if running.last_error:
+            warnings.append(f"last task error: {running.last_error}")
+    return warnings
