@@ -14,13 +14,18 @@ from typing import Any
 
 import yaml
 
-from deployer.compose import Command
-from deployer.desired import FINGERPRINT_LABEL
-from deployer.engine import Engine
-from deployer.errors import CommandFailedError, DeployerError, EngineUnreachableError
-from deployer.observed import NUMBER_LABEL, SERVICE_LABEL
-from deployer.runner import Completed
-from deployer.state import Actor, StoredLock
+from deployer.core.desired import FINGERPRINT_LABEL
+from deployer.core.errors import (
+    CommandFailedError,
+    DeployerError,
+    EngineUnreachableError,
+    PullError,
+)
+from deployer.infra.engine import Engine
+from deployer.infra.runner import Completed
+from deployer.state.store import Actor, StoredLock
+from deployer.targets.compose.observe import NUMBER_LABEL, SERVICE_LABEL
+from deployer.targets.compose.project import Command
 
 ACTOR = Actor("alice", "host-a", 4242)
 
@@ -249,7 +254,8 @@ class FakeEngine:
         return self.compose.images
 
     def pull(self, image: str, auth: Mapping[str, str] | None = None) -> Iterator[dict[str, Any]]:
-        raise AssertionError(f"no pull expected: {image}")
+        """No tag the test has not made is in the registry: as a typo's would, the pull fails."""
+        raise PullError(image, f"manifest for {image} not found: manifest unknown")
 
     def logs(self, container_id: str, tail: int) -> list[str]:
         return [f"{container_id}: bye"]
@@ -280,3 +286,174 @@ class FakeHosts:
         if engine.host in self.unreachable or self.composes[engine.host].dead:
             raise EngineUnreachableError(engine.host, "Cannot connect to the Docker daemon")
         return FakeEngine(self.composes[engine.host], self.stores[engine.host])
+
+
+STACK_IMAGE_LABEL = "com.docker.stack.image"
+STACK_LABEL = "com.docker.stack.namespace"
+# What swarmkit answers `docker service rollback` of a service that keeps no previous spec: one
+# that was never updated, or whose own automatic rollback has started (it drops the spec then).
+NO_PREVIOUS_SPEC = "Error response from daemon: rpc error: code = FailedPrecondition desc = service {} does not have a previous spec"
+
+
+@dataclass
+class SwarmService:
+    """One service as a manager keeps it: its spec, the one before its last update, its version
+    and the state of its last update."""
+
+    id: str
+    spec: dict[str, Any]
+    version: int
+    previous: dict[str, Any] | None = None
+    state: str | None = None  # UpdateStatus.State
+    message: str = ""
+
+
+class FakeSwarm:
+    """A swarm manager in memory, and the docker CLI that talks to it.
+
+    `docker stack deploy` (the stack file on stdin) creates and updates services; an update
+    settles at once as `outcome(image)` says: "completed", or Swarm's own rollback
+    ("rollback_started", "rollback_paused", "rollback_completed": the service is back on its
+    previous spec and, as swarmkit does, keeps none), or "paused". A service created on an image
+    whose outcome is not "completed" never gets a task running. `docker service rollback` puts
+    the previous spec back, refused where none is kept; `docker service rm`, `docker stack rm`
+    and `docker service update --force` do what they say. `docker compose config` is answered
+    by `compose`."""
+
+    def __init__(
+        self,
+        compose: FakeCompose,
+        digests: Mapping[str, str],
+        outcome: Callable[[str], str] = lambda image: "completed",
+    ) -> None:
+        self.compose = compose
+        self.digests = dict(digests)  # image -> the digest its tag has in the registry
+        self.outcome = outcome
+        self.services: dict[str, SwarmService] = {}  # by name in the stack
+        self.engine = Engine("unix:///fake/manager.sock")
+        self.ran: list[tuple[str, ...]] = []  # every docker CLI call but `compose config`
+        self._versions = iter(range(10, 1_000_000))
+
+    # The docker CLI
+    def __call__(self, command: Command, check: bool = True) -> Completed:
+        argv = command.argv
+        if argv[1] == "compose":
+            return self.compose(command, check)
+        self.ran.append(argv)
+        if argv[1:3] == ("stack", "deploy"):
+            self._stack_deploy(argv[-1], yaml.safe_load(command.stdin or ""))
+        elif argv[1:3] == ("stack", "rm"):
+            self.services.clear()
+        elif argv[1:3] == ("service", "rm"):
+            for name in argv[3:]:
+                del self.services[name.split("_", 1)[1]]
+        elif argv[1:3] == ("service", "rollback"):
+            self._rollback(argv[-1].split("_", 1)[1], command)
+        elif argv[1:3] == ("service", "update"):
+            service = self.services[argv[-1].split("_", 1)[1]]
+            service.version, service.state = next(self._versions), "completed"
+        else:
+            raise AssertionError(f"unexpected command: {argv}")
+        return Completed(0, "", "")
+
+    def _stack_deploy(self, project: str, stack: Mapping[str, Any]) -> None:
+        for name, service in stack["services"].items():
+            spec = self._spec(project, name, service)
+            image = service["image"]
+            known = self.services.get(name)
+            if known is None:
+                state = None if self.outcome(image) == "completed" else "failing"
+                self.services[name] = SwarmService(
+                    f"id-{name}", spec, next(self._versions), None, state
+                )
+                continue
+            known.previous, known.spec = known.spec, spec
+            known.version = next(self._versions)
+            outcome = self.outcome(image)
+            known.state = outcome
+            known.message = f"update {outcome}"
+            if outcome.startswith("rollback_"):
+                known.spec, known.previous = known.previous, None
+                known.version = next(self._versions)
+
+    def _rollback(self, name: str, command: Command) -> None:
+        service = self.services[name]
+        if service.previous is None:
+            full = f"{command.argv[-1]}"
+            raise CommandFailedError(command.argv, 1, NO_PREVIOUS_SPEC.format(full))
+        service.spec, service.previous = service.previous, service.spec
+        service.version = next(self._versions)
+        service.state, service.message = "rollback_completed", "rollback completed"
+
+    def _spec(self, project: str, name: str, service: Mapping[str, Any]) -> dict[str, Any]:
+        deploy = service.get("deploy") or {}
+        image = str(service["image"])
+        labels = {**(deploy.get("labels") or {}), STACK_IMAGE_LABEL: image, STACK_LABEL: project}
+        environment = sorted(f"{k}={v}" for k, v in (service.get("environment") or {}).items())
+        return {
+            "Name": f"{project}_{name}",
+            "Labels": labels,
+            "TaskTemplate": {
+                "ContainerSpec": {"Image": f"{image}@{self.digests[image]}", "Env": environment}
+            },
+            "Mode": {"Replicated": {"Replicas": int(deploy.get("replicas", 1))}},
+        }
+
+    def image_of(self, name: str) -> str:
+        """The image a service's spec asks for, as the stack file named it."""
+        return str(self.services[name].spec["Labels"][STACK_IMAGE_LABEL])
+
+    # The Docker SDK, as EngineClient offers it
+    def swarm_manager(self) -> None:
+        pass
+
+    def stack_services(self, project: str) -> list[dict[str, Any]]:
+        found = []
+        for service in self.services.values():
+            replicas = service.spec["Mode"]["Replicated"]["Replicas"]
+            running = 0 if service.state in ("failing", "paused") else replicas
+            raw: dict[str, Any] = {
+                "ID": service.id,
+                "Version": {"Index": service.version},
+                "Spec": copy.deepcopy(service.spec),
+                "ServiceStatus": {"RunningTasks": running, "DesiredTasks": replicas},
+            }
+            if service.state not in (None, "failing"):
+                raw["UpdateStatus"] = {"State": service.state, "Message": service.message}
+            found.append(raw)
+        return found
+
+    def service_tasks(self, service_ids: list[str]) -> list[dict[str, Any]]:
+        tasks = []
+        for service in self.services.values():
+            if service.id not in service_ids:
+                continue
+            failing = service.state in ("failing", "paused")
+            for slot in range(1, service.spec["Mode"]["Replicated"]["Replicas"] + 1):
+                tasks.append(
+                    {
+                        "ServiceID": service.id,
+                        "Slot": slot,
+                        "NodeID": "node-1",
+                        "DesiredState": "running",
+                        "Status": {
+                            "State": "failed" if failing else "running",
+                            "Timestamp": "2026-12-01T10:00:00Z",
+                            "Err": "task: non-zero exit (3)" if failing else "",
+                        },
+                        "Spec": copy.deepcopy(service.spec["TaskTemplate"]),
+                    }
+                )
+        return tasks
+
+    def nodes(self) -> list[dict[str, Any]]:
+        return [{"ID": "node-1", "Description": {"Hostname": "dh4"}, "Spec": {}, "Status": {}}]
+
+    def stack_networks(self, project: str) -> list[dict[str, Any]]:
+        return []
+
+    def service_logs(self, service_id: str, tail: int) -> list[str]:
+        return [f"{service_id}: bye"]
+
+    def registry_digest(self, image: str, auth: Mapping[str, str] | None = None) -> str | None:
+        return self.digests.get(image)
