@@ -31,7 +31,7 @@ import docker
 
 from deployer.infra.engine import Engine, EngineClient
 from deployer.state import audit, releases
-from deployer.state.store import StateStore
+from deployer.state.engine_store import StateStore
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = [sys.executable, "-m", "deployer"]

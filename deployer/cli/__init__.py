@@ -1,4 +1,4 @@
-"""The `deploy` command line: parse, call deployer.operations, render. Nothing else lives here."""
+"""The `deploy` command line: parse, call deployer.commands, render (deployer.cli.render). It\ndoes not know which target it talks to. Nothing else lives here."""
 
 from __future__ import annotations
 
@@ -17,17 +17,26 @@ import typer
 from typer.core import TyperGroup
 
 from deployer import __version__
-from deployer.cli import report
-from deployer.commands import operations
+from deployer.cli.console import Console
+from deployer.cli.render import history as records
+from deployer.cli.render import locks, model, plans, results
+from deployer.cli.render import status as statuses
+from deployer.commands import build as building
+from deployer.commands import deploy, read, spec
+from deployer.commands import down as taking_down
+from deployer.commands import locks as locking
+from deployer.commands import logs as logging
+from deployer.commands import promote as promoting
+from deployer.commands import prune as pruning
+from deployer.commands import restart as restarting
+from deployer.commands.load import load
+from deployer.commands.session import Interaction
 from deployer.core.errors import ConfirmationRefusedError, DeployerError, Interrupted
-from deployer.core.spec import SWARM, environments_folder
-from deployer.core.variables import Redactor
+from deployer.core.plan import Plan
+from deployer.core.results import ByHost, HostOutcome, StackRendering, Statuses
+from deployer.core.spec import environments_folder
 from deployer.state.lock import MANUAL_TTL
-from deployer.targets.compose.apply import Applied
-from deployer.targets.compose.plan import Plan
-from deployer.targets.fleet import hosts as fleet
-from deployer.targets.fleet.hosts import HostOutcome
-from deployer.targets.swarm.apply import SwarmApplied
+from deployer.targets.base import Target
 
 EXIT_OK, EXIT_ERROR, EXIT_PENDING, EXIT_INTERRUPTED = 0, 1, 2, 130
 T = TypeVar("T")
@@ -70,7 +79,7 @@ app = typer.Typer(
         "`deploy ENV` (e.g. `deploy staging`) makes what runs match environments/ENV.yml."
     ),
 )
-console = report.Console()
+console = Console()
 
 Folder = Annotated[
     Path | None,
@@ -97,13 +106,8 @@ HostsOption = Annotated[
 ]
 
 
-def _load(
-    folder: Path | None, name: str, hosts: list[str] | None = None, swarm_ready: bool = False
-) -> operations.Loaded:
-    folder_path = environments_folder(_str(folder))
-    return operations.load(
-        folder_path, name, console.redact, hosts=_listed(hosts), swarm_ready=swarm_ready
-    )
+def _load(folder: Path | None, name: str, hosts: list[str] | None = None) -> Target[Any, Any]:
+    return load(environments_folder(_str(folder)), name, console.redact, hosts=_listed(hosts))
 
 
 def _listed(options: list[str] | None) -> list[str]:
@@ -126,9 +130,7 @@ def validate(
     environments: Folder = None,
 ) -> None:
     """Check specs, env files and compose files; every problem at once as FILE:LINE: path: message."""
-    checked = operations.validate(
-        environments_folder(_str(environments)), names or [], console.redact
-    )
+    checked = spec.validate(environments_folder(_str(environments)), names or [], console.redact)
     for warning in checked.warnings:
         console.notice(f"warning: {warning}")
     console.emit(f"ok: {', '.join(checked.names)}" if checked.names else "no environments found")
@@ -138,37 +140,24 @@ def validate(
 def render(name: Name, environments: Folder = None, json: Json = False) -> None:
     """Print the exact `docker compose` (or `docker stack deploy`) invocation and the resolved
     compose model (or the stack file)."""
-    loaded = _load(environments, name, swarm_ready=True)
-    if loaded.spec.orchestrator == SWARM:
-        _render_stack(loaded, json)
-        return
-    command, desired = operations.render(loaded, console.redact)
-    model = report.masked_model(desired.model, loaded.spec.is_secret, console.redact)
+    rendering = spec.render(_load(environments, name), console.redact)
+    if isinstance(rendering, StackRendering):
+        for warning in rendering.warnings:
+            console.notice(f"warning: {warning}")
     if json:
-        console.json(report.render_document(command, model, console.redact))
+        console.json(model.rendering_document(rendering, console.redact))
     else:
-        console.emit(report.render_text(command, model, console.redact))
-
-
-def _render_stack(loaded: operations.Loaded, json: bool) -> None:
-    command, stack, warnings = operations.render_stack(loaded, console.redact)
-    for warning in warnings:
-        console.notice(f"warning: {warning}")
-    document = report.masked_model(stack.document, loaded.spec.is_secret, console.redact)
-    if json:
-        console.json(report.stack_render_document(command, document, console.redact))
-    else:
-        console.emit(report.stack_render_text(command, document, console.redact))
+        console.emit(model.rendering_text(rendering, console.redact))
 
 
 @app.command()
 def env(name: Name, environments: Folder = None, json: Json = False) -> None:
     """Each variable with its value (secrets masked) and where it came from."""
-    loaded = _load(environments, name, swarm_ready=True)
+    variables = _load(environments, name).env.variables
     if json:
-        console.json(report.variables_rows(loaded.variables, console.redact))
+        console.json(model.variables_rows(variables, console.redact))
     else:
-        console.emit(report.variables_text(loaded.variables, console.redact))
+        console.emit(model.variables_text(variables, console.redact))
 
 
 @app.command()
@@ -177,39 +166,23 @@ def diff(
 ) -> None:
     """What `deploy ENV` would change and why, on each host. Exit 0 in sync (every host), 2
     changes pending, 1 error (a host that could not be read too)."""
-    loaded = _load(environments, name, hosts, swarm_ready=True)
-    if loaded.spec.orchestrator == SWARM:
-        swarm_plan = operations.swarm_diff(loaded, console.redact)
-        _show(swarm_plan, json)
-        raise typer.Exit(EXIT_OK if swarm_plan.in_sync else EXIT_PENDING)
-    outcomes = operations.diff_hosts(loaded, console.redact)
-    several = len(outcomes) > 1
-    for outcome in outcomes:
+    found = read.diff(_load(environments, name, hosts), console.redact)
+    several = len(found.outcomes) > 1
+    for outcome in found.outcomes:
         for unchecked in outcome.value.unchecked if outcome.value else ():
             where = f"on {outcome.host}: " if several else ""
             console.error(f"warning: {where}{unchecked}; its tag may have moved")
-    _show_hosts(loaded, outcomes, report.plans_document if json else report.plans_text)
-    in_sync = all(o.value is not None and o.value.in_sync for o in outcomes)
-    raise typer.Exit(EXIT_OK if in_sync else EXIT_PENDING)
-
-
-def _show_hosts(
-    loaded: operations.Loaded,
-    outcomes: list[HostOutcome[T]],
-    render: Callable[[str, str, Sequence[HostOutcome[T]], Redactor], str | dict[str, Any]],
-) -> None:
-    """What each host gave, as text or a JSON document; exit 1 if some hosts could not be read."""
-    shown = render(loaded.spec.name, loaded.spec.project, outcomes, console.redact)
-    if isinstance(shown, str):
-        console.emit(shown)
+    if json:
+        console.json(plans.diff_document(found, console.redact))
     else:
-        console.json(shown)
-    _exit_unless_read(loaded.spec.name, outcomes)
+        console.emit(plans.diff_text(found, console.redact))
+    _exit_unless_read(name, found.outcomes)
+    raise typer.Exit(EXIT_OK if found.in_sync else EXIT_PENDING)
 
 
 def _exit_unless_read(name: str, outcomes: Sequence[HostOutcome[Any]]) -> None:
     """Exit 1, naming them, when some hosts could not be read or failed."""
-    failed = fleet.failed(outcomes)
+    failed = [o.host for o in outcomes if o.error is not None]
     if failed:
         console.error(f"error: {name}: failed on {', '.join(failed)}")
         raise typer.Exit(EXIT_ERROR)
@@ -222,7 +195,7 @@ LockWait = Annotated[
 ]
 
 
-def _interaction(name: str, yes: bool, json: bool) -> operations.Interaction:
+def _interaction(name: str, yes: bool, json: bool) -> Interaction:
     def confirm(question: str) -> bool:
         if yes:
             return True
@@ -232,40 +205,25 @@ def _interaction(name: str, yes: bool, json: bool) -> operations.Interaction:
             )
         return typer.confirm(question, default=False)
 
-    def show_plan(plan: Plan) -> None:
-        if not json:
-            _show(plan, False)
-
-    def show_plans(plans: Sequence[tuple[str, Plan]]) -> None:
+    def show_plans(shown: Sequence[tuple[str, Plan]]) -> None:
         if not json:
             # As `deploy diff` shows them: one block per host, then how many are in sync.
-            first = plans[0][1]
-            outcomes = [HostOutcome(host, plan) for host, plan in plans]
+            first = shown[0][1]
+            outcomes = [HostOutcome(host, plan) for host, plan in shown]
             console.emit(
-                report.plans_text(first.environment, first.project, outcomes, console.redact)
+                plans.plans_text(first.environment, first.project, outcomes, console.redact)
             )
 
-    return operations.Interaction(console, confirm, show_plan, console.redact, show_plans)
+    return Interaction(console, confirm, show_plans, console.redact)
 
 
-def _show_result(result: Applied | SwarmApplied | Plan | operations.Rollout, json: bool) -> None:
-    if isinstance(result, SwarmApplied):
-        if json:
-            console.json(report.swarm_applied_document(result))
-        else:
-            console.emit(report.swarm_applied_text(result))
-    elif isinstance(result, operations.Rollout):
-        if json:
-            console.json(report.masked(report.rollout_document(result), console.redact))
-        elif not result.in_sync:
-            console.emit(report.rollout_text(result))
-    elif isinstance(result, Plan):
-        if json:
-            _show(result, True)
-    elif json:
-        console.json(report.applied_document(result))
-    else:
-        console.emit(report.applied_text(result))
+def _show_result(result: results.Deployed, json: bool) -> None:
+    if json:
+        console.json(results.deployed_document(result, console.redact))
+        return
+    text = results.deployed_text(result)
+    if text is not None:
+        console.emit(text)
 
 
 @app.command("up")
@@ -282,13 +240,9 @@ def up(
     ] = False,
 ) -> None:
     """Deploy ENV: show the plan, confirm where the spec asks, apply, wait until healthy."""
-    loaded = _load(environments, name, hosts, swarm_ready=True)
+    target = _load(environments, name, hosts)
     ui = _interaction(name, yes, json)
-    command = f"deploy {name}"
-    if loaded.spec.orchestrator == SWARM:
-        _show_result(operations.swarm_deploy(loaded, ui, command, lock_wait), json)
-    else:
-        _show_result(operations.deploy(loaded, ui, command, lock_wait, save_login), json)
+    _show_result(deploy.deploy(target, ui, f"deploy {name}", lock_wait, save_login), json)
 
 
 @app.command()
@@ -309,12 +263,8 @@ def rollback(
     lock_wait: LockWait = 0.0,
 ) -> None:
     """Redeploy an earlier release by the exact images it ran."""
-    loaded = _load(environments, name, hosts, swarm_ready=True)
-    ui = _interaction(name, yes, json)
-    if loaded.spec.orchestrator == SWARM:
-        _show_result(operations.swarm_rollback(loaded, ui, to, lock_wait), json)
-    else:
-        _show_result(operations.rollback(loaded, ui, to, lock_wait), json)
+    target = _load(environments, name, hosts)
+    _show_result(deploy.rollback(target, _interaction(name, yes, json), to, lock_wait), json)
 
 
 @app.command()
@@ -322,13 +272,11 @@ def history(
     name: Name, environments: Folder = None, hosts: HostsOption = None, json: Json = False
 ) -> None:
     """The releases of ENV, newest first, with what changed in each."""
-    loaded = _load(environments, name, hosts, swarm_ready=True)
-    releases = operations.history_of(loaded)
-    diverged = operations.divergences(loaded, releases)
+    found, diverged = read.releases(_load(environments, name, hosts))
     if json:
-        console.json(report.history_document(releases, diverged))
+        console.json(records.history_document(found, diverged))
     else:
-        console.emit(report.history_text(name, releases, diverged))
+        console.emit(records.history_text(name, found, diverged))
 
 
 @app.command()
@@ -336,11 +284,11 @@ def audit(
     name: Name, environments: Folder = None, hosts: HostsOption = None, json: Json = False
 ) -> None:
     """Every state-changing command run on ENV: who, when, what, with what result."""
-    entries = operations.audit_of(_load(environments, name, hosts, swarm_ready=True))
+    entries = read.audit(_load(environments, name, hosts))
     if json:
         console.json([asdict(e) for e in entries])
     else:
-        console.emit(report.audit_text(name, entries))
+        console.emit(records.audit_text(name, entries))
 
 
 @app.command()
@@ -349,18 +297,14 @@ def status(
 ) -> None:
     """Per host, per service: images, state, health, replicas, release. Exit 0 when all is
     running and healthy on every host."""
-    loaded = _load(environments, name, hosts, swarm_ready=True)
-    if loaded.spec.orchestrator == SWARM:
-        on_swarm = operations.swarm_status(loaded, console.redact)
-        if json:
-            console.json(report.swarm_status_document(on_swarm))
-        else:
-            console.emit(report.swarm_status_text(on_swarm))
-        raise typer.Exit(EXIT_OK if on_swarm.healthy else EXIT_ERROR)
-    outcomes = operations.status_hosts(loaded, console.redact)
-    _show_hosts(loaded, outcomes, report.statuses_document if json else report.statuses_text)
-    healthy = all(o.value is not None and o.value.healthy for o in outcomes)
-    raise typer.Exit(EXIT_OK if healthy else EXIT_ERROR)
+    found = read.status(_load(environments, name, hosts), console.redact)
+    if json:
+        console.json(statuses.status_document_of(found, console.redact))
+    else:
+        console.emit(statuses.status_text_of(found, console.redact))
+    if isinstance(found, Statuses):
+        _exit_unless_read(name, found.outcomes)
+    raise typer.Exit(EXIT_OK if found.healthy else EXIT_ERROR)
 
 
 @app.command()
@@ -383,16 +327,15 @@ def promote(
 ) -> None:
     """Pin in TARGET's spec the exact images (by digest) SOURCE runs; `deploy TARGET` deploys them."""
     names = _listed(services)
-    promotion = operations.promotion(
-        _load(environments, source), _load(environments, target), names, console.redact
-    )
+    destination = _load(environments, target)
+    promotion = promoting.promotion(_load(environments, source), destination, names, console.redact)
     if not json:
-        console.emit(report.promotion_text(promotion))
-    operations.promote(promotion, _interaction(target, yes, json))
+        console.emit(results.promotion_text(promotion))
+    promoting.promote(promotion, destination, _interaction(target, yes, json))
     if json:
-        console.json(report.promotion_document(promotion))
+        console.json(results.promotion_document(promotion))
     elif promotion.changes:
-        console.emit(report.promoted_text(promotion))
+        console.emit(results.promoted_text(promotion))
 
 
 Services = Annotated[
@@ -420,16 +363,11 @@ def logs(
 ) -> None:
     """The services' logs (secret values masked), each line after its host's name when there
     are several."""
-    loaded = _load(environments, name, hosts, swarm_ready=True)
-    if loaded.spec.orchestrator == SWARM:
-        for text in operations.swarm_logs(
-            loaded, services or [], follow, since, tail, console.redact
-        ):
-            console.print(text)
-        return
-    prefixes = report.line_prefixes([host.host for host in loaded.hosts])
+    target = _load(environments, name, hosts)
+    found = logging.logs(target, services or [], follow, since, tail, console.redact)
+    prefixes = results.line_prefixes(found.hosts)
     failed = []
-    for line in operations.logs(loaded, services or [], follow, since, tail):
+    for line in found.lines:
         if line.error is not None:
             failed.append(line)
             console.error(
@@ -450,27 +388,14 @@ def restart(
     lock_wait: LockWait = 0.0,
 ) -> None:
     """Restart services (default: all) and wait until they are running and healthy again."""
-    loaded = _load(environments, name, hosts, swarm_ready=True)
-    if loaded.spec.orchestrator == SWARM:
-        ui = _interaction(name, yes, False)
-        console.emit(
-            report.swarm_applied_text(
-                operations.swarm_restart(loaded, ui, services or [], lock_wait)
-            )
-        )
-        return
-    outcomes = operations.restart_hosts(
-        loaded, _interaction(name, yes, False), services or [], lock_wait
-    )
-    _show_host_by_host(loaded, outcomes, report.restarted_text)
-    _exit_unless_read(name, outcomes)
+    target = _load(environments, name, hosts)
+    done = restarting.restart(target, _interaction(name, yes, False), services or [], lock_wait)
+    _show_host_by_host(name, done, results.restart_text)
 
 
-def _show_host_by_host(
-    loaded: operations.Loaded, outcomes: Sequence[HostOutcome[T]], render: Callable[[T], str]
-) -> None:
-    hosts = [host.host for host in loaded.hosts]
-    console.emit(report.host_by_host_text(hosts, outcomes, render, console.redact))
+def _show_host_by_host(name: str, done: ByHost[T], render: Callable[[T], str]) -> None:
+    console.emit(results.host_by_host_text(done.hosts, done.outcomes, render, console.redact))
+    _exit_unless_read(name, done.outcomes)
 
 
 @app.command()
@@ -487,12 +412,12 @@ def build(
 ) -> None:
     """Build services with a `build:` section (default: all), tagged as the spec resolves their
     images; with --push, push them, never moving a tag the registry holds with other content."""
-    loaded = _load(environments, name, swarm_ready=True)
-    built = operations.build(loaded, _interaction(name, yes, json), services or [], push)
+    target = _load(environments, name)
+    built = building.build(target, _interaction(name, yes, json), services or [], push)
     if json:
         console.json([asdict(b) for b in built])
     else:
-        console.emit(report.build_text(built))
+        console.emit(results.build_text(built))
 
 
 @app.command()
@@ -508,21 +433,9 @@ def down(
 ) -> None:
     """Stop and remove ENV's containers and networks (volumes only with --volumes); on a swarm,
     remove its stack."""
-    loaded = _load(environments, name, hosts, swarm_ready=True)
-    if loaded.spec.orchestrator == SWARM:
-        ui = _interaction(name, yes, False)
-        services = operations.swarm_down(loaded, ui, volumes, lock_wait)
-        listed = ", ".join(services) or "no services"
-        console.emit(f"{name} is down: stack {loaded.spec.project} removed ({listed})")
-        return
-    outcomes = operations.down_hosts(loaded, _interaction(name, yes, False), volumes, lock_wait)
-
-    def removed(volumes_removed: list[str]) -> str:
-        listed = ", ".join(volumes_removed) or "none"
-        return f"{name} is down" + (f"; volumes removed: {listed}" if volumes else "")
-
-    _show_host_by_host(loaded, outcomes, removed)
-    _exit_unless_read(name, outcomes)
+    target = _load(environments, name, hosts)
+    done = taking_down.down(target, _interaction(name, yes, False), volumes, lock_wait)
+    _show_host_by_host(name, done, results.down_text)
 
 
 @app.command()
@@ -544,14 +457,14 @@ def prune(
     lock_wait: LockWait = 0.0,
 ) -> None:
     """Remove dangling images (and with --aggressive unused ones of ENV); never an image in use."""
-    loaded = _load(environments, name, hosts)
+    target = _load(environments, name, hosts)
     ui = _interaction(name, yes, json)
-    outcomes = operations.prune_hosts(loaded, ui, aggressive, dry_run, lock_wait)
+    done = pruning.prune(target, ui, aggressive, dry_run, lock_wait)
     if json:
-        console.json(report.prunes_document(outcomes, console.redact))
+        console.json(results.prunes_document(done.outcomes, console.redact))
+        _exit_unless_read(name, done.outcomes)
     else:
-        _show_host_by_host(loaded, outcomes, report.prune_text)
-    _exit_unless_read(name, outcomes)
+        _show_host_by_host(name, done, results.prune_text)
 
 
 lock_app = typer.Typer(
@@ -565,11 +478,11 @@ def lock_status(
     name: Name, environments: Folder = None, hosts: HostsOption = None, json: Json = False
 ) -> None:
     """Who holds the lock of ENV, since when and why; whether it is stale; on each host."""
-    outcomes = operations.lock_status_hosts(_load(environments, name, hosts, swarm_ready=True))
+    outcomes = locking.lock_status(_load(environments, name, hosts))
     if json:
-        console.json(report.locks_document(name, outcomes, console.redact))
+        console.json(locks.locks_document(name, outcomes, console.redact))
     else:
-        console.emit(report.locks_text(name, outcomes, console.redact))
+        console.emit(locks.locks_text(name, outcomes, console.redact))
     _exit_unless_read(name, outcomes)
 
 
@@ -585,8 +498,7 @@ def lock_acquire(
     hosts: HostsOption = None,
 ) -> None:
     """Lock ENV for a maintenance window: deploys and rollbacks are refused until it is released."""
-    loaded = _load(environments, name, hosts, swarm_ready=True)
-    held = operations.lock_acquire(loaded, reason, ttl, console.redact)
+    held = locking.lock_acquire(_load(environments, name, hosts), reason, ttl, console.redact)
     console.print(f"locked {name}: {held.reason} (until released, or stale after {ttl:g}s)")
 
 
@@ -601,9 +513,7 @@ def lock_release(
     hosts: HostsOption = None,
 ) -> None:
     """Release the lock of ENV."""
-    held = operations.lock_release(
-        _load(environments, name, hosts, swarm_ready=True), force, console.redact
-    )
+    held = locking.lock_release(_load(environments, name, hosts), force, console.redact)
     console.print(
         f"released the lock of {name} held by {held.describe()}"
         if held
@@ -615,13 +525,6 @@ def lock_release(
 def version() -> None:
     """Print deployer's version."""
     console.emit(f"deployer {__version__}")
-
-
-def _show(plan: Plan, json: bool) -> None:
-    if json:
-        console.json(report.plan_document(plan))
-    else:
-        console.emit(report.plan_text(plan))
 
 
 def _str(path: Path | None) -> str | None:

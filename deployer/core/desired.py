@@ -1,10 +1,11 @@
-"""Stage 3: the desired state, as Compose resolves it.
+"""Stage 3: the desired state, as Compose resolves it (deployer.targets.compose.resolve asks it).
 
 Compose does all compose semantics (merging files, interpolation, `env_file:`): deployer hands it
 the compose files, the merged variables and the spec's overrides, and reads back
 `docker compose config --format json`. From that model each service gets a fingerprint: one short
 hash per part of its configuration (per variable for `environment`). The fingerprint travels on
-the containers as a label, so drift is exact and every difference can be named.
+the containers as a label, so drift is exact and every difference can be named. Every target
+starts from this model: the swarm target converts it into a stack file.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import copy
 import hashlib
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -21,23 +22,33 @@ from typing import Any
 
 import yaml
 
-from deployer.core.errors import CommandFailedError, ConfigError, ConfigIssue
+from deployer.core.errors import ConfigError, ConfigIssue, DeployerError
 from deployer.core.reference import ImageReference, is_reference
 from deployer.core.spec import Spec
 from deployer.core.variables import SecretPolicy, Variables
-from deployer.infra.engine import Engine
-from deployer.infra.runner import Completed
-from deployer.targets.compose.project import Command, ComposeProject, config_json
 
 FINGERPRINT_LABEL = "dev.deployer.fingerprint"
 ENVIRONMENT_LABEL = "dev.deployer.environment"
-# Parts of a service that do not make Compose recreate its containers (Compose's hash leaves
-# them out too); replicas are compared by counting containers instead.
 # libyaml's dumper where PyYAML has it: a 200-service override takes ~30 ms in pure Python.
 SafeDumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+# Parts of a service that do not make Compose recreate its containers (Compose's hash leaves
+# them out too); replicas are compared by counting containers instead.
 UNHASHED_KEYS = frozenset({"build", "pull_policy", "depends_on", "profiles", "scale"})
 
-Runner = Callable[[Command], Completed]
+
+@dataclass(frozen=True)
+class ComposeFiles:
+    """What every `docker compose` call of an environment reads, whichever engine it acts on:
+    the project's name, its compose files, and the variables they are interpolated with."""
+
+    project: str
+    paths: tuple[Path, ...]
+    variables: Mapping[str, str]
+    secret_names: frozenset[str] = frozenset()
+
+    @classmethod
+    def of(cls, spec: Spec, variables: Variables) -> ComposeFiles:
+        return cls(spec.project, spec.compose_files, variables.values(), variables.secret_names())
 
 
 @dataclass(frozen=True)
@@ -53,103 +64,16 @@ class DesiredService:
 @dataclass(frozen=True)
 class DesiredState:
     environment: str
-    compose: ComposeProject  # the files and variables, without deployer's override
+    files: ComposeFiles
     overrides: Mapping[str, Mapping[str, Any]]  # per service, the compose entries of the spec
     services: Mapping[str, DesiredService]
     model: Mapping[str, Any]  # the resolved compose model (values as Compose prints them)
     wait_timeout: float
 
     @cached_property
-    def project(self) -> ComposeProject:
-        """The project as `up` gets it: the spec's overrides plus the fingerprint labels."""
-        return self.compose.with_override(
-            labelled_override(self.overrides, self.environment, self.services)
-        )
-
-
-def compose_project(spec: Spec, variables: Variables, engine: Engine) -> ComposeProject:
-    return ComposeProject(
-        spec.project, spec.compose_files, engine, variables.values(), variables.secret_names()
-    )
-
-
-def resolve(spec: Spec, variables: Variables, engine: Engine, run: Runner) -> DesiredState:
-    """Ask Compose for the resolved model, then apply the spec's overrides to it.
-
-    One `config` call: Compose interpolates the spec's `environment:` overrides; images, tags and
-    replicas need no interpolation and are set in the resolved model as `up` will set them.
-    """
-    project = compose_project(spec, variables, engine)
-    environment = environment_override(spec)
-    try:
-        model = _config(spec, project.with_override(environment), run)
-    except ConfigError:
-        if environment is None:
-            raise
-        # Compose refuses an override of a service that does not exist: say that plainly.
-        check_services_exist(spec, _config(spec, project, run))
-        raise
-    check_services_exist(spec, model)
-    entries = spec_overrides(spec, model)
-    model = with_overrides(model, entries)
-    services = desired_services(model, spec.is_secret)
-    _check_images(spec, services)
-    return DesiredState(spec.name, project, entries, services, model, spec.wait_timeout)
-
-
-def _config(spec: Spec, project: ComposeProject, run: Runner) -> dict[str, Any]:
-    try:
-        result = run(config_json(project))
-    except CommandFailedError as e:
-        raise ConfigError([compose_issue(spec, e.output)]) from e
-    model: dict[str, Any] = json.loads(result.stdout)
-    return model
-
-
-_REQUIRED = re.compile(r"required variable (\w+) is missing a value")
-_FILE_IN_MESSAGE = re.compile(r"(?:parse|validating) (\S+?):? ")
-_INTERPOLATING = re.compile(r"error while interpolating services\.([^.\s]+)\.environment\.(\S+?):")
-
-
-def compose_issue(spec: Spec, output: str) -> ConfigIssue:
-    """Place Compose's complaint in the file (and line, where it can be found) it is about."""
-    message = output.strip().splitlines()[-1] if output.strip() else "docker compose config failed"
-    file, line = str(spec.compose_files[0]), None
-    if named := _FILE_IN_MESSAGE.search(message):
-        file = named.group(1)
-    if required := _REQUIRED.search(message):
-        message = message.split(": ", 1)[-1] if message.startswith("error while") else message
-        in_spec = _spec_reference(spec, output, required.group(1))
-        if in_spec is not None:
-            return spec.issue(in_spec, f"compose: {message}")
-        file, line = _find_reference(spec.compose_files, required.group(1)) or (file, None)
-    return ConfigIssue(file, line, "", f"compose: {message}")
-
-
-def _spec_reference(spec: Spec, output: str, variable: str) -> str | None:
-    """The path of the spec's `environment:` override that requires `variable`, if one does:
-    the one Compose names, else the first that refers to it."""
-    pattern = re.compile(r"\$\{" + re.escape(variable) + r"\b")
-    candidates = [
-        (service, name)
-        for service, override in sorted(spec.services.items())
-        for name, value in override.environment.items()
-        if pattern.search(value)
-    ]
-    if named := _INTERPOLATING.search(output):
-        if (named.group(1), named.group(2)) in candidates:
-            return f"services.{named.group(1)}.environment.{named.group(2)}"
-        return None  # Compose names an entry of a compose file
-    return f"services.{candidates[0][0]}.environment.{candidates[0][1]}" if candidates else None
-
-
-def _find_reference(files: tuple[Path, ...], name: str) -> tuple[str, int] | None:
-    pattern = re.compile(r"\$\{" + re.escape(name) + r"(?::?\?)")
-    for path in files:
-        for number, text in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-            if pattern.search(text):
-                return str(path), number
-    return None
+    def override(self) -> str:
+        """The override `up` gets: the spec's overrides plus the fingerprint labels."""
+        return labelled_override(self.overrides, self.environment, self.services)
 
 
 def environment_override(spec: Spec) -> str | None:
@@ -177,6 +101,18 @@ def identifiers(model: Mapping[str, Any], project: str) -> set[str]:
             reference = ImageReference.parse(image)
             names |= {reference.repository, *reference.path.split("/"), reference.tag or ""}
     return names - {""}
+
+
+def named_services(desired: DesiredState, services: Sequence[str]) -> list[str]:
+    """The services a command names (all when it names none); one it does not know is an
+    error."""
+    unknown = sorted(set(services) - set(desired.services))
+    if unknown:
+        raise DeployerError(
+            f"no service {', '.join(unknown)} in {desired.environment} "
+            f"(services: {', '.join(desired.services)})"
+        )
+    return list(services) or sorted(desired.services)
 
 
 def check_services_exist(spec: Spec, model: Mapping[str, Any]) -> None:
@@ -349,7 +285,7 @@ def desired_services(
     return services
 
 
-def _check_images(spec: Spec, services: Mapping[str, DesiredService]) -> None:
+def check_images(spec: Spec, services: Mapping[str, DesiredService]) -> None:
     issues = []
     for name, service in services.items():
         if is_reference(service.image):  # an image ID (a pinned rollback) parses too
@@ -379,3 +315,23 @@ def _with_tag(image: str, tag: str) -> str:
     if not is_reference(image):
         return image
     return str(ImageReference.parse(image).with_tag(tag))
+
+
+class _StackDumper(SafeDumper):  # type: ignore[misc,valid-type]
+    """docker CLI 20.10 reads YAML with go-yaml v2, where a plain y, Y, n or N is a boolean:
+    such strings are quoted."""
+
+
+_StackDumper.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^[yYnN]$"), list("yYnN"))
+
+
+def dump_stack(document: Mapping[str, Any]) -> str:
+    """A stack file's text: keys in the document's order, no line folded (width)."""
+    return yaml.dump(
+        dict(document),
+        Dumper=_StackDumper,
+        sort_keys=False,
+        allow_unicode=True,
+        default_flow_style=False,
+        width=2**31 - 1,
+    )

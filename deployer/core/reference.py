@@ -10,6 +10,7 @@ the engine pulls by digest and lists it without the tag.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from deployer.core.errors import InvalidReferenceError
@@ -125,3 +126,14 @@ def lookup_key(text: str) -> str:
 
 def _is_domain(first: str) -> bool:
     return "." in first or ":" in first or first == "localhost"
+
+
+def pinned_reference(image: str, image_id: str, digests: Mapping[str, Sequence[str]]) -> str:
+    """The exact image: a digest of the same repository where there is one, else the ID."""
+    if is_image_id(image):
+        return image_id
+    repository = ImageReference.parse(image).repository
+    for digest in digests.get(image_id, []):
+        if ImageReference.parse(digest).repository == repository:
+            return digest
+    return image_id

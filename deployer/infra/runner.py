@@ -11,9 +11,9 @@ import tempfile
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import IO, Any
 
+from deployer.core.command import Command, Completed
 from deployer.core.errors import (
     CommandFailedError,
     ComposeUnavailableError,
@@ -22,7 +22,6 @@ from deployer.core.errors import (
     ProgramNotFoundError,
 )
 from deployer.infra.ssh import SshConnections
-from deployer.targets.compose.project import Command, compose_version
 
 # What the docker CLI and its plugins need from the process environment to run, find their
 # plugins and configuration, and reach an engine. Every other variable reaches a process only
@@ -66,13 +65,6 @@ def _start(command: Command, **options: Any) -> subprocess.Popen[Any]:
         )
     except FileNotFoundError as e:
         raise ProgramNotFoundError(command.argv[0]) from e
-
-
-@dataclass(frozen=True)
-class Completed:
-    returncode: int
-    stdout: str
-    stderr: str
 
 
 def run(command: Command, check: bool = True) -> Completed:
@@ -238,7 +230,10 @@ def _failure(command: Command, returncode: int, output: str) -> DeployerError:
     if (
         command.argv[:2] == ("docker", "compose")
         and any(sign in output for sign in _NO_COMPOSE)
-        and run(compose_version(command.env), check=False).returncode != 0
+        and run(
+            Command(("docker", "compose", "version", "--short"), command.env), check=False
+        ).returncode
+        != 0
     ):
         client = run(Command(("docker", "--version")), check=False).stdout.strip()
         return ComposeUnavailableError(f"{client or 'a docker CLI'} without the compose plugin")

@@ -29,8 +29,8 @@ from dataclasses import dataclass
 from typing import Protocol
 from urllib.parse import urlsplit
 
+from deployer.core.command import Command
 from deployer.core.errors import DeployerError, ProgramNotFoundError, SshConnectError
-from deployer.targets.compose.project import Command
 
 # Seconds a master outlives its last user. deployer ends its masters when it ends (`ssh -O
 # exit`); this bounds what a killed deployer leaves: a `docker compose up` it started keeps the

@@ -9,32 +9,14 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from deployer.core.desired import (
-    DesiredState,
-    Replacement,
-    Runner,
-    desired_services,
-    dump_compose,
-)
 from deployer.core.errors import DeployerError
-from deployer.core.reference import ImageReference, is_image_id
+from deployer.core.results import SUCCESS
 from deployer.core.spec import Spec
 from deployer.core.variables import MASK, MIN_REDACTED_LENGTH, SecretPolicy, Variables
 from deployer.state.store import Actor, Store, iso, now
-from deployer.targets.compose.observe import ObservedState
-from deployer.targets.compose.plan import Plan
-from deployer.targets.compose.project import config_json
-from deployer.targets.swarm.observe import ObservedStack
-from deployer.targets.swarm.stack import convert, service_fingerprint
-
-SUCCESS, FAILED, ROLLED_BACK, INTERRUPTED = "success", "failed", "rolled back", "interrupted"
-# What a deploy did to one host of several, besides the results above.
-UNCHANGED = "unchanged"  # in sync already: not touched
-NOT_STARTED = "not started"  # its batch never started (an earlier batch failed, or an interrupt)
-UNKNOWN = "unknown"  # its engine stopped answering: what runs there cannot be known
 
 
 @dataclass(frozen=True)
@@ -160,17 +142,6 @@ def newest_first(records: Iterable[Mapping[str, Any]]) -> list[Release]:
     return sorted(releases, key=lambda r: r.number, reverse=True)
 
 
-def pinned_reference(image: str, image_id: str, digests: Mapping[str, Sequence[str]]) -> str:
-    """The exact image: a digest of the same repository where there is one, else the ID."""
-    if is_image_id(image):
-        return image_id
-    repository = ImageReference.parse(image).repository
-    for digest in digests.get(image_id, []):
-        if ImageReference.parse(digest).repository == repository:
-            return digest
-    return image_id
-
-
 @dataclass(frozen=True)
 class Secrets:
     """What is secret in a resolved service: the values of the secret variables, and any
@@ -191,6 +162,9 @@ class Secrets:
             if text == escaped or (len(value) >= MIN_REDACTED_LENGTH and escaped in text):
                 text = text.replace(escaped, f"${{{name}}}")
         return text
+
+
+NO_SECRETS = Secrets({})
 
 
 def recorded_config(service: Mapping[str, Any], secrets: Secrets) -> dict[str, Any]:
@@ -232,115 +206,29 @@ def _referenced(value: Any, secrets: Secrets) -> Any:
     return value
 
 
-def running_services(
-    observed: ObservedState, states: Sequence[DesiredState] = (), secrets: Secrets = Secrets({})
+def configured(
+    services: Mapping[str, ServiceRelease], releases: Sequence[Release], host: str
 ) -> dict[str, ServiceRelease]:
-    """Per service, the image its first container runs, and its configuration: that of the first
-    of `states` whose fingerprint the container carries (None when it carries none of them)."""
-    services: dict[str, ServiceRelease] = {}
-    for container in observed.containers:
-        if container.service in services:
+    """`services` (what runs on `host`), each whose configuration is not known with the one
+    recorded for it by the newest of `releases` (newest first) that ran the same image there.
+    The one answer to "which configuration belongs to a recorded service": a service runs the
+    configuration it was last deployed with on that image, not whatever a later release that
+    never replaced it (a failed pull, an interrupt) meant to give it."""
+    filled = dict(services)
+    for name, service in services.items():
+        if service.config is not None:
             continue
-        pinned = pinned_reference(container.image, container.image_id, observed.digests)
-        configs = (
-            recorded_config(state.model["services"][container.service], secrets)
-            for state in states
-            if container.service in state.services
-            and state.services[container.service].fingerprint == container.fingerprint
+        recorded = (r.services_on(host).get(name) for r in releases)
+        known = next(
+            (
+                r.config
+                for r in recorded
+                if r is not None and r.image_id == service.image_id and r.config is not None
+            ),
+            None,
         )
-        services[container.service] = ServiceRelease(
-            container.image, container.image_id, pinned, next(configs, None)
-        )
-    return services
-
-
-def stack_services(
-    observed: ObservedStack, states: Sequence[DesiredState] = (), secrets: Secrets = Secrets({})
-) -> dict[str, ServiceRelease]:
-    """Per service of a swarm stack, the image its spec pins (by digest), and its configuration:
-    that of the first of `states` whose converted service carries the service's fingerprint
-    (None when none does)."""
-    fingerprints = [
-        (
-            state,
-            {
-                n: service_fingerprint(s)
-                for n, s in convert(state.model).document["services"].items()
-            },
-        )
-        for state in states
-    ]
-    services: dict[str, ServiceRelease] = {}
-    for name, service in observed.services.items():
-        digest = service.digest or ""
-        pinned = ImageReference.parse(service.image).pinned(digest) if digest else service.image
-        configs = (
-            recorded_config(state.model["services"][name], secrets)
-            for state, prints in fingerprints
-            if prints.get(name) is not None and prints.get(name) == service.fingerprint
-        )
-        services[name] = ServiceRelease(
-            service.requested_image, digest, pinned, next(configs, None)
-        )
-    return services
-
-
-def restore_state(
-    current: DesiredState,
-    targets: Mapping[str, ServiceRelease],
-    secrets: Secrets,
-    run: Runner,
-) -> DesiredState:
-    """The desired state that puts `targets` back: each service with its recorded configuration
-    (the current one where none was recorded) on its exact image; the other services as in
-    `current`. Compose resolves the configurations again, secret references from the current
-    variables."""
-    services = current.model["services"]
-    replacements = {
-        name: Replacement({**_configuration(target, services[name]), "image": target.pinned})
-        for name, target in sorted(targets.items())
-    }
-    override = dump_compose({"services": replacements})
-    resolved = json.loads(run(config_json(current.compose.with_override(override))).stdout)
-    model = {
-        **current.model,
-        "services": {**services, **{n: resolved["services"][n] for n in replacements}},
-    }
-    kept = {n: e for n, e in current.overrides.items() if n not in replacements}
-    return DesiredState(
-        current.environment,
-        current.compose,
-        {**kept, **replacements},
-        desired_services(model, secrets.is_secret),
-        model,
-        current.wait_timeout,
-    )
-
-
-def _configuration(target: ServiceRelease, current: Mapping[str, Any]) -> Mapping[str, Any]:
-    """The recorded configuration, each secret kept as *** given its current value (left out
-    if it has none now); the current configuration where none was recorded."""
-    if target.config is None:
-        return current
-    if "environment" not in target.config:
-        return target.config
-    now_environment = current.get("environment") or {}
-    environment = {
-        name: now_environment[name] if value == MASK else value
-        for name, value in target.config["environment"].items()
-        if value != MASK or name in now_environment
-    }
-    return {**target.config, "environment": environment}
-
-
-def newest_configs(releases: Sequence[Release], host: str) -> dict[str, Mapping[str, Any] | None]:
-    """Per service, the configuration the newest release (of `releases`, newest first) that has
-    the service recorded for `host` recorded for it."""
-    configs: dict[str, Mapping[str, Any] | None] = {}
-    for release in releases:
-        for name, service in release.services_on(host).items():
-            configs.setdefault(name, service.config)
-    return configs
+        filled[name] = replace(service, config=known)
+    return filled
 
 
 def spec_hash(spec: Spec) -> str:
@@ -350,10 +238,6 @@ def spec_hash(spec: Spec) -> str:
 def variables_hash(variables: Variables) -> str:
     text = json.dumps(variables.values(), sort_keys=True, ensure_ascii=False)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
-
-
-def change_lines(plan: Plan) -> list[str]:
-    return [f"{c.service} {c.action}: {'; '.join(c.causes)}" for c in plan.changes]
 
 
 def record(
@@ -390,8 +274,13 @@ def record(
         number += 1
 
 
-def rollback_target(releases: Sequence[Release], number: int | None) -> Release:
-    """Release `number`, or the last good release before the current (newest good) one."""
+def rollback_target(
+    releases: Sequence[Release], number: int | None, hosts: Sequence[str] = ()
+) -> Release:
+    """Release `number`, or the last good release before the current one: the newest good one.
+    Of several `hosts`, the current release is the newest good one that changed one of them,
+    and the one to go back to the newest good one before it that lists every one of them: a
+    release of some hosts only (a canary) is gone back over, as the hosts that followed it are."""
     if number is not None:
         for release in releases:
             if release.number == number:
@@ -399,6 +288,21 @@ def rollback_target(releases: Sequence[Release], number: int | None) -> Release:
         known = ", ".join(str(r.number) for r in releases) or "none"
         raise DeployerError(f"no release {number} (releases: {known})")
     good = [r for r in releases if r.result == SUCCESS]
-    if len(good) < 2:
+    current = next((i for i, r in enumerate(good) if _changed_any(r, hosts)), None)
+    earlier = good[current + 1 :] if current is not None else []
+    target = next((r for r in earlier if all(r.on(host) is not None for host in hosts)), None)
+    if target is None:
         raise DeployerError("no earlier good release to roll back to (see `deploy history`)")
-    return good[1]
+    return target
+
+
+def _changed_any(release: Release, hosts: Sequence[str]) -> bool:
+    """Whether `release` changed one of `hosts` (of one host: it did, or it would not be)."""
+    return (
+        not hosts
+        or not release.hosts
+        or any(
+            found is not None and found.result == SUCCESS
+            for found in (release.on(host) for host in hosts)
+        )
+    )

@@ -4,30 +4,11 @@ entries by count. Applied after each recorded release and by `deploy prune`. See
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
+from deployer.core.results import AUDIT_KEEP, Trimmed
 from deployer.state.releases import Release
 from deployer.state.store import Store
-
-# The newest audit entries kept per environment: a bound on engine objects that still covers
-# years of deploys at a few a day.
-AUDIT_KEEP = 1000
-
-
-@dataclass(frozen=True)
-class Trimmed:
-    releases: int = 0  # release records removed
-    audit: int = 0  # audit entries removed
-
-    def lines(self) -> list[str]:
-        """What was removed, for the audit entry; nothing when nothing was."""
-        lines = []
-        if self.releases:
-            lines.append(f"removed {self.releases} release record(s) beyond keep_history")
-        if self.audit:
-            lines.append(f"removed {self.audit} audit entries beyond the newest {AUDIT_KEEP}")
-        return lines
 
 
 def expired_releases(

@@ -25,10 +25,11 @@ import docker
 import docker.errors
 import pytest
 
-from deployer.commands import operations
+from deployer.commands.load import load
+from deployer.commands.spec import render
+from deployer.core.command import Command
 from deployer.core.variables import Redactor
 from deployer.infra import runner
-from deployer.targets.compose.project import Command
 from tests.integration.bed import TRANSPORTS, Bed, Swarm, checked, run_script
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -423,8 +424,8 @@ class SwarmSpace(Workspace):
         """The stack deploy `deploy render test` shows, run as is; then waits until every
         service of the stack has all its tasks running."""
         environ = {**os.environ, **self.env}
-        loaded = operations.load(self.environments, "test", Redactor(), environ, swarm_ready=True)
-        command, _, _ = operations.render_stack(loaded, Redactor())
+        target = load(self.environments, "test", Redactor(), environ)
+        command = render(target, Redactor()).command
         done = runner.run(command, check=False)
         assert done.returncode == 0, done.stderr
         manager = self.swarm.client(4)

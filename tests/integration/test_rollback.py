@@ -147,3 +147,58 @@ def test_a_release_number_taken_already_is_passed_over(app: Workspace) -> None:
         (3, f"{REGISTRY}/testapp:1.1.0"),
         (1, f"{REGISTRY}/testapp:1.0.0"),
     ]
+
+
+def first_error(stderr: str) -> str:
+    return next(line for line in stderr.splitlines() if line.startswith("error: "))
+
+
+def set_env(space: Workspace, name: str, value: str) -> None:
+    """Set one variable in the test's .env file."""
+    env = space.environments / "app/.env"
+    lines = [line for line in env.read_text().splitlines() if not line.startswith(f"{name}=")]
+    env.write_text("\n".join([*lines, f"{name}={value}", ""]))
+
+
+def test_a_deploy_that_failed_before_any_change_leaves_a_later_rollback_the_right_configuration(
+    app: Workspace,
+) -> None:
+    """Issue 17, 1: a pull that fails on a tag typo records web's configuration as it runs, so
+    that a later failing deploy puts web back with the configuration it ran, not the new one."""
+    ok(app.deploy("test", "--yes"))
+    set_env(app, "WEB_TAG", "9.9.9")  # not in the registry
+    assert app.deploy("test", "--yes").returncode == 1
+    set_env(app, "WEB_TAG", "1.1.0")
+    set_web(app, "    ports:", '    command: ["sh", "-c", "exit 3"]\n    ports:')
+
+    result = app.deploy("test", "--yes")
+
+    assert result.returncode == 1, result.stderr
+    assert first_error(result.stderr).endswith("; rolled back: web"), result.stderr
+    [web] = app.containers("web")
+    assert (web.status, web_config(app)[0]) == ("running", IMAGE_COMMAND)
+    assert app.http("web", "/version") == "1.0.0"
+    assert [r["result"] for r in releases(app)] == ["rolled back", "failed", "success"]
+
+
+NEW_FAILING_SERVICE = """\
+  api:
+    image: ${REGISTRY}/testapp-exits:1.0.0
+"""
+
+
+def test_a_new_service_that_fails_is_removed_by_the_rollback(app: Workspace) -> None:
+    """Issue 17, 5: the rollback of a deploy whose only failing service is new removes it, as
+    the deploy found things: then, and only then, the deploy is `rolled back`."""
+    ok(app.deploy("test", "--yes"))
+    before = app.ids()
+    app.append("app/compose.yml", NEW_FAILING_SERVICE)
+
+    result = app.deploy("test", "--yes")
+
+    assert result.returncode == 1, result.stderr
+    assert first_error(result.stderr).endswith("; rolled back: api"), result.stderr
+    assert app.containers("api") == []
+    assert app.ids() == before
+    assert [r["result"] for r in releases(app)] == ["rolled back", "success"]
+    assert app.deploy("diff", "test").returncode == 2  # api is still to create

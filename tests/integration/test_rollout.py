@@ -245,3 +245,41 @@ def test_rollback_to_a_release_restores_every_host_and_history_flags_a_diverged_
         f"{urls[1]} DIVERGES from release #3: web runs no container "
         f"(release: {fleet.bed.node_image(REGISTRY)}/testapp@sha256:"
     )
+
+
+def test_plain_rollback_after_a_canary_and_its_follow_up_puts_every_host_back(
+    fleet: Fleet,
+) -> None:
+    """Issue 17, 2: R1 every host on 1.0.0, R2 a canary of 1.1.0 on host 1, R3 hosts 2 and 3
+    follow; `deploy rollback` goes back to before 1.1.0 on every host."""
+    setup(fleet, batch="100%")
+    set_web_tag(fleet, "1.1.0")
+    ok(fleet.deploy("test", "--yes", "--hosts", fleet.urls[0]))
+    ok(fleet.deploy("test", "--yes"))
+    assert versions(fleet) == ["1.1.0", "1.1.0", "1.1.0"]
+
+    ok(fleet.deploy("rollback", "test", "--yes"))
+
+    assert versions(fleet) == ["1.0.0", "1.0.0", "1.0.0"]
+    assert newest_release(fleet) == (4, "success", [(url, "success") for url in fleet.urls])
+
+
+def test_a_host_the_chosen_release_does_not_list_is_left_as_it_is(fleet: Fleet) -> None:
+    """Issue 17, 3: release 2 was deployed to host 1 only; rolling host 2 back to it changes
+    nothing there (never the current spec) and says so."""
+    setup(fleet, batch="100%")
+    set_web_tag(fleet, "1.1.0")
+    ok(fleet.deploy("test", "--yes", "--hosts", fleet.urls[0]))
+    set_web_tag(fleet, "2.0.0")  # the spec moves on
+    before = webs(fleet)
+
+    result = fleet.deploy("rollback", "test", "--to", "2", "--hosts", fleet.urls[1], "--yes")
+
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.splitlines() == [
+        f"error: release 2 lists none of {fleet.urls[1]} (it lists {fleet.urls[0]}): "
+        "nothing to roll back; nothing changed"
+    ]
+    assert webs(fleet) == before
+    assert versions(fleet) == ["1.1.0", "1.0.0", "1.0.0"]
+    assert newest_release(fleet)[:2] == (2, "success")

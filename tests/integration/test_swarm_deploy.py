@@ -330,3 +330,44 @@ def test_an_image_built_and_pushed_through_the_manager_is_what_the_swarm_then_ru
 
     assert image_of(stack.services()["web"]).startswith(f"{image}@sha256:")
     assert list(stack.task_ids()) == ["web"]
+
+
+# api's own rollback (Swarm's, on failure) watches its task for a minute before it completes.
+API_AND_WEB = """\
+services:
+  api:
+    image: ${REGISTRY}/${API_IMAGE}
+    deploy:
+      rollback_config: {monitor: 60s}
+  web:
+    image: ${REGISTRY}/testapp:${WEB_TAG}
+"""
+
+
+def test_the_undo_goes_past_a_service_swarm_is_rolling_back_itself(stack: SwarmSpace) -> None:
+    """Issue 17, 4: api never becomes healthy and Swarm starts rolling it back by itself (its
+    previous spec is gone then: `docker service rollback` would refuse it); the deploy gives up
+    while Swarm is at it, and web, updated by the same deploy, is still put back."""
+    registry = stack.swarm.node_image(REGISTRY)
+    stack.write("app/compose.yml", API_AND_WEB)
+    stack.write("app/.env", f"REGISTRY={registry}\nAPI_IMAGE=testapp:1.0.0\nWEB_TAG=1.0.0\n")
+    stack.append("test.yml", "deploy: {wait_timeout: 30}\n")
+    ok(stack.deploy("test", "--yes"))
+    before = stack.services()
+    stack.write(
+        "app/.env", f"REGISTRY={registry}\nAPI_IMAGE=testapp-unhealthy:1.0.0\nWEB_TAG=1.1.0\n"
+    )
+
+    failed = stack.deploy("test", "--yes")
+
+    assert failed.returncode == 1, failed.stderr
+    reason = errors(failed.stderr)[0]
+    assert reason.startswith("error: service api: not converged within 30s: rollback started"), (
+        failed.stderr
+    )
+    assert reason.endswith("; rolled back: api, web"), failed.stderr
+    after = stack.services()
+    assert {name: image_of(after[name]) for name in after} == {
+        name: image_of(before[name]) for name in before
+    }
+    assert [r["result"] for r in releases(stack)] == ["rolled back", "success"]

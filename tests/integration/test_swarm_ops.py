@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from deployer.state.releases import SUCCESS
+from deployer.core.results import SUCCESS
 from tests.integration.conftest import SwarmSpace, ok
 from tests.integration.test_faults import ended, start
 

@@ -11,13 +11,14 @@ from typing import Any
 
 import pytest
 
-from deployer.commands import operations
+from deployer.commands.load import load
 from deployer.core.variables import Redactor
 from deployer.infra.engine import Engine, EngineClient
 from deployer.state import releases
 from deployer.state.lock import Lock
 from deployer.state.store import Actor
 from deployer.state.swarm_store import SwarmStore, config_name
+from deployer.targets.base import Environment
 from tests.integration.conftest import REGISTRY, STATE_PROJECT_LABEL, SwarmSpace
 
 pytestmark = pytest.mark.integration
@@ -38,13 +39,15 @@ def second_manager(stack: SwarmSpace, name: str = "other", project: str | None =
     return name
 
 
-def loaded(stack: SwarmSpace, name: str) -> operations.Loaded:
-    return operations.load(stack.environments, name, Redactor(), swarm_ready=True)
+def loaded(stack: SwarmSpace, name: str) -> Environment:
+    return load(stack.environments, name, Redactor()).env
 
 
 def store_of(stack: SwarmSpace, name: str) -> SwarmStore:
     """The store of environment `name`, through the manager its spec names."""
-    return SwarmStore(EngineClient(loaded(stack, name).engine), stack.project)
+    return SwarmStore(
+        EngineClient(Engine(loaded(stack, name).spec.engine_host or "")), stack.project
+    )
 
 
 def state_configs(stack: SwarmSpace, k: int, project: str) -> list[tuple[str, dict[str, str]]]:

@@ -1,5 +1,6 @@
-"""In-memory stand-ins for what operations reach outside the process (operations.Outside): the
-state store, the engine's observations and a `docker compose` that keeps containers in a dict."""
+"""In-memory stand-ins for what targets reach outside the process (targets.base.Outside): the
+state store, the engine's observations and a `docker compose` that keeps containers in a dict,
+several engines, and a swarm manager."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from deployer.core.command import Command, Completed
 from deployer.core.desired import FINGERPRINT_LABEL
 from deployer.core.errors import (
     CommandFailedError,
@@ -22,10 +24,8 @@ from deployer.core.errors import (
     PullError,
 )
 from deployer.infra.engine import Engine
-from deployer.infra.runner import Completed
 from deployer.state.store import Actor, StoredLock
 from deployer.targets.compose.observe import NUMBER_LABEL, SERVICE_LABEL
-from deployer.targets.compose.project import Command
 
 ACTOR = Actor("alice", "host-a", 4242)
 
@@ -162,6 +162,10 @@ class FakeCompose:
             args = args[2:]
         if args[0] == "config":
             return Completed(0, json.dumps(self.resolve(command)), "")
+        if args[0] == "rm":  # rm --stop --force SERVICE...
+            for service in args[3:]:
+                self.containers.pop(service, None)
+            return Completed(0, "", "")
         assert args[0] == "up", command.argv
         self.ups += 1
         if self.raise_on_up is not None:
@@ -332,6 +336,8 @@ class FakeSwarm:
         self.services: dict[str, SwarmService] = {}  # by name in the stack
         self.engine = Engine("unix:///fake/manager.sock")
         self.ran: list[tuple[str, ...]] = []  # every docker CLI call but `compose config`
+        self.interrupt_deploys: frozenset[int] = frozenset()  # Ctrl-C after these stack deploys
+        self.deploys = 0
         self._versions = iter(range(10, 1_000_000))
 
     # The docker CLI
@@ -342,6 +348,9 @@ class FakeSwarm:
         self.ran.append(argv)
         if argv[1:3] == ("stack", "deploy"):
             self._stack_deploy(argv[-1], yaml.safe_load(command.stdin or ""))
+            self.deploys += 1
+            if self.deploys in self.interrupt_deploys:
+                raise KeyboardInterrupt
         elif argv[1:3] == ("stack", "rm"):
             self.services.clear()
         elif argv[1:3] == ("service", "rm"):
@@ -388,14 +397,13 @@ class FakeSwarm:
     def _spec(self, project: str, name: str, service: Mapping[str, Any]) -> dict[str, Any]:
         deploy = service.get("deploy") or {}
         image = str(service["image"])
+        pinned = image if "@" in image else f"{image}@{self.digests[image]}"  # as stack deploy pins
         labels = {**(deploy.get("labels") or {}), STACK_IMAGE_LABEL: image, STACK_LABEL: project}
         environment = sorted(f"{k}={v}" for k, v in (service.get("environment") or {}).items())
         return {
             "Name": f"{project}_{name}",
             "Labels": labels,
-            "TaskTemplate": {
-                "ContainerSpec": {"Image": f"{image}@{self.digests[image]}", "Env": environment}
-            },
+            "TaskTemplate": {"ContainerSpec": {"Image": pinned, "Env": environment}},
             "Mode": {"Replicated": {"Replicas": int(deploy.get("replicas", 1))}},
         }
 

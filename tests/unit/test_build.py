@@ -6,11 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from deployer.core.desired import DesiredService, DesiredState
+from deployer.core.desired import ComposeFiles, DesiredService, DesiredState
 from deployer.core.errors import DeployerError, TagTakenError
-from deployer.infra.engine import Engine
-from deployer.targets.compose.build import Built, buildable, check_tag
-from deployer.targets.compose.project import ComposeProject
+from deployer.core.results import Built
+from deployer.targets.compose.build import buildable, check_tag
 
 IMAGE = "ghcr.io/acme/tool:1.0"
 PUSHED = "sha256:" + "a" * 64
@@ -22,8 +21,8 @@ def desired(model: dict[str, dict[str, object]]) -> DesiredState:
         name: DesiredService(name, str(service["image"]), 1, {}, frozenset())
         for name, service in model.items()
     }
-    project = ComposeProject("shop", (Path("compose.yml"),), Engine("unix:///x.sock"), {})
-    return DesiredState("staging", project, {}, services, {"services": model}, 120.0)
+    files = ComposeFiles("shop", (Path("compose.yml"),), {})
+    return DesiredState("staging", files, {}, services, {"services": model}, 120.0)
 
 
 STAGING = desired(

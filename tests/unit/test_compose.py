@@ -5,18 +5,22 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+from deployer.core.command import Command
+from deployer.core.desired import ComposeFiles
 from deployer.core.variables import Redactor
 from deployer.infra.engine import Engine
 from deployer.infra.runner import tool_environment
 from deployer.targets.compose import project as compose
-from deployer.targets.compose.project import Command, ComposeProject
+from deployer.targets.compose.project import ComposeProject
 
 PROJECT = ComposeProject(
-    name="shop-staging",
-    files=(Path("/srv/shop/compose.yml"), Path("/srv/shop/compose.prod.yml")),
+    files=ComposeFiles(
+        project="shop-staging",
+        paths=(Path("/srv/shop/compose.yml"), Path("/srv/shop/compose.prod.yml")),
+        variables={"TAG": "1.4.2", "DB_PASSWORD": "hunter2", "GREETING": "it's me"},
+        secret_names=frozenset({"DB_PASSWORD"}),
+    ),
     engine=Engine("unix:///var/run/docker.sock"),
-    variables={"TAG": "1.4.2", "DB_PASSWORD": "hunter2", "GREETING": "it's me"},
-    secret_names=frozenset({"DB_PASSWORD"}),
     override="services:\n  web:\n    scale: 2\n",
 )
 
@@ -70,7 +74,8 @@ def test_config_without_override_reads_no_stdin() -> None:
 
 
 def test_shell_form_is_quoted_and_masks_secrets() -> None:
-    project = replace(PROJECT, variables={**PROJECT.variables, "DSN": "db://u:hunter2@db"})
+    variables = {**PROJECT.files.variables, "DSN": "db://u:hunter2@db"}
+    project = replace(PROJECT, files=replace(PROJECT.files, variables=variables))
     command = compose.up(project, [], remove_orphans=False)
     redact = Redactor()
     redact.add(["hunter2"])

@@ -9,7 +9,6 @@ import pytest
 
 from deployer.core.desired import (
     check_services_exist,
-    compose_issue,
     desired_services,
     environment_override,
     fingerprint,
@@ -20,6 +19,7 @@ from deployer.core.desired import (
 from deployer.core.errors import ConfigError, ConfigIssue
 from deployer.core.spec import ServiceOverride, Spec
 from deployer.core.variables import SecretPolicy
+from deployer.targets.compose.resolve import compose_issue
 
 
 def spec(tmp_path: Path, services: dict[str, ServiceOverride]) -> Spec:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from deployer.cli.render.results import label
 from deployer.core.errors import DeployerError
 from deployer.infra.engine import Engine
-from deployer.targets.fleet.hosts import batches, each, failed, in_turn, label, selected
+from deployer.targets.hosts import batches, each, failed, in_turn, selected
 
 HOSTS = [Engine(f"ssh://root@10.0.0.{n}") for n in range(1, 6)]
 

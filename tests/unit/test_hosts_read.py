@@ -10,18 +10,22 @@ from typing import Any
 
 import pytest
 
-from deployer.cli import report
-from deployer.commands.operations import Loaded, diff_hosts, status_hosts
+from deployer.cli.render.locks import lock_document, lock_text, locks_document, locks_text
+from deployer.cli.render.plans import plan_text, plans_document, plans_text
+from deployer.cli.render.results import host_by_host_text, line_prefixes
+from deployer.cli.render.status import status_document, statuses_document, statuses_text
+from deployer.commands.read import diff, status
+from deployer.core.command import Command, Completed
 from deployer.core.desired import FINGERPRINT_LABEL
 from deployer.core.errors import ConfigError, EngineUnreachableError
+from deployer.core.plan import Change, Plan
+from deployer.core.results import HostOutcome
+from deployer.core.status import ContainerStatus, EnvironmentStatus, ServiceStatus, SwarmStatus
 from deployer.core.variables import Redactor
 from deployer.infra.engine import Engine
-from deployer.infra.runner import Completed
 from deployer.state.lock import Lock
-from deployer.targets.compose.plan import Change, Plan
-from deployer.targets.compose.project import Command
-from deployer.targets.compose.status import ContainerStatus, EnvironmentStatus, ServiceStatus
-from deployer.targets.fleet.hosts import HostOutcome
+from deployer.targets.choose import target_of
+from deployer.targets.fleet.target import FleetTarget
 from tests.unit.fakes import FakeCompose, FakeEngine, FakeStore
 from tests.unit.test_operations import GOOD, World, make_world
 
@@ -37,8 +41,8 @@ PENDING = Plan("staging", "shop", (Change("web", "recreate", ("image web:1 -> 2"
 def test_the_plan_of_one_host_reads_as_ever_and_its_json_adds_the_host() -> None:
     outcomes = [HostOutcome(A, PENDING)]
 
-    assert report.plans_text("staging", "shop", outcomes, REDACT) == report.plan_text(PENDING)
-    assert report.plans_document("staging", "shop", outcomes, REDACT) == {
+    assert plans_text("staging", "shop", outcomes, REDACT) == plan_text(PENDING)
+    assert plans_document("staging", "shop", outcomes, REDACT) == {
         "environment": "staging",
         "project": "shop",
         "in_sync": False,
@@ -59,12 +63,12 @@ def test_the_plan_of_one_host_reads_as_ever_and_its_json_adds_the_host() -> None
 def test_two_hosts_in_sync() -> None:
     outcomes = [HostOutcome(A, IN_SYNC), HostOutcome(B, IN_SYNC)]
 
-    assert report.plans_text("staging", "shop", outcomes, REDACT) == (
+    assert plans_text("staging", "shop", outcomes, REDACT) == (
         f"staging (project shop) on {A}: in sync, nothing to change\n\n"
         f"staging (project shop) on {B}: in sync, nothing to change\n\n"
         "staging (project shop): 2 hosts: 2 in sync"
     )
-    assert report.plans_document("staging", "shop", outcomes, REDACT) == {
+    assert plans_document("staging", "shop", outcomes, REDACT) == {
         "environment": "staging",
         "project": "shop",
         "in_sync": True,
@@ -79,7 +83,7 @@ def test_two_hosts_in_sync() -> None:
 def test_two_hosts_one_with_changes_pending() -> None:
     outcomes = [HostOutcome(A, IN_SYNC), HostOutcome(B, PENDING)]
 
-    assert report.plans_text("staging", "shop", outcomes, REDACT) == (
+    assert plans_text("staging", "shop", outcomes, REDACT) == (
         f"staging (project shop) on {A}: in sync, nothing to change\n\n"
         f"staging (project shop) on {B}: 1 change\n"
         "SERVICE  ACTION    CAUSE\n"
@@ -87,7 +91,7 @@ def test_two_hosts_one_with_changes_pending() -> None:
         "staging (project shop): 2 hosts: 1 in sync, 1 with changes"
     )
     change = {"service": "web", "action": "recreate", "causes": ["image web:1 -> 2"]}
-    assert report.plans_document("staging", "shop", outcomes, REDACT) == {
+    assert plans_document("staging", "shop", outcomes, REDACT) == {
         "environment": "staging",
         "project": "shop",
         "in_sync": False,
@@ -102,13 +106,13 @@ def test_two_hosts_one_with_changes_pending() -> None:
 def test_a_host_that_cannot_be_read_is_shown_unknown_with_its_error_masked() -> None:
     outcomes = [HostOutcome(A, IN_SYNC), HostOutcome(B, error=DOWN)]
 
-    assert report.plans_text("staging", "shop", outcomes, REDACT) == (
+    assert plans_text("staging", "shop", outcomes, REDACT) == (
         f"staging (project shop) on {A}: in sync, nothing to change\n\n"
         f"staging (project shop) on {B}: state unknown\n"
         f"  error: Docker engine at {B} is unreachable: connection refused (***)\n\n"
         "staging (project shop): 2 hosts: 1 in sync, 1 unknown"
     )
-    assert report.plans_document("staging", "shop", outcomes, REDACT) == {
+    assert plans_document("staging", "shop", outcomes, REDACT) == {
         "environment": "staging",
         "project": "shop",
         "in_sync": False,
@@ -143,7 +147,7 @@ def test_status_of_two_hosts_on_mixed_versions() -> None:
         HostOutcome(B, environment("reg/web:1", WEB1, None)),
     ]
 
-    assert report.statuses_text("staging", "shop", outcomes, REDACT) == (
+    assert statuses_text("staging", "shop", outcomes, REDACT) == (
         "staging (project shop): 2 hosts: healthy, NOT in sync (see `deploy diff`)\n"
         "  web: MIXED versions\n"
         f"    reg/web:2 (222222222222) on {A}\n"
@@ -155,8 +159,8 @@ def test_status_of_two_hosts_on_mixed_versions() -> None:
         "SERVICE  READY  CONTAINER   IMAGE      ID            RELEASE  STATUS\n"
         "web      1/1    shop-web-1  reg/web:1  111111111111  -        Up 2 minutes (healthy)"
     )
-    document = report.statuses_document("staging", "shop", outcomes, REDACT)
-    per_host = [report.status_document(o.value) for o in outcomes if o.value is not None]
+    document = statuses_document("staging", "shop", outcomes, REDACT)
+    per_host = [status_document(o.value) for o in outcomes if o.value is not None]
     container = per_host[0]["services"][0]["containers"][0]
     old = per_host[1]["services"][0]["containers"][0]
     assert document == {
@@ -197,7 +201,7 @@ def _fields(document: dict[str, Any]) -> dict[str, Any]:
 def test_status_of_two_hosts_one_unknown_is_not_healthy() -> None:
     outcomes = [HostOutcome(A, environment("reg/web:2", WEB2)), HostOutcome(B, error=DOWN)]
 
-    assert report.statuses_text("staging", "shop", outcomes, REDACT) == (
+    assert statuses_text("staging", "shop", outcomes, REDACT) == (
         "staging (project shop): 2 hosts: NOT healthy, NOT in sync (see `deploy diff`); "
         f"state unknown on {B}\n"
         f"  web: reg/web:2 (222222222222) on {A}\n\n"
@@ -207,7 +211,7 @@ def test_status_of_two_hosts_one_unknown_is_not_healthy() -> None:
         f"staging (project shop) on {B}: state unknown\n"
         f"  error: Docker engine at {B} is unreachable: connection refused (***)"
     )
-    document = report.statuses_document("staging", "shop", outcomes, REDACT)
+    document = statuses_document("staging", "shop", outcomes, REDACT)
     assert (document["in_sync"], document["healthy"], document["services"][0]["healthy"]) == (
         False,
         False,
@@ -229,13 +233,13 @@ def test_status_of_two_hosts_on_one_version() -> None:
         HostOutcome(B, environment("reg/web:2", WEB2)),
     ]
 
-    text = report.statuses_text("staging", "shop", outcomes, REDACT)
+    text = statuses_text("staging", "shop", outcomes, REDACT)
 
     assert text.splitlines()[:2] == [
         "staging (project shop): 2 hosts: healthy, in sync",
         "  web: reg/web:2 (222222222222) on every host",
     ]
-    assert report.statuses_document("staging", "shop", outcomes, REDACT)["healthy"] is True
+    assert statuses_document("staging", "shop", outcomes, REDACT)["healthy"] is True
 
 
 LOCK = Lock("alice", "host-a", 4242, "deploy staging", "process", "t1", 600.0, 1000.0, 1060.0)
@@ -248,19 +252,19 @@ def test_the_lock_as_each_host_holds_it() -> None:
         HostOutcome("unix:///run/dh3/docker.sock", error=DOWN),
     ]
 
-    assert report.locks_text("staging", outcomes, REDACT) == (
-        f"{report.lock_text('staging', LOCK, None, host=A)}\n"
+    assert locks_text("staging", outcomes, REDACT) == (
+        f"{lock_text('staging', LOCK, None, host=A)}\n"
         f"staging on {B}: not locked\n"
         "staging on unix:///run/dh3/docker.sock: unknown\n"
         f"  error: Docker engine at {B} is unreachable: connection refused (***)\n"
         "staging: locked on 1 of 3 hosts"
     )
-    assert report.lock_text("staging", LOCK, None, here="host-a", host=A).splitlines()[0] == (
+    assert lock_text("staging", LOCK, None, here="host-a", host=A).splitlines()[0] == (
         f"staging on {A}: locked by alice on host-a (pid 4242) since 1970-01-01T00:16:40Z: "
         "deploy staging"
     )
-    one = report.lock_document("staging", LOCK, None)
-    assert report.locks_document("staging", outcomes, REDACT) == {
+    one = lock_document("staging", LOCK, None)
+    assert locks_document("staging", outcomes, REDACT) == {
         **one,
         "hosts": [
             {"host": A, **_without_environment(one), "error": None},
@@ -284,7 +288,7 @@ def test_host_by_host_results_name_each_host_and_those_never_reached() -> None:
     c = "unix:///run/dh3/docker.sock"
     outcomes = [HostOutcome(A, "restarted web-1"), HostOutcome(B, error=DOWN)]
 
-    assert report.host_by_host_text([A, B, c], outcomes, str, REDACT) == (
+    assert host_by_host_text([A, B, c], outcomes, str, REDACT) == (
         f"{A}:\n"
         "  restarted web-1\n"
         f"{B}:\n"
@@ -292,16 +296,17 @@ def test_host_by_host_results_name_each_host_and_those_never_reached() -> None:
         f"{c}:\n"
         f"  not done: stopped after the failure on {B}"
     )
-    assert report.host_by_host_text([A], outcomes[:1], str, REDACT) == "restarted web-1"
+    assert host_by_host_text([A], outcomes[:1], str, REDACT) == "restarted web-1"
 
 
 def test_log_lines_of_several_hosts_start_with_the_host_aligned() -> None:
     c = "unix:///run/dh3/docker.sock"
-    assert report.line_prefixes([A, c]) == {A: "10.0.0.1                    | ", c: f"{c} | "}
-    assert report.line_prefixes([A]) == {A: ""}
+    assert line_prefixes([A, c]) == {A: "10.0.0.1                    | ", c: f"{c} | "}
+    assert line_prefixes([A]) == {A: ""}
 
 
-# Through operations, over fakes: each host its own engine, containers and records.
+# Through the commands, over the fleet target on fakes: each host its own engine, containers and
+# records.
 C = "ssh://root@10.0.0.3"
 
 
@@ -313,7 +318,9 @@ def deployed(tmp_path: Path) -> World:
     return world
 
 
-def fleet(world: World, down: tuple[str, ...] = ()) -> tuple[Loaded, dict[str, FakeCompose]]:
+def fleet(
+    world: World, down: tuple[str, ...] = (), selected: tuple[str, ...] = ()
+) -> tuple[FleetTarget, dict[str, FakeCompose]]:
     """Hosts A, B and C, each running a copy of what `world` runs, those in `down` unreachable;
     Compose commands go to the host their DOCKER_HOST names."""
     hosts = {host: copy.deepcopy(world.compose) for host in (A, B, C)}
@@ -329,22 +336,24 @@ def fleet(world: World, down: tuple[str, ...] = ()) -> tuple[Loaded, dict[str, F
         return engines[engine.host]
 
     outside = replace(
-        world.loaded.outside,
+        world.env.outside,
         run=run,
         connect=connect,  # type: ignore[arg-type]
         store=lambda client, project: stores[id(client)],
     )
-    every = tuple(Engine(host) for host in hosts)
-    return replace(world.loaded, engine=every[0], hosts=every, outside=outside), hosts
+    spec = replace(world.env.spec, engine_hosts=tuple(hosts))
+    target = target_of(replace(world.env, spec=spec, outside=outside), {}, selected)
+    assert isinstance(target, FleetTarget)
+    return target, hosts
 
 
 def test_diff_reads_every_host_and_keeps_a_drifted_one_and_an_unreachable_one_apart(
     deployed: World,
 ) -> None:
-    loaded, hosts = fleet(deployed, down=(C,))
+    target, hosts = fleet(deployed, down=(C,))
     del hosts[B].containers["web"]["Labels"][FINGERPRINT_LABEL]  # changed by hand on B
 
-    outcomes = diff_hosts(loaded, Redactor())
+    outcomes = diff(target, Redactor()).outcomes
 
     drift = Change("web", "recreate", ("not deployed by deployer (no fingerprint label)",))
     assert [(o.host, o.value, o.error and o.error.message) for o in outcomes] == [
@@ -355,10 +364,12 @@ def test_diff_reads_every_host_and_keeps_a_drifted_one_and_an_unreachable_one_ap
 
 
 def test_status_reads_each_host_with_its_own_records(deployed: World) -> None:
-    loaded, hosts = fleet(deployed)
+    target, hosts = fleet(deployed)
     hosts[C].containers["web"]["State"] = "exited"
 
-    outcomes = status_hosts(loaded, Redactor())
+    found = status(target, Redactor())
+    assert not isinstance(found, SwarmStatus)
+    outcomes = found.outcomes
 
     assert [(o.host, o.value and (o.value.healthy, o.value.in_sync)) for o in outcomes] == [
         (A, (True, True)),
@@ -368,20 +379,21 @@ def test_status_reads_each_host_with_its_own_records(deployed: World) -> None:
 
 
 def test_a_problem_in_the_spec_is_the_commands_error_before_any_hosts(deployed: World) -> None:
-    loaded, _ = fleet(deployed, down=(B,))
+    target, _ = fleet(deployed, down=(B,))
     broken = ConfigError([])
 
     def failing(command: Command, check: bool = True) -> Completed:
         raise broken
 
+    env = replace(target.env, outside=replace(target.env.outside, run=failing))
     with pytest.raises(ConfigError) as raised:
-        diff_hosts(replace(loaded, outside=replace(loaded.outside, run=failing)), Redactor())
+        diff(target_of(env, {}), Redactor())
     assert raised.value is broken
 
 
 def test_one_host_that_cannot_be_read_fails_the_command_as_ever(deployed: World) -> None:
-    loaded, _ = fleet(deployed, down=(B,))
+    target, _ = fleet(deployed, down=(B,), selected=(B,))
 
     with pytest.raises(EngineUnreachableError) as raised:
-        diff_hosts(replace(loaded, engine=Engine(B), hosts=(Engine(B),)), Redactor())
+        diff(target, Redactor())
     assert raised.value.host == B

@@ -12,7 +12,7 @@ import pytest
 
 from deployer.infra.engine import EngineClient
 from deployer.targets.compose.apply import PARALLEL_PULLS, pull_all
-from deployer.targets.fleet.hosts import together
+from deployer.targets.hosts import together
 
 
 class SlowRegistry(EngineClient):

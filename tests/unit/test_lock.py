@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from deployer.cli import report
+from deployer.cli.render.locks import lock_text
 from deployer.core.errors import LockedError, LockLostError
 from deployer.state import lock as lock_module
 from deployer.state.lock import (
@@ -159,11 +159,11 @@ def test_what_of_a_holder_still_works_on_this_host() -> None:
 def test_status_says_what_cannot_be_known_of_a_lock_taken_on_another_host() -> None:
     lock = Lock("alice", "host-a", 4242, "deploy staging", "process", "t", 600.0, 1000.0, 1060.0)
 
-    assert report.lock_text("staging", lock, None, here="host-a") == (
+    assert lock_text("staging", lock, None, here="host-a") == (
         "staging: locked by alice on host-a (pid 4242) since 1970-01-01T00:16:40Z: deploy staging\n"
         "  kind process, expires 1970-01-01T00:27:40Z; held"
     )
-    assert report.lock_text("staging", lock, None, here="host-b") == (
+    assert lock_text("staging", lock, None, here="host-b") == (
         "staging: locked by alice on host-a (pid 4242) since 1970-01-01T00:16:40Z: deploy staging\n"
         "  kind process, expires 1970-01-01T00:27:40Z; held; taken on host-a, whose processes "
         "cannot be seen from here: stale if not renewed by 1970-01-01T00:27:40Z"

@@ -6,16 +6,11 @@ from __future__ import annotations
 import pytest
 
 from deployer.core.errors import DeployerError, LockedError
+from deployer.core.reference import pinned_reference
 from deployer.core.variables import SecretPolicy
+from deployer.state.engine_store import StateStore
 from deployer.state.lock import Lock, stale_reason
-from deployer.state.releases import (
-    Release,
-    Secrets,
-    pinned_reference,
-    recorded_config,
-    rollback_target,
-)
-from deployer.state.store import StateStore
+from deployer.state.releases import Release, Secrets, recorded_config, rollback_target
 
 LOCK = Lock(
     "alice", "host-a", 4242, "deploy staging", "process", "t", ttl=600.0, since=1000.0, renewed=1000.0

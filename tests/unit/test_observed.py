@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-from deployer.targets.compose.observe import (
-    ObservedContainer,
-    container_from_summary,
-    image_digests,
-    image_ids,
-)
+from deployer.core.observed import ObservedContainer
+from deployer.targets.compose.observe import container_from_summary, image_digests, image_ids
 
 
 def test_image_ids_by_tag_and_digest() -> None:

@@ -1,5 +1,6 @@
-"""Deploy, restore and interrupt, end to end through operations over in-memory fakes: what runs
-afterwards, the error raised, and the release and audit entry written whatever ends a command."""
+"""Deploy, restore and interrupt on one engine, end to end through the commands over the compose
+target on in-memory fakes: what runs afterwards, the error raised, and the release and audit
+entry written whatever ends a command."""
 
 from __future__ import annotations
 
@@ -9,21 +10,18 @@ from typing import Any
 
 import pytest
 
-from deployer.commands.operations import (
-    Interaction,
-    Loaded,
-    Outside,
-    deploy,
-    desired_state,
-    rollback,
-)
+from deployer.commands.deploy import deploy, rollback
+from deployer.commands.session import Interaction
 from deployer.core.errors import CommandFailedError, RolledBackError, UnhealthyServiceError
+from deployer.core.plan import Plan
 from deployer.core.spec import Spec
 from deployer.core.variables import Redactor, Variable, Variables
 from deployer.infra.engine import Engine
 from deployer.state import audit
-from deployer.state.releases import Release, Secrets, ServiceRelease, history, restore_state
-from deployer.targets.compose.plan import Plan
+from deployer.state.releases import Release, Secrets, ServiceRelease, history
+from deployer.targets.base import Environment, Outside
+from deployer.targets.compose.resolve import restore_state
+from deployer.targets.compose.target import ComposeTarget
 from tests.unit.fakes import ACTOR, FakeCompose, FakeEngine, FakeStore
 
 GOOD, BAD = ["httpd", "-f"], ["false"]
@@ -66,12 +64,17 @@ class Silent:
 class World:
     compose: FakeCompose
     store: FakeStore
-    loaded: Loaded
+    env: Environment
     ui: Interaction
+
+    @property
+    def target(self) -> ComposeTarget:
+        """The environment's target, as each command loads it anew."""
+        return ComposeTarget(self.env, Engine("unix:///fake"))
 
     def deploy(self, command: list[str], log_level: str = "info") -> Any:
         self.compose.model = model(command, log_level)
-        return deploy(self.loaded, self.ui, "deploy test")
+        return deploy(self.target, self.ui, "deploy test")
 
     def running(self) -> dict[str, tuple[str, str, str]]:
         """Per service: its container's state, command and image."""
@@ -121,8 +124,10 @@ def make_world(tmp_path: Path, on_failure: str) -> World:
         actor=lambda: ACTOR,
     )
     shown: list[Plan] = []
-    ui = Interaction(Silent(), lambda question: True, shown.append, Redactor())
-    return World(compose, store, Loaded(spec, variables, Engine("unix:///fake"), outside), ui)
+    ui = Interaction(
+        Silent(), lambda question: True, lambda plans: shown.extend(p for _, p in plans), Redactor()
+    )
+    return World(compose, store, Environment(spec, variables, outside), ui)
 
 
 def exits_with(command: list[str]) -> Any:
@@ -196,7 +201,8 @@ def test_a_failing_up_that_replaced_nothing_is_not_rolled_back(world: World) -> 
 
     assert world.compose.ups == 2
     assert world.running() == {"web": ("running", "httpd -f", "reg/web:1.0")}
-    assert world.releases()[0] == (2, "deploy test", "failed", (PINNED, None))
+    # web still runs release 1's container: its configuration, as release 1 recorded it.
+    assert world.releases()[0] == (2, "deploy test", "failed", (PINNED, GOOD, "info"))
     assert world.audit()[-1] == (
         "deploy test",
         "failed",
@@ -269,7 +275,7 @@ def test_an_unexpected_error_is_recorded(world: World) -> None:
     with pytest.raises(RuntimeError):
         world.deploy(BAD)
 
-    assert world.releases()[0] == (2, "deploy test", "failed", (PINNED, None))
+    assert world.releases()[0] == (2, "deploy test", "failed", (PINNED, GOOD, "info"))
     assert world.audit()[-1] == ("deploy test", "failed", "unexpected error: RuntimeError: boom")
 
 
@@ -277,7 +283,7 @@ def test_rollback_restores_the_configuration_of_the_release(world: World) -> Non
     world.deploy(GOOD)
     world.deploy(GOOD, log_level="debug")
 
-    rollback(world.loaded, world.ui, None)
+    rollback(world.target, world.ui, None)
 
     assert world.releases() == [
         (3, "rollback to release 1", "success", (PINNED, GOOD, "info")),
@@ -303,7 +309,7 @@ def test_a_restore_resolves_secret_references_and_takes_masked_secrets_as_they_a
 ) -> None:
     world.compose.model = model(BAD, "debug")
     world.compose.model["services"]["web"]["environment"]["API_KEY"] = "k-2"  # from an env_file
-    current = desired_state(world.loaded, Redactor())
+    current = world.target.resolve(Redactor())
     recorded = {
         "command": GOOD,
         "environment": {
@@ -317,7 +323,7 @@ def test_a_restore_resolves_secret_references_and_takes_masked_secrets_as_they_a
     target = ServiceRelease("reg/web:1.0", IMAGE_ID, PINNED, recorded)
 
     secrets = Secrets({"DB_PASSWORD": "hunter22"})
-    state = restore_state(current, {"web": target}, secrets, world.compose)
+    state = restore_state(current, {"web": target}, secrets, Engine("unix:///fake"), world.compose)
 
     assert state.model["services"] == {
         "web": {

@@ -4,23 +4,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from deployer.core.desired import DesiredService, DesiredState
+from deployer.core.command import Command
+from deployer.core.desired import ComposeFiles, DesiredService, DesiredState
+from deployer.core.observed import ObservedContainer, ObservedState
+from deployer.core.results import Candidate
+from deployer.core.status import ContainerStatus, EnvironmentStatus, ServiceStatus
 from deployer.infra.engine import Engine
+from deployer.infra.registry import Login, registry_of
 from deployer.state.releases import Release, ServiceRelease
 from deployer.targets.compose import project as compose
-from deployer.targets.compose.apply import Login, registry_of
-from deployer.targets.compose.observe import ObservedContainer, ObservedState
-from deployer.targets.compose.project import Command, ComposeProject
-from deployer.targets.compose.prune import Candidate, prunable
-from deployer.targets.compose.status import (
-    ContainerStatus,
-    EnvironmentStatus,
-    ServiceStatus,
-    status,
-)
+from deployer.targets.compose.project import ComposeProject
+from deployer.targets.compose.prune import prunable
+from deployer.targets.compose.status import status
 
 ENGINE = Engine("unix:///var/run/docker.sock")
-PROJECT = ComposeProject("shop", (Path("/srv/compose.yml"),), ENGINE, {"A": "1"})
+PROJECT = ComposeProject(ComposeFiles("shop", (Path("/srv/compose.yml"),), {"A": "1"}), ENGINE)
 
 PINNED = "reg/web@sha256:" + "a" * 64
 
@@ -47,7 +45,7 @@ def test_prunable_dangling_and_unused_images_of_the_environment_only() -> None:
 
 def test_status_per_service_with_releases() -> None:
     desired = DesiredState(
-        "staging", PROJECT, {},
+        "staging", PROJECT.files, {},
         {"web": DesiredService("web", "reg/web:2.0", 2, {"image": "i"}, frozenset()),
          "db": DesiredService("db", "db:1", 1, {"image": "d"}, frozenset())},
         {}, 60.0,

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from deployer.cli import report
-from deployer.core.desired import DesiredService, DesiredState
-from deployer.infra.engine import Engine
-from deployer.targets.compose.observe import ObservedContainer, ObservedState
-from deployer.targets.compose.plan import Change, Plan, plan
-from deployer.targets.compose.project import ComposeProject
+from deployer.cli.render.plans import plan_document, plan_text
+from deployer.core.desired import ComposeFiles, DesiredService, DesiredState
+from deployer.core.observed import ObservedContainer, ObservedState
+from deployer.core.plan import Change, Plan
+from deployer.targets.compose.plan import plan
 
 REG = "ghcr.io/acme"
 WEB_PRINT = {
@@ -29,8 +28,8 @@ def desired(**overrides: DesiredService) -> DesiredState:
         "worker": DesiredService("worker", f"{REG}/worker:2.0", 1, WORKER_PRINT, frozenset()),
         **overrides,
     }
-    project = ComposeProject("shop", (Path("compose.yml"),), Engine("unix:///x.sock"), {})
-    return DesiredState("staging", project, {}, services, {}, 120.0)
+    files = ComposeFiles("shop", (Path("compose.yml"),), {})
+    return DesiredState("staging", files, {}, services, {}, 120.0)
 
 
 def container(
@@ -69,7 +68,7 @@ def test_in_sync() -> None:
     the_plan = plan(desired(), ObservedState("shop", IN_SYNC, IMAGES))
 
     assert the_plan == Plan("staging", "shop", ())
-    assert report.plan_text(the_plan) == "staging (project shop): in sync, nothing to change"
+    assert plan_text(the_plan) == "staging (project shop): in sync, nothing to change"
 
 
 def test_every_kind_of_change_with_its_causes() -> None:
@@ -114,7 +113,7 @@ def test_every_kind_of_change_with_its_causes() -> None:
             ),
         ),
     )
-    assert report.plan_text(the_plan) == (
+    assert plan_text(the_plan) == (
         "staging (project shop): 4 changes\n"
         "SERVICE  ACTION    CAUSE\n"
         "cron     remove    orphan: not in the spec\n"
@@ -144,7 +143,7 @@ def test_scale_create_and_parts_added_or_removed() -> None:
         api=DesiredService("api", f"{REG}/worker:2.0", 1, {}, frozenset()),
     )
 
-    assert report.plan_document(plan(wanted, observed)) == {
+    assert plan_document(plan(wanted, observed)) == {
         "environment": "staging",
         "project": "shop",
         "in_sync": False,
@@ -206,7 +205,7 @@ def test_a_service_whose_only_container_was_created_and_never_started_is_started
 
     the_plan = plan(desired(), observed)
 
-    assert report.plan_text(the_plan) == (
+    assert plan_text(the_plan) == (
         "staging (project shop): 1 change\n"
         "SERVICE  ACTION  CAUSE\n"
         "worker   start   no running container: shop-worker-1 created"

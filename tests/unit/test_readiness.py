@@ -7,20 +7,15 @@ from typing import Any
 
 import pytest
 
-from deployer.core.desired import DesiredService, DesiredState, restart_policy_of
+from deployer.core.desired import ComposeFiles, DesiredService, DesiredState, restart_policy_of
 from deployer.core.errors import UnhealthyServiceError
-from deployer.infra.engine import Engine, engine_timestamp
+from deployer.core.observed import ObservedContainer, ObservedState, is_completed, is_steady
+from deployer.core.plan import Change, Plan
+from deployer.infra.engine import engine_timestamp
 from deployer.targets.compose import apply
 from deployer.targets.compose.apply import wait_ready
-from deployer.targets.compose.observe import (
-    ObservedContainer,
-    ObservedState,
-    container_from_summary,
-    is_completed,
-    is_steady,
-)
-from deployer.targets.compose.plan import Change, Plan, plan
-from deployer.targets.compose.project import ComposeProject
+from deployer.targets.compose.observe import container_from_summary
+from deployer.targets.compose.plan import plan
 from deployer.targets.compose.status import status
 
 NOW = engine_timestamp("2026-11-28T14:00:10Z")
@@ -76,8 +71,8 @@ def service(name: str, restart: str, replicas: int = 1) -> DesiredService:
 
 
 def desired(*services: DesiredService, wait_timeout: float = 30.0) -> DesiredState:
-    project = ComposeProject("shop", (Path("compose.yml"),), Engine("unix:///x.sock"), {})
-    return DesiredState("staging", project, {}, {s.name: s for s in services}, {}, wait_timeout)
+    files = ComposeFiles("shop", (Path("compose.yml"),), {})
+    return DesiredState("staging", files, {}, {s.name: s for s in services}, {}, wait_timeout)
 
 
 def summary(service: str, state: str, status: str, number: int = 1) -> dict[str, Any]:

@@ -7,20 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from deployer.cli import report
-from deployer.commands.operations import diff
+from deployer.cli.render.plans import plan_text
+from deployer.commands.read import diff
 from deployer.core.desired import DesiredService
 from deployer.core.errors import RegistryError, TagMovedError
+from deployer.core.observed import ObservedState
+from deployer.core.plan import Change, MovedTag, Plan
 from deployer.core.variables import Redactor
-from deployer.targets.compose.observe import ObservedState
-from deployer.targets.compose.plan import Change, Plan, plan
-from deployer.targets.compose.registry import (
-    MovedTag,
-    RegistryDigests,
-    digest_in,
-    moved_tags,
-    tags_to_check,
-)
+from deployer.infra.registry import RegistryDigests
+from deployer.targets.compose.plan import plan
+from deployer.targets.compose.registry import digest_in, moved_tags, tags_to_check
 from tests.unit.fakes import FakeEngine
 from tests.unit.test_operations import DIGEST, GOOD, World, make_world
 from tests.unit.test_plan import IMAGES, IN_SYNC, REG, WEB_PRINT, desired
@@ -80,7 +76,7 @@ def test_a_moved_tag_is_pulled_and_the_containers_recreated_with_the_cause() -> 
         ),
         (MovedTag("web", f"{REG}/web:1.4.2", OLD, NEW),),
     )
-    assert report.plan_text(the_plan) == (
+    assert plan_text(the_plan) == (
         "staging (project shop): 2 changes\n"
         "SERVICE  ACTION    CAUSE\n"
         f"web      pull      {cause}\n"
@@ -134,9 +130,9 @@ MOVED = "sha256:" + "f2" * 32
 def _world_with_registry(tmp_path: Path, immutable: bool) -> tuple[World, FakeEngine]:
     world = make_world(tmp_path, "rollback")
     engine = FakeEngine(world.compose)
-    spec = replace(world.loaded.spec, immutable_tags=immutable)
-    outside = replace(world.loaded.outside, connect=lambda _: engine)
-    world.loaded = replace(world.loaded, spec=spec, outside=outside)
+    spec = replace(world.env.spec, immutable_tags=immutable)
+    outside = replace(world.env.outside, connect=lambda _: engine)
+    world.env = replace(world.env, spec=spec, outside=outside)
     world.deploy(GOOD)
     return world, engine
 
@@ -164,7 +160,9 @@ def test_a_moved_tag_is_a_change_with_its_cause_where_tags_may_move(tmp_path: Pa
     world, engine = _world_with_registry(tmp_path, immutable=False)
     engine.registry["reg/web:1.0"] = MOVED
 
-    the_plan, _, _ = diff(world.loaded, Redactor())
+    [found] = diff(world.target, Redactor()).outcomes
+    the_plan = found.value
+    assert the_plan is not None
 
     cause = "tag 1.0 moved: sha256:d1d1d1d1d1d1 -> sha256:f2f2f2f2f2f2"
     assert the_plan.changes == (
@@ -179,7 +177,9 @@ def test_an_unreachable_registry_warns_in_diff_and_stops_a_deploy(tmp_path: Path
     engine.registry["reg/web:1.0"] = down
     ups = world.compose.ups
 
-    the_plan, _, _ = diff(world.loaded, Redactor())
+    [found] = diff(world.target, Redactor()).outcomes
+    the_plan = found.value
+    assert the_plan is not None
     with pytest.raises(RegistryError) as raised:
         world.deploy(GOOD)
 

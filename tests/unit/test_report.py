@@ -5,10 +5,14 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-from deployer.cli import report
-from deployer.commands.operations import Loaded, PinnedService, Promotion
+from deployer.cli.console import Console
+from deployer.cli.render.history import history_text
+from deployer.cli.render.model import masked_model, render_text
+from deployer.cli.render.results import promotion_document, promotion_text
+from deployer.core.desired import ComposeFiles
+from deployer.core.results import PinnedService, Promotion
 from deployer.core.spec import Spec
-from deployer.core.variables import Redactor, SecretPolicy, Variables
+from deployer.core.variables import Redactor, SecretPolicy
 from deployer.infra.engine import Engine
 from deployer.state.releases import Release, ServiceRelease
 from deployer.targets.compose.project import ComposeProject, up
@@ -16,7 +20,7 @@ from deployer.targets.compose.project import ComposeProject, up
 
 def test_console_masks_free_text_and_prints_data_as_it_is() -> None:
     out, err = io.StringIO(), io.StringIO()
-    console = report.Console(out, err)
+    console = Console(out, err)
     console.redact.add(["hunter22", "true"])
 
     console.print("password is hunter22")
@@ -55,7 +59,7 @@ def test_data_masking_keeps_identifiers_booleans_and_numbers() -> None:
         },
     }
 
-    masked = report.masked_model(model, SecretPolicy(), redact)
+    masked = masked_model(model, SecretPolicy(), redact)
 
     assert masked == {
         "name": "postgres",
@@ -81,7 +85,7 @@ def test_data_masking_keeps_identifiers_booleans_and_numbers() -> None:
 
 def test_progress_without_a_terminal_is_one_line_per_step_start_and_end() -> None:
     err = io.StringIO()
-    console = report.Console(io.StringIO(), err)
+    console = Console(io.StringIO(), err)
 
     console.update("web", "waiting for web: starting")
     console.update("worker", "waiting for worker: starting")
@@ -96,8 +100,8 @@ def test_progress_without_a_terminal_is_one_line_per_step_start_and_end() -> Non
 
 def test_render_text_shows_the_invocation_and_the_masked_model() -> None:
     project = ComposeProject(
-        "shop", (Path("/srv/compose.yml"),), Engine("unix:///var/run/docker.sock"),
-        {"DB_PASSWORD": "hunter22"}, frozenset({"DB_PASSWORD"}), "services:\n  web:\n    scale: 2\n",
+        ComposeFiles("shop", (Path("/srv/compose.yml"),), {"DB_PASSWORD": "hunter22"}, frozenset({"DB_PASSWORD"})),
+        Engine("unix:///var/run/docker.sock"), "services:\n  web:\n    scale: 2\n",
     )  # fmt: skip
     model = {
         "name": "shop",
@@ -108,9 +112,9 @@ def test_render_text_shows_the_invocation_and_the_masked_model() -> None:
 
     redact = Redactor()
     redact.add(["hunter22"])
-    masked = report.masked_model(model, SecretPolicy(frozenset({"DB_PASSWORD"})), redact)
+    masked = masked_model(model, SecretPolicy(frozenset({"DB_PASSWORD"})), redact)
 
-    text = report.render_text(up(project, [], True), masked, redact)
+    text = render_text(up(project, [], True), masked, redact)
 
     assert text == (
         "# invocation\n"
@@ -136,12 +140,11 @@ def _promotion(edited: str) -> Promotion:
         wait_timeout=120.0,
         engine_host=None,
     )
-    target = Loaded(spec, Variables({}), Engine("unix:///var/run/docker.sock"))
     pinned = (
         PinnedService("web", "acme/web:1.0.0", f"acme/web:1.1.0@{DIGEST}", 7),
         PinnedService("worker", "acme/worker:1.0.0", f"acme/worker:1.0.0@{DIGEST}", 5),
     )
-    return Promotion("staging", target, 7, pinned, "old text", edited)
+    return Promotion("staging", spec.name, spec.path, 7, pinned, "old text", edited)
 
 
 DIGEST = "sha256:" + "a" * 64
@@ -149,12 +152,12 @@ DIGEST = "sha256:" + "a" * 64
 
 def test_promotion_text_and_document_show_each_service_before_and_pinned() -> None:
     promotion = _promotion("new text")
-    assert report.promotion_text(promotion) == (
+    assert promotion_text(promotion) == (
         "promote staging #7 -> production: /nowhere/environments/production.yml would pin\n"
         f"  web: acme/web:1.0.0 -> acme/web:1.1.0@{DIGEST}\n"
         f"  worker: acme/worker:1.0.0 -> acme/worker:1.0.0@{DIGEST}"
     )
-    assert report.promotion_document(promotion) == {
+    assert promotion_document(promotion) == {
         "source": "staging",
         "target": "production",
         "source_release": 7,
@@ -165,7 +168,7 @@ def test_promotion_text_and_document_show_each_service_before_and_pinned() -> No
             {"service": "worker", "before": "acme/worker:1.0.0", "pinned": f"acme/worker:1.0.0@{DIGEST}", "source_release": 5},
         ],
     }  # fmt: skip
-    assert report.promotion_text(_promotion("old text")) == (
+    assert promotion_text(_promotion("old text")) == (
         "/nowhere/environments/production.yml already pins what staging #7 runs: nothing to write"
     )
 
@@ -183,7 +186,7 @@ def test_history_says_which_release_of_which_environment_a_release_was_promoted_
         services={"web": ServiceRelease(f"acme/web:1.1.0@{DIGEST}", "sha256:" + "b" * 64, "x")},
         promoted_from={"environment": "staging", "release": 7},
     )
-    assert report.history_text("production", [release]) == (
+    assert history_text("production", [release]) == (
         "production: 1 release, newest first\n"
         "#3  2026-11-28T10:00:00Z  alice@host-a  success  (deploy production)\n"
         "    promoted from staging #7\n"

@@ -8,9 +8,10 @@ from typing import Any
 import pytest
 
 from deployer.core.errors import ConfigError
+from deployer.core.results import Candidate, Trimmed
 from deployer.core.spec import load_spec
-from deployer.state.retention import Trimmed, expired_audit, expired_releases
-from deployer.targets.compose.prune import Candidate, kept_by_releases, prunable
+from deployer.state.retention import expired_audit, expired_releases
+from deployer.targets.compose.prune import kept_by_releases, prunable
 
 
 def release(number: int, **images: str) -> dict[str, Any]:

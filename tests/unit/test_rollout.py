@@ -1,29 +1,20 @@
-"""Deploys over several hosts, end to end through operations over in-memory fakes (one FakeCompose
+"""Deploys over several hosts, end to end through the commands over the fleet target on in-memory fakes (one FakeCompose
 and one FakeStore per host): batches, failures and their rollback, unreachable and dying hosts,
 the lock over every host, interrupts, and the one release each deploy writes to every host."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from deployer.cli import report
-from deployer.commands.operations import (
-    Interaction,
-    Loaded,
-    Outside,
-    Rollout,
-    audit_of,
-    deploy,
-    divergences,
-    history_of,
-    lock_acquire,
-    lock_release,
-    rollback,
-)
+from deployer.cli.render.history import history_document, history_text
+from deployer.commands import read
+from deployer.commands.deploy import deploy, rollback
+from deployer.commands.locks import lock_acquire, lock_release
+from deployer.commands.session import Interaction
 from deployer.core.errors import (
     CommandFailedError,
     HostsFailedError,
@@ -31,14 +22,17 @@ from deployer.core.errors import (
     LockedError,
     RolloutFailedError,
 )
+from deployer.core.plan import Plan
+from deployer.core.results import Rollout
 from deployer.core.spec import Spec
 from deployer.core.variables import Redactor, Variable, Variables
-from deployer.infra.engine import Engine
 from deployer.state import audit
 from deployer.state.fleet_store import FleetStore
 from deployer.state.releases import history
 from deployer.state.store import StoredLock
-from deployer.targets.compose.plan import Plan
+from deployer.targets.base import Environment, Outside
+from deployer.targets.choose import target_of
+from deployer.targets.fleet.target import FleetTarget
 from tests.unit.fakes import ACTOR, FakeHosts
 from tests.unit.test_operations import BAD, GOOD, IMAGES, PINNED, exits_with, model
 
@@ -64,16 +58,28 @@ class Recorder:
 @dataclass
 class Fleet:
     hosts: FakeHosts
-    loaded: Loaded
+    env: Environment
     ui: Interaction
     progress: Recorder
     shown: list[list[tuple[str, Plan]]]
+    selected: tuple[str, ...] = ()  # `--hosts`
+
+    @property
+    def target(self) -> FleetTarget:
+        """The environment's target, as each command loads it anew."""
+        return self.on(*self.selected)
+
+    def on(self, *hosts: str) -> FleetTarget:
+        """The target acting on some of the hosts (`--hosts`; all when none named)."""
+        found = target_of(self.env, {}, hosts)
+        assert isinstance(found, FleetTarget)
+        return found
 
     def deploy(self, command: list[str], log_level: str = "info") -> Any:
         for compose in self.hosts.composes.values():
             compose.model = model(command, log_level)
         self.progress.lines.clear()
-        return deploy(self.loaded, self.ui, "deploy production")
+        return deploy(self.target, self.ui, "deploy production")
 
     def running(self) -> dict[str, tuple[str, str, str]]:
         """Per host: web's state, command and LOG_LEVEL-bearing image."""
@@ -132,11 +138,9 @@ def make_fleet(
         store=lambda client, project: client.store,  # type: ignore[attr-defined]
         actor=lambda: ACTOR,
     )
-    engines = tuple(Engine(url) for url in HOSTS)
-    loaded = Loaded(spec, variables, engines[0], outside, engines, engines)
     progress, shown = Recorder(), []  # type: ignore[var-annotated]
-    ui = Interaction(progress, lambda q: True, lambda p: None, Redactor(), shown.append)
-    return Fleet(hosts, loaded, ui, progress, shown)
+    ui = Interaction(progress, lambda q: True, shown.append, Redactor())
+    return Fleet(hosts, Environment(spec, variables, outside), ui, progress, shown)
 
 
 @pytest.fixture
@@ -177,10 +181,9 @@ def test_a_batch_of_two_deploys_its_hosts_together_and_hosts_in_sync_are_left_al
 ) -> None:
     fleet = make_fleet(tmp_path, batch=2)
     fleet.deploy(GOOD)
-    everywhere = fleet.loaded
-    fleet.loaded = replace(everywhere, hosts=everywhere.hosts[1:2])  # --hosts H2
+    fleet.selected = (H2,)
     fleet.deploy(GOOD, log_level="debug")
-    fleet.loaded = everywhere
+    fleet.selected = ()
     fleet.hosts.composes[H3].model = model(GOOD, "debug")
     rollout = fleet.deploy(GOOD, log_level="debug")
 
@@ -213,7 +216,7 @@ def test_batches_are_paused_between_not_before_the_first_nor_after_the_last(
     slept: list[tuple[float, list[int]]] = []
     ups = lambda: [c.ups for c in fleet.hosts.composes.values()]  # noqa: E731
     monkeypatch.setattr(
-        "deployer.commands.operations.time.sleep", lambda s: slept.append((s, ups()))
+        "deployer.targets.fleet.target.time.sleep", lambda s: slept.append((s, ups()))
     )
 
     fleet.deploy(GOOD)
@@ -251,7 +254,7 @@ def test_a_failure_in_the_second_batch_rolls_back_the_first_two_and_never_touche
         "rolled back",
         [(H1, "rolled back", "info"), (H2, "rolled back", "info"), (H3, "not started", "info")],
     )
-    assert [(e.command, e.result, e.error) for e in audit_of(fleet.loaded)][-1] == (
+    assert [(e.command, e.result, e.error) for e in read.audit(fleet.target)][-1] == (
         "deploy production",
         "rolled back",
         f"{H2}: {UNHEALTHY}",
@@ -411,7 +414,7 @@ def test_rollback_to_a_release_restores_every_host_as_that_release_recorded_it(
 ) -> None:
     fleet.deploy(GOOD, log_level="debug")
 
-    rolled = rollback(fleet.loaded, fleet.ui, 1)
+    rolled = rollback(fleet.target, fleet.ui, 1)
 
     assert isinstance(rolled, Rollout)
     assert [(h, result) for h, result, _, _ in summary(rolled)] == [(h, "success") for h in HOSTS]
@@ -430,16 +433,15 @@ def test_history_is_read_from_the_hosts_that_answer_and_flags_a_diverged_host(
     fleet.hosts.composes[H3].containers.clear()  # someone removed web on H3 by hand
     fleet.hosts.unreachable.add(H2)
 
-    releases = history_of(fleet.loaded)
-    flagged = divergences(fleet.loaded, releases)
+    found, flagged = read.releases(fleet.target)
 
-    assert [r.number for r in releases] == [1]
-    assert report.history_text("production", releases, flagged).splitlines()[-2:] == [
+    assert [r.number for r in found] == [1]
+    assert history_text("production", found, flagged).splitlines()[-2:] == [
         f"{H2} DIVERGES from its releases: unknown: Docker engine at {H2} is unreachable: "
         "Cannot connect to the Docker daemon",
         f"{H3} DIVERGES from release #1: web runs no container (release: reg/web:1.0)",
     ]
-    [document] = report.history_document(releases, flagged)
+    [document] = history_document(found, flagged)
     assert [h.get("diverged") for h in document["hosts"]] == [
         None,
         None,
@@ -448,12 +450,12 @@ def test_history_is_read_from_the_hosts_that_answer_and_flags_a_diverged_host(
 
 
 def test_the_lock_is_acquired_and_released_on_every_host(fleet: Fleet) -> None:
-    lock_acquire(fleet.loaded, "maintenance", 3600.0, Redactor())
+    lock_acquire(fleet.target, "maintenance", 3600.0, Redactor())
     assert fleet.locked() == {h: True for h in HOSTS}
 
     with pytest.raises(LockedError):
         fleet.deploy(GOOD, log_level="debug")
 
-    held = lock_release(fleet.loaded, False, Redactor())
+    held = lock_release(fleet.target, False, Redactor())
     assert held is not None and held.reason == "maintenance"
     assert fleet.locked() == {h: False for h in HOSTS}

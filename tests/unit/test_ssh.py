@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from deployer.core.command import Command, Completed
 from deployer.core.errors import ProgramNotFoundError, SshConnectError
-from deployer.infra.runner import Completed, child_environment
+from deployer.infra.runner import child_environment
 from deployer.infra.ssh import (
     Multiplexing,
     SshConnections,
@@ -23,7 +24,6 @@ from deployer.infra.ssh import (
     remote_socket,
     runtime_folder,
 )
-from deployer.targets.compose.project import Command
 
 MUX = Multiplexing("/tmp/deployer-ssh-ab12", "/usr/bin/ssh")
 SHARED = [

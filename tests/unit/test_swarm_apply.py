@@ -10,9 +10,10 @@ from typing import Any
 
 import pytest
 
+from deployer.core.observed import ObservedService, ObservedTask
+from deployer.core.plan import Change, Plan
 from deployer.infra.engine import Engine
-from deployer.targets.compose.apply import Login
-from deployer.targets.compose.plan import Change, Plan
+from deployer.infra.registry import Login
 from deployer.targets.swarm.apply import (
     CONVERGED,
     PAUSED,
@@ -25,7 +26,6 @@ from deployer.targets.swarm.apply import (
     unavailable_nodes,
 )
 from deployer.targets.swarm.commands import service_remove, service_restart, service_rollback
-from deployer.targets.swarm.observe import ObservedService, ObservedTask
 from deployer.targets.swarm.stack import convert, stack_deploy
 
 ENGINE = Engine("unix:///run/manager.sock")

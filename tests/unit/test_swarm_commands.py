@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from deployer.core.command import Command
 from deployer.infra.engine import Engine
-from deployer.targets.compose.project import Command
 from deployer.targets.swarm.commands import log_line, service_logs, stack_rm
 
 MANAGER = Engine("ssh://deploy@manager1")

@@ -1,4 +1,5 @@
-"""`deploy down` of a swarm environment through operations, over an in-memory manager: the one
+"""`deploy down` of a swarm environment through the command, over the swarm target on an
+in-memory manager: the one
 command it runs, the wait for the stack's networks, its bound, and the audit entry either way."""
 
 from __future__ import annotations
@@ -8,15 +9,18 @@ from typing import Any
 
 import pytest
 
-from deployer.commands.operations import Interaction, Loaded, Outside, swarm_down
+from deployer.commands.down import down
+from deployer.commands.session import Interaction
+from deployer.core.command import Command, Completed
 from deployer.core.errors import DeployerError
+from deployer.core.results import TakenDown
 from deployer.core.spec import SWARM, Spec
 from deployer.core.variables import Redactor, Variables
 from deployer.infra.engine import Engine
-from deployer.infra.runner import Completed
 from deployer.state import audit
-from deployer.targets.compose.project import Command
+from deployer.targets.base import Environment, Outside
 from deployer.targets.swarm.commands import stack_rm
+from deployer.targets.swarm.target import SwarmTarget
 from tests.unit.fakes import ACTOR, FakeStore
 from tests.unit.test_operations import Silent
 
@@ -58,7 +62,7 @@ class FakeManager:
         return list(self.networks)
 
 
-def loaded(tmp_path: Path, manager: FakeManager, store: FakeStore, wait: float) -> Loaded:
+def target(tmp_path: Path, manager: FakeManager, store: FakeStore, wait: float) -> SwarmTarget:
     spec = Spec(
         "prod", tmp_path / "prod.yml", "shop", (), (), frozenset(), {}, False, wait,
         MANAGER.host, orchestrator=SWARM,
@@ -69,19 +73,20 @@ def loaded(tmp_path: Path, manager: FakeManager, store: FakeStore, wait: float) 
         swarm_store=lambda client, project: store,
         actor=lambda: ACTOR,
     )
-    return Loaded(spec, Variables({}), MANAGER, outside)
+    return SwarmTarget(Environment(spec, Variables({}), outside), MANAGER)
 
 
 def ui() -> Interaction:
-    return Interaction(Silent(), lambda question: True, lambda plan: None, Redactor())
+    return Interaction(Silent(), lambda question: True, lambda plans: None, Redactor())
 
 
 def test_down_removes_the_stack_and_waits_for_its_network(tmp_path: Path) -> None:
     manager, store = FakeManager(network_looks=2), FakeStore("shop")
 
-    removed = swarm_down(loaded(tmp_path, manager, store, 30.0), ui(), volumes=False)
+    done = down(target(tmp_path, manager, store, 30.0), ui(), volumes=False)
 
-    assert removed == ["db", "web"]
+    [outcome] = done.outcomes
+    assert outcome.value == TakenDown("prod", stack="shop", services=("db", "web"))
     assert manager.ran == [stack_rm(MANAGER, "shop")]
     assert manager.networks == []
     [entry] = audit.entries(store)
@@ -98,7 +103,7 @@ def test_a_network_that_stays_fails_down_once_the_wait_is_over(tmp_path: Path) -
     manager, store = FakeManager(network_looks=10**9), FakeStore("shop")
 
     with pytest.raises(DeployerError) as failed:
-        swarm_down(loaded(tmp_path, manager, store, 0.3), ui(), volumes=False)
+        down(target(tmp_path, manager, store, 0.3), ui(), volumes=False)
 
     message = "the stack shop was removed, but after 0.3s the swarm still has network shop_default"
     assert failed.value.message == message

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from deployer.cli import report
-from deployer.targets.compose.plan import Change, Plan
-from deployer.targets.swarm.observe import ObservedService, ObservedTask, stack_from
+from deployer.cli.render.plans import plan_text
+from deployer.cli.render.status import swarm_status_document, swarm_status_text
+from deployer.core.observed import ObservedService, ObservedTask
+from deployer.core.plan import Change, Plan
+from deployer.core.status import SwarmStatus
+from deployer.targets.swarm.observe import stack_from
 from deployer.targets.swarm.plan import plan
 from deployer.targets.swarm.stack import convert
-from deployer.targets.swarm.status import SwarmStatus
 
 NODES = [
     {"ID": "n4", "Description": {"Hostname": "dh4"}},
@@ -158,7 +160,7 @@ def test_tasks_not_running_and_an_update_left_paused_are_changes() -> None:
         ),
         Change("worker", "converge", ("update rollback_paused: rollback paused",)),
     )
-    assert report.plan_text(the_plan) == (
+    assert plan_text(the_plan) == (
         "production (project shop): 2 changes\n"
         "SERVICE  ACTION    CAUSE\n"
         "web      converge  1/2 tasks running\n"
@@ -192,7 +194,7 @@ def test_status_per_service_and_per_task() -> None:
     stack = stack_from("shop", [web, worker], tasks, NODES)
     status = SwarmStatus("production", stack, plan("production", convert(MODEL), stack))
     assert status.healthy is False
-    assert report.swarm_status_text(status) == (
+    assert swarm_status_text(status) == (
         "production (stack shop): NOT healthy, NOT in sync (see `deploy diff`)\n"
         "SERVICE  RUNNING  IMAGE         DIGEST        UPDATE  NODE  STATE      HEALTH  SINCE\n"
         "web      1/2      reg/web:1     abababababab  -       dh4   running    -       2026-11-28T17:01:00Z\n"
@@ -200,7 +202,7 @@ def test_status_per_service_and_per_task() -> None:
         "worker   1/1      reg/worker:1  abababababab  -       dh6   running    -       2026-11-28T17:01:00Z\n"
         "converge: web (1/2 tasks running)"
     )
-    document = report.swarm_status_document(status)
+    document = swarm_status_document(status)
     assert document["services"][1] == {
         "service": "worker",
         "image": "reg/worker:1",

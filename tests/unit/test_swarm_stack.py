@@ -10,21 +10,19 @@ from typing import Any
 import pytest
 import yaml
 
-from deployer.cli import report
+from deployer.cli.render.model import masked_model, stack_render_document, stack_render_text
+from deployer.core.command import Command
+from deployer.core.observed import FINGERPRINT_LABEL, KEY_FINGERPRINTS_LABEL, parse_key_fingerprints
 from deployer.core.spec import load_spec
 from deployer.core.variables import Redactor, SecretPolicy
 from deployer.infra.engine import Engine
-from deployer.targets.compose.project import Command
 from deployer.targets.swarm.stack import (
-    FINGERPRINT_LABEL,
-    KEY_FINGERPRINTS_LABEL,
     Finding,
     StackFile,
     convert,
     format_duration,
     located_issues,
     parse_duration,
-    parse_key_fingerprints,
     slow_updates,
     stack_deploy,
     update_seconds,
@@ -565,7 +563,7 @@ def test_render_shows_the_invocation_with_the_stack_file_masked() -> None:
     command = stack_deploy("shop", Engine("unix:///run/manager.sock", None), stack, True)
     redact = Redactor()
     redact.add(["tok-canary-42", "db"])
-    masked = report.masked_model(stack.document, SecretPolicy(frozenset()), redact)
+    masked = masked_model(stack.document, SecretPolicy(frozenset()), redact)
     rolling = (
         "    deploy:\n"
         "      update_config:\n"
@@ -578,7 +576,7 @@ def test_render_shows_the_invocation_with_the_stack_file_masked() -> None:
         "        monitor: 5s\n"
         "      labels:\n"
     )
-    assert report.stack_render_text(command, masked, redact) == (
+    assert stack_render_text(command, masked, redact) == (
         "# invocation\n"
         "DOCKER_HOST=unix:///run/manager.sock DOCKER_TLS_VERIFY='' DOCKER_CERT_PATH='' "
         "docker stack deploy --compose-file - --prune --with-registry-auth shop <<'STACK'\n"
@@ -603,7 +601,7 @@ def test_render_shows_the_invocation_with_the_stack_file_masked() -> None:
         "STACK"
     )
     assert "tok-canary" in command.stdin  # what stack deploy reads is the real file
-    document = report.stack_render_document(command, masked, redact)
+    document = stack_render_document(command, masked, redact)
     assert document["stack"] == masked
     assert yaml.safe_load(document["stdin"]) == masked
     assert document["argv"] == list(command.argv)

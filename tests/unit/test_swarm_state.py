@@ -8,12 +8,13 @@ import re
 from dataclasses import replace
 from pathlib import Path
 
-from deployer.commands.operations import Loaded, Outside
 from deployer.core.spec import SWARM, Spec
 from deployer.core.variables import Variables
-from deployer.infra.engine import Engine, SwarmConfig
+from deployer.infra.engine import SwarmConfig
 from deployer.state.store import lock_record, read_record
 from deployer.state.swarm_store import NAME_LIMIT, SwarmStore, config_name
+from deployer.targets.base import Environment, Outside
+from deployer.targets.choose import target_of
 from tests.unit.fakes import FakeStore
 
 # swarmkit's rule for a config's name (manager/controlapi, validateConfigOrSecretAnnotations).
@@ -155,8 +156,12 @@ def test_a_swarm_environment_keeps_its_state_in_the_swarm_store(tmp_path: Path) 
         "prod", tmp_path / "prod.yml", "shop", (), (), frozenset(), {}, False, 5.0, "unix:///m"
     )  # fmt: skip
     on_host, on_swarm = FakeStore("host"), FakeStore("swarm")
-    outside = Outside(store=lambda client, project: on_host, swarm_store=lambda c, p: on_swarm)
-    loaded = Loaded(spec, Variables({}), Engine("unix:///m"), outside)
-    swarm = replace(loaded, spec=replace(spec, orchestrator=SWARM))
+    outside = Outside(
+        connect=lambda engine: None,  # type: ignore[arg-type,return-value]
+        store=lambda client, project: on_host,
+        swarm_store=lambda c, p: on_swarm,
+    )
+    env = Environment(spec, Variables({}), outside)
+    swarm = replace(env, spec=replace(spec, orchestrator=SWARM))
 
-    assert (loaded.store(None), swarm.store(None)) == (on_host, on_swarm)  # type: ignore[arg-type]
+    assert (target_of(env, {}).store(), target_of(swarm, {}).store()) == (on_host, on_swarm)

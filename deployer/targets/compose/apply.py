@@ -4,19 +4,20 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
+from deployer.core.command import Runner
 from deployer.core.desired import DesiredState
 from deployer.core.errors import Interrupted, PullError, RegistryLoginError, UnhealthyServiceError
-from deployer.core.reference import ImageReference
+from deployer.core.observed import ObservedContainer, is_steady
+from deployer.core.plan import Plan
+from deployer.core.progress import Progress
+from deployer.core.results import Applied
 from deployer.infra.engine import EngineClient
-from deployer.infra.runner import Completed
+from deployer.infra.registry import Login, registry_of
 from deployer.targets.compose import project as compose
-from deployer.targets.compose.observe import ObservedContainer, is_steady, observe_containers
-from deployer.targets.compose.plan import Plan
+from deployer.targets.compose.observe import observe_containers
 
 PARALLEL_PULLS = 4
 POLL_SECONDS = 0.5
@@ -28,50 +29,20 @@ FINAL_STATES = frozenset({"exited", "dead"})
 STEADY_SECONDS = 2.0
 
 
-class Progress(Protocol):
-    """Where apply reports what it is doing; the report stage decides how it looks."""
-
-    def update(self, subject: str, text: str) -> None: ...
-    def done(self, subject: str, text: str) -> None: ...
-
-
-@dataclass(frozen=True)
-class Applied:
-    plan: Plan
-    seconds: float
-    containers: tuple[ObservedContainer, ...]  # the changed services' containers afterwards
-
-
-@dataclass(frozen=True)
-class Login:
-    """Credentials for one registry, handed to the engine with each pull from it."""
-
-    server: str
-    username: str
-    password: str = field(repr=False)
-
-    def auth_for(self, image: str) -> dict[str, str] | None:
-        if registry_of(image) != self.server:
-            return None
-        return {"username": self.username, "password": self.password, "serveraddress": self.server}
-
-
-def registry_of(image: str) -> str:
-    """The registry host of an image reference, as Docker reads it."""
-    return ImageReference.parse(image).registry
-
-
 _AUTH_FAILURES = ("unauthorized", "authentication required", "no basic auth credentials", "denied")
 
 
 def apply(
     plan: Plan,
     desired: DesiredState,
+    project: compose.ComposeProject,
     client: EngineClient,
-    run: Callable[[compose.Command], Completed],
+    run: Runner,
     progress: Progress,
     login: Login | None = None,
 ) -> Applied:
+    """Pull what the plan pulls, `docker compose up` the services it changes (of `project`, the
+    desired state as it is deployed on the engine `client` reaches), wait until they are ready."""
     started = time.monotonic()
     with Interrupted.leaving("no service was changed: stopped while pulling images"):
         pull_all(client, plan.pulls, progress, login)
@@ -83,7 +54,7 @@ def apply(
             progress.update(
                 "compose", f"docker compose up {' '.join(plan.services_to_up)}".rstrip()
             )
-            run(compose.up(desired.project, plan.services_to_up, plan.removes_orphans))
+            run(compose.up(project, plan.services_to_up, plan.removes_orphans))
         progress.done("compose", "docker compose up done")
     with Interrupted.leaving(f"the services were changed, not waited for until ready; {left}"):
         containers = wait_ready(client, desired, plan.services_to_up, progress)
@@ -161,7 +132,7 @@ def wait_ready(
     pending = set(services)
     clock = _EngineClock(client)
     while True:
-        containers = observe_containers(client, desired.project.name)
+        containers = observe_containers(client, desired.files.project)
         for service in sorted(pending):
             own = [c for c in containers if c.service == service]
             wanted = desired.services[service]

@@ -6,27 +6,20 @@ no push at all, other content is refused before anything is pushed."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
-from deployer.core.desired import DesiredState, Runner
+from deployer.core.command import Runner
+from deployer.core.desired import DesiredState
 from deployer.core.errors import BuildError, CommandFailedError, DeployerError, TagTakenError
+from deployer.core.progress import Progress
 from deployer.core.reference import ImageReference, short_id
+from deployer.core.results import Built
 from deployer.infra.engine import EngineClient
+from deployer.infra.registry import Login
 from deployer.targets.compose import project as compose
-from deployer.targets.compose.apply import Login, Progress
 from deployer.targets.compose.registry import digest_in
 
 BUILD_LOG_LINES = 15
-
-
-@dataclass(frozen=True)
-class Built:
-    service: str
-    image: str  # the tag built, as the spec resolves it
-    image_id: str
-    pushed: str | None = None  # the digest in the registry, once pushed (or found there)
-    already_there: bool = False  # the registry held this very image under the tag: no push
 
 
 def buildable(desired: DesiredState, names: Sequence[str]) -> list[str]:
@@ -58,14 +51,15 @@ def build(
     run: Runner,
     progress: Progress,
 ) -> list[Built]:
-    """Build each service in turn with the deploy's project (variables, overrides), so that the
-    image gets the tag the deploy will run."""
+    """Build each service in turn with the deploy's project (variables, overrides) on the engine
+    `client` reaches, so that the image gets the tag the deploy will run."""
+    project = compose.deploying(desired, client.engine)
     built = []
     for name in services:
         image = desired.services[name].image
         progress.update(name, f"{name}: building {image}")
         try:
-            run(compose.build(desired.project, [name]))
+            run(compose.build(project, [name]))
         except CommandFailedError as e:
             raise BuildError(name, image, e.output.strip().splitlines()[-BUILD_LOG_LINES:]) from e
         found = client.local_image(image)

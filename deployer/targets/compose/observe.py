@@ -4,74 +4,20 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from deployer.core.desired import FINGERPRINT_LABEL
-from deployer.core.reference import lookup_key
+from deployer.core.desired import FINGERPRINT_LABEL, DesiredState
+from deployer.core.observed import ObservedContainer, ObservedState
+from deployer.core.reference import lookup_key, pinned_reference
 from deployer.infra.engine import EngineClient
+from deployer.state.releases import NO_SECRETS, Secrets, ServiceRelease, recorded_config
 
 SERVICE_LABEL = "com.docker.compose.service"
 NUMBER_LABEL = "com.docker.compose.container-number"
 ONEOFF_LABEL = "com.docker.compose.oneoff"
 _HEALTH = re.compile(r"\((healthy|unhealthy|health: starting)\)")
 _EXIT_CODE = re.compile(r"^Exited \((-?\d+)\)")
-# Restart policies under which the engine leaves a container that exited 0 stopped: a one-shot
-# job (a migration) that has done its work, as Compose's `service_completed_successfully` reads it.
-ONE_SHOT_POLICIES = frozenset({"no", "on-failure"})
-
-
-def is_ready(state: str, health: str | None) -> bool:
-    """Running and, where the container has a health check, healthy."""
-    return state == "running" and health in (None, "healthy")
-
-
-def is_steady(started_at: float, engine_now: float, window: float) -> bool:
-    """Up since at least `window` seconds, both times by the engine's clock."""
-    return engine_now - started_at >= window
-
-
-def is_completed(state: str, exit_code: int | None, restart: str) -> bool:
-    """A one-shot container that finished its work: exited 0 under a policy that leaves it so."""
-    return state == "exited" and exit_code == 0 and restart.split(":")[0] in ONE_SHOT_POLICIES
-
-
-@dataclass(frozen=True)
-class ObservedContainer:
-    id: str
-    name: str
-    service: str
-    number: int
-    state: str  # the engine's: created, running, restarting, exited, paused, dead
-    status: str  # the engine's words, e.g. "Exited (1) 3 minutes ago"
-    health: str | None  # healthy, unhealthy, starting, or None without a health check
-    image: str  # the reference it was created from
-    image_id: str
-    fingerprint: Mapping[str, str] | None  # None: not created by deployer
-    exit_code: int | None = None  # of an exited container, from the engine's status words
-
-    @property
-    def ready(self) -> bool:
-        return is_ready(self.state, self.health)
-
-    def done(self, restart: str) -> bool:
-        """Ready, or a one-shot container of a service with restart policy `restart` that completed."""
-        return self.ready or is_completed(self.state, self.exit_code, restart)
-
-
-@dataclass(frozen=True)
-class ObservedState:
-    project: str
-    containers: tuple[ObservedContainer, ...]  # sorted by service, then number
-    image_ids: Mapping[str, str]  # reference.lookup_key of a reference or ID -> local image ID
-    digests: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # ID -> repo@sha256:...
-
-    def of_service(self, service: str) -> list[ObservedContainer]:
-        return [c for c in self.containers if c.service == service]
-
-    def image_id(self, reference: str) -> str | None:
-        return self.image_ids.get(lookup_key(reference))
 
 
 def container_from_summary(summary: Mapping[str, Any]) -> ObservedContainer | None:
@@ -127,3 +73,25 @@ def observe(client: EngineClient, project: str) -> ObservedState:
     return ObservedState(
         project, observe_containers(client, project), image_ids(images), image_digests(images)
     )
+
+
+def running_services(
+    observed: ObservedState, states: Sequence[DesiredState] = (), secrets: Secrets = NO_SECRETS
+) -> dict[str, ServiceRelease]:
+    """Per service, the image its first container runs, and its configuration: that of the first
+    of `states` whose fingerprint the container carries (None when it carries none of them)."""
+    services: dict[str, ServiceRelease] = {}
+    for container in observed.containers:
+        if container.service in services:
+            continue
+        pinned = pinned_reference(container.image, container.image_id, observed.digests)
+        configs = (
+            recorded_config(state.model["services"][container.service], secrets)
+            for state in states
+            if container.service in state.services
+            and state.services[container.service].fingerprint == container.fingerprint
+        )
+        services[container.service] = ServiceRelease(
+            container.image, container.image_id, pinned, next(configs, None)
+        )
+    return services

@@ -1,56 +1,14 @@
-"""Stage 5: what must change, and why. `plan(desired, observed)` is pure and deterministic."""
+"""Stage 5 for the compose target: what must change on one engine, and why.
+`plan(desired, observed)` is pure and deterministic."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from deployer.core.desired import DesiredService, DesiredState
-from deployer.core.reference import ImageReference, is_image_id, short_id
-from deployer.targets.compose.observe import ObservedContainer, ObservedState
-from deployer.targets.compose.registry import (
-    MovedTag,
-    RegistryDigests,
-    moved_tags,
-    repository_digest,
-)
-
-# The order actions are listed (and carried out) in, for one service.
-ACTIONS = ("pull", "create", "recreate", "start", "scale", "remove")
-UP_ACTIONS = frozenset({"create", "recreate", "start", "scale"})
-
-
-@dataclass(frozen=True)
-class Change:
-    service: str
-    action: str
-    causes: tuple[str, ...]
-    image: str | None = None  # the image to pull, for "pull"
-
-
-@dataclass(frozen=True)
-class Plan:
-    environment: str
-    project: str
-    changes: tuple[Change, ...]
-    moved: tuple[MovedTag, ...] = ()  # tags that point to another digest in the registry now
-    # Images whose tag could not be checked in their registry, with why (a warning, not a change).
-    unchecked: tuple[str, ...] = ()
-
-    @property
-    def in_sync(self) -> bool:
-        return not self.changes
-
-    @property
-    def pulls(self) -> list[str]:
-        return [c.image for c in self.changes if c.action == "pull" and c.image]
-
-    @property
-    def services_to_up(self) -> list[str]:
-        return sorted({c.service for c in self.changes if c.action in UP_ACTIONS})
-
-    @property
-    def removes_orphans(self) -> bool:
-        return any(c.action == "remove" for c in self.changes)
+from deployer.core.observed import ObservedContainer, ObservedState
+from deployer.core.plan import ACTIONS, Change, MovedTag, Plan, image_change
+from deployer.core.reference import ImageReference, short_id
+from deployer.infra.registry import RegistryDigests
+from deployer.targets.compose.registry import moved_tags, repository_digest
 
 
 def plan(
@@ -151,13 +109,3 @@ def _recreate_causes(
             f"image {service.image} now points to {short_id(local_id)} (container runs {short_id(container.image_id)})"
         )
     return causes
-
-
-def image_change(old: str, new: str) -> str:
-    """`web:1 -> 2` within a repository, else both references whole."""
-    if is_image_id(old) or is_image_id(new):
-        return f"{old} -> {new}"
-    before, after = ImageReference.parse(old), ImageReference.parse(new)
-    if before.repository == after.repository and after.tag and not after.digest:
-        return f"{old} -> {after.tag}"
-    return f"{old} -> {new}"

@@ -3,70 +3,46 @@
 from __future__ import annotations
 
 import os
-import shlex
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from deployer.core.variables import MASK
+from deployer.core.command import Command
+from deployer.core.desired import ComposeFiles, DesiredState
 from deployer.infra.engine import Engine
 
 
 @dataclass(frozen=True)
-class Command:
-    """One process to run: argv, variables added to its environment, text for its stdin."""
-
-    argv: tuple[str, ...]
-    env: Mapping[str, str] = field(default_factory=dict)
-    stdin: str | None = field(default=None, repr=False)  # may hold a password (docker login)
-    secret_names: frozenset[str] = frozenset()
-
-    def with_env(self, more: Mapping[str, str]) -> Command:
-        return replace(self, env={**self.env, **more})
-
-    def shown_env(self, redact: Callable[[str], str]) -> dict[str, str]:
-        """The added variables as shown to people: secret ones masked, and secrets inside others."""
-        return {
-            name: MASK if name in self.secret_names else redact(value)
-            for name, value in self.env.items()
-        }
-
-    def shell(self, redact: Callable[[str], str]) -> str:
-        """The command as a person would type it, shell-quoted, secret values masked."""
-        assignments = [
-            f"{name}={value if value == MASK else shlex.quote(value)}"
-            for name, value in self.shown_env(redact).items()
-        ]
-        return " ".join([*assignments, *(shlex.quote(a) for a in self.argv)])
-
-
-@dataclass(frozen=True)
 class ComposeProject:
-    """What every `docker compose` call of one environment shares."""
+    """What every `docker compose` call of one environment on one engine shares."""
 
-    name: str
-    files: tuple[Path, ...]
+    files: ComposeFiles
     engine: Engine
-    variables: Mapping[str, str]
-    secret_names: frozenset[str] = frozenset()
     # deployer's overrides as a compose file, given on stdin (`-f -`) so no file holds them.
     override: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.files.project
 
     def command(self, *args: str) -> Command:
         argv = ["docker", "compose", "--project-name", self.name]
         # Compose must not read any .env itself: deployer hands it the merged values.
         argv += ["--env-file", os.devnull]
-        for path in self.files:
+        for path in self.files.paths:
             argv += ["--file", str(path)]
         if self.override is not None:
             argv += ["--file", "-"]
-        env = {**self.variables, **self.engine.cli_environment()}
-        return Command(tuple(argv + list(args)), env, self.override, self.secret_names)
+        env = {**self.files.variables, **self.engine.cli_environment()}
+        return Command(tuple(argv + list(args)), env, self.override, self.files.secret_names)
 
     def with_override(self, override: str | None) -> ComposeProject:
-        return ComposeProject(
-            self.name, self.files, self.engine, self.variables, self.secret_names, override
-        )
+        return replace(self, override=override)
+
+
+def deploying(desired: DesiredState, engine: Engine) -> ComposeProject:
+    """The project as `up` gets it on `engine`: the spec's overrides plus the fingerprints."""
+    return ComposeProject(desired.files, engine, desired.override)
 
 
 def config_json(project: ComposeProject) -> Command:
@@ -78,6 +54,11 @@ def up(project: ComposeProject, services: Sequence[str], remove_orphans: bool) -
     if remove_orphans:
         args.append("--remove-orphans")
     return project.command(*args, *services)
+
+
+def remove(project: ComposeProject, services: Sequence[str]) -> Command:
+    """Stop and remove the containers of `services` (their volumes stay)."""
+    return project.command("rm", "--stop", "--force", *services)
 
 
 # An empty project: enough for Compose to read env files without any compose file's demands.
@@ -93,11 +74,6 @@ def env_files_reading(
         argv += ["--env-file", str(path)]
     argv += ["--file", "-", "config", "--environment"]
     return Command(tuple(argv), dict(process_variables), EMPTY_PROJECT)
-
-
-def compose_version(env: Mapping[str, str]) -> Command:
-    """`docker compose version`, in the environment of the command that found no Compose."""
-    return Command(("docker", "compose", "version", "--short"), env)
 
 
 def logs(

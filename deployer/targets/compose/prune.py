@@ -3,29 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from deployer.core.reference import ImageReference
+from deployer.core.results import Candidate
 from deployer.state.releases import newest_first
-from deployer.state.retention import Trimmed
-
-
-@dataclass(frozen=True)
-class Candidate:
-    image_id: str
-    references: tuple[str, ...]  # its tags (none for a dangling image)
-    size: int  # bytes, as the engine reports the image (layers shared with others included)
-    why: str
-
-
-@dataclass(frozen=True)
-class Pruned:
-    candidates: tuple[Candidate, ...]
-    dry_run: bool
-    freed: int  # bytes of image layers the engine no longer holds (0 for a dry run)
-    # Records removed beyond retention (none in a dry run).
-    trimmed: Trimmed = field(default_factory=Trimmed)
 
 
 def repository_of(reference: str) -> str:

@@ -1,5 +1,5 @@
-"""Tags checked against their registry: the digest a tag points to now, asked of the engine
-(which reads the manifest without pulling), and the tags that moved under a running container.
+"""The tags that moved under a running container: what the registries answered (asked through
+the engine, deployer.infra.registry) against the digests the running images came by.
 
 Only tags worth a request are looked up: a service's tag whose running container came from that
 registry (its image carries a digest of the repository, i.e. it was pulled or pushed). A reference
@@ -8,51 +8,15 @@ pinned by digest, an image ID, or an image only ever built or loaded here needs 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from collections.abc import Iterable
 
 from deployer.core.desired import DesiredService, DesiredState
-from deployer.core.errors import RegistryError
+from deployer.core.observed import ObservedState
+from deployer.core.plan import MovedTag
 from deployer.core.reference import ImageReference, is_image_id
-from deployer.targets.compose.observe import ObservedState
-
-if TYPE_CHECKING:
-    from deployer.infra.engine import EngineClient
-    from deployer.targets.compose.apply import Login
+from deployer.infra.registry import RegistryDigests
 
 PARALLEL_LOOKUPS = 4
-
-
-@dataclass(frozen=True)
-class RegistryDigests:
-    """What the registries answered: per image (as the spec names it) the digest its tag points
-    to (None: no such tag), and the images whose registry could not be asked, with why."""
-
-    digests: Mapping[str, str | None] = field(default_factory=dict)
-    failures: Mapping[str, RegistryError] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class MovedTag:
-    service: str
-    image: str  # as the spec names it
-    old: str  # the digest the running container's image came from
-    new: str  # the digest the tag points to in the registry now
-
-    @property
-    def tag(self) -> str:
-        return ImageReference.parse(self.image).tag or "latest"
-
-    @property
-    def cause(self) -> str:
-        return f"tag {self.tag} moved: {short_digest(self.old)} -> {short_digest(self.new)}"
-
-
-def short_digest(digest: str) -> str:
-    algorithm, _, value = digest.partition(":")
-    return f"{algorithm}:{value[:12]}"
 
 
 def digest_in(pinned: Iterable[str], repository: str) -> str | None:
@@ -116,22 +80,3 @@ def moved_tags(
         if new is not None and olds:
             moved.append(MovedTag(name, service.image, olds[0], new))
     return moved
-
-
-def resolve_digests(
-    client: EngineClient, images: Sequence[str], login: Login | None
-) -> RegistryDigests:
-    """Ask the registries for each image's digest: one request per image, in parallel."""
-    digests: dict[str, str | None] = {}
-    failures: dict[str, RegistryError] = {}
-
-    def lookup(image: str) -> None:
-        try:
-            digests[image] = client.registry_digest(image, login.auth_for(image) if login else None)
-        except RegistryError as e:
-            failures[image] = e
-
-    if images:
-        with ThreadPoolExecutor(max_workers=min(PARALLEL_LOOKUPS, len(images))) as pool:
-            list(pool.map(lookup, sorted(set(images))))
-    return RegistryDigests(digests, failures)

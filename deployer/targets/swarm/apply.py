@@ -19,14 +19,16 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from deployer.core.command import Command, Completed
 from deployer.core.errors import Interrupted, SwarmServiceError
+from deployer.core.observed import ObservedService, ObservedStack
+from deployer.core.plan import Plan
+from deployer.core.progress import Progress
+from deployer.core.results import SwarmApplied
 from deployer.infra.engine import EngineClient
-from deployer.infra.runner import Completed
-from deployer.targets.compose.apply import Login, Progress
-from deployer.targets.compose.plan import Plan
-from deployer.targets.compose.project import Command
+from deployer.infra.registry import Login
 from deployer.targets.swarm.commands import service_remove
-from deployer.targets.swarm.observe import ObservedService, ObservedStack, read_stack
+from deployer.targets.swarm.observe import read_stack
 from deployer.targets.swarm.stack import StackFile, stack_deploy
 
 POLL_SECONDS = 1.0
@@ -36,15 +38,6 @@ ROLLED_BACK = "rolled back"  # by Swarm, as the service's update_config says on 
 PAUSED = "paused"
 # UpdateStatus states on the way to one of the above.
 _MOVING = frozenset({"updating", "rollback_started"})
-
-
-@dataclass(frozen=True)
-class SwarmApplied:
-    plan: Plan
-    seconds: float
-    services: tuple[ObservedService, ...]  # the created and updated services afterwards
-    unavailable: tuple[str, ...] = ()  # nodes that took no task: "dh6 (drain)"
-    done: str = "deployed"  # what the command did, in a word
 
 
 def deployed_services(plan: Plan) -> list[str]:

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from deployer.core.command import Command
 from deployer.infra.engine import Engine
-from deployer.targets.compose.project import Command, log_options
+from deployer.targets.compose.project import log_options
 
 
 def service_logs(

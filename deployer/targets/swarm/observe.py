@@ -7,70 +7,18 @@ engine's answers in, the observed stack out); `observe_stack` asks the engine (d
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+from deployer.core.desired import DesiredState
+from deployer.core.observed import ObservedService, ObservedStack, ObservedTask
+from deployer.core.reference import ImageReference
 from deployer.infra.engine import EngineClient
-from deployer.targets.swarm.stack import (
-    FINGERPRINT_LABEL,
-    KEY_FINGERPRINTS_LABEL,
-    parse_key_fingerprints,
-)
+from deployer.state.releases import Secrets, ServiceRelease, recorded_config
+from deployer.targets.swarm.stack import convert, service_fingerprint
 
-REQUESTED_IMAGE_LABEL = "com.docker.stack.image"  # the reference the stack file asked for
 # A task in these states is on its way to running (or running): it counts as current.
 _LIVE_DESIRED = frozenset({"running", "ready", "accepted"})
-
-
-@dataclass(frozen=True)
-class ObservedTask:
-    slot: int | None  # None for a global service's task (one per node)
-    node: str  # the node's hostname ("" if the node is gone)
-    desired_state: str
-    state: str
-    health: str | None  # "healthy" / "starting" where the service has a health check, else None
-    since: str  # when the task entered its state (engine time, RFC 3339)
-    error: str  # what Swarm or the container said went wrong, "" if nothing
-    current: bool = True  # made from the service's spec as it is now (not an older one)
-
-
-@dataclass(frozen=True)
-class ObservedService:
-    name: str  # the stack file's service name (without the PROJECT_ prefix)
-    id: str
-    version: int  # the swarm's Version.Index of the service: every update raises it
-    labels: Mapping[str, str]
-    image: str  # as the service runs it: pinned to a digest by stack deploy
-    replicas: int | None  # desired; None for a global service
-    running: int
-    desired_tasks: int
-    update_state: str | None  # UpdateStatus.State: updating, paused, completed, rollback_...
-    update_message: str
-    tasks: tuple[ObservedTask, ...]  # the current ones, by slot and node
-    last_error: str  # the newest error of any of its tasks, old ones included
-
-    @property
-    def requested_image(self) -> str:
-        return self.labels.get(REQUESTED_IMAGE_LABEL) or self.image.partition("@")[0]
-
-    @property
-    def digest(self) -> str | None:
-        return self.image.partition("@")[2] or None
-
-    @property
-    def fingerprint(self) -> str | None:
-        return self.labels.get(FINGERPRINT_LABEL)
-
-    @property
-    def key_fingerprints(self) -> dict[str, str]:
-        return parse_key_fingerprints(self.labels.get(KEY_FINGERPRINTS_LABEL, ""))
-
-
-@dataclass(frozen=True)
-class ObservedStack:
-    project: str
-    services: Mapping[str, ObservedService]
 
 
 def observe_stack(client: EngineClient, project: str) -> ObservedStack:
@@ -182,3 +130,34 @@ def stack_leftovers(client: EngineClient, project: str) -> list[str]:
     services = sorted(s["Spec"]["Name"] for s in client.stack_services(project))
     networks = sorted(n["Name"] for n in client.stack_networks(project))
     return [f"service {name}" for name in services] + [f"network {name}" for name in networks]
+
+
+def stack_services(
+    observed: ObservedStack, states: Sequence[DesiredState], secrets: Secrets
+) -> dict[str, ServiceRelease]:
+    """Per service of a swarm stack, the image its spec pins (by digest), and its configuration:
+    that of the first of `states` whose converted service carries the service's fingerprint
+    (None when none does)."""
+    fingerprints = [
+        (
+            state,
+            {
+                n: service_fingerprint(s)
+                for n, s in convert(state.model).document["services"].items()
+            },
+        )
+        for state in states
+    ]
+    services: dict[str, ServiceRelease] = {}
+    for name, service in observed.services.items():
+        digest = service.digest or ""
+        pinned = ImageReference.parse(service.image).pinned(digest) if digest else service.image
+        configs = (
+            recorded_config(state.model["services"][name], secrets)
+            for state, prints in fingerprints
+            if prints.get(name) is not None and prints.get(name) == service.fingerprint
+        )
+        services[name] = ServiceRelease(
+            service.requested_image, digest, pinned, next(configs, None)
+        )
+    return services

@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from deployer.targets.compose.plan import Change, Plan, image_change
-from deployer.targets.swarm.observe import ObservedService, ObservedStack
+from deployer.core.observed import ObservedService, ObservedStack
+from deployer.core.plan import Change, Plan, image_change
 from deployer.targets.swarm.stack import (
     StackFile,
     key_fingerprints,

@@ -21,21 +21,18 @@ from typing import Any
 
 import yaml
 
-from deployer.core.desired import SafeDumper
+from deployer.core.command import Command
+from deployer.core.desired import dump_stack
 from deployer.core.errors import ConfigIssue
+from deployer.core.observed import FINGERPRINT_LABEL, KEY_FINGERPRINTS_LABEL
 from deployer.core.spec import Spec
 from deployer.infra.engine import Engine
-from deployer.targets.compose.project import Command
 
 STACK_VERSION = "3.8"
 # Swarm's own update monitor; kept where no health check says how long a task needs.
 SWARM_MONITOR = 5.0
 # Docker's health check defaults, where a compose health check leaves them out.
 HEALTH_INTERVAL, HEALTH_RETRIES = 30.0, 3
-# Service labels (deploy.labels) carrying the converted service's fingerprint: the whole spec's,
-# and each top-level key's (`key=digest,...`), so that drift names the keys that changed.
-FINGERPRINT_LABEL = "io.deployer.fingerprint"
-KEY_FINGERPRINTS_LABEL = "io.deployer.fingerprint.keys"
 
 # Service keys of the 3.8 stack file that Swarm honours as Compose writes them.
 _KEPT = frozenset(
@@ -123,26 +120,6 @@ class StackFile:
         and config, which stack deploy creates where missing)."""
         kept = {n: s for n, s in self.document["services"].items() if n in services}
         return StackFile({**self.document, "services": kept}, self.findings)
-
-
-class _StackDumper(SafeDumper):  # type: ignore[misc,valid-type]
-    """docker CLI 20.10 reads YAML with go-yaml v2, where a plain y, Y, n or N is a boolean:
-    such strings are quoted."""
-
-
-_StackDumper.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^[yYnN]$"), list("yYnN"))
-
-
-def dump_stack(document: Mapping[str, Any]) -> str:
-    """A stack file's text: keys in the document's order, no line folded (width)."""
-    return yaml.dump(
-        dict(document),
-        Dumper=_StackDumper,
-        sort_keys=False,
-        allow_unicode=True,
-        default_flow_style=False,
-        width=2**31 - 1,
-    )
 
 
 def stack_deploy(
@@ -563,14 +540,6 @@ def key_fingerprints(service: Mapping[str, Any]) -> dict[str, str]:
         )[:12]
         for key, value in service.items()
     }
-
-
-def parse_key_fingerprints(label: str) -> dict[str, str]:
-    """KEY_FINGERPRINTS_LABEL's value as written by with_fingerprint; {} if it is not that."""
-    pairs = [entry.partition("=") for entry in label.split(",") if entry]
-    if not all(sep and key and digest for key, sep, digest in pairs):
-        return {}
-    return {key: digest for key, _, digest in pairs}
 
 
 _FINGERPRINT_LABELS = frozenset({FINGERPRINT_LABEL, KEY_FINGERPRINTS_LABEL})

@@ -1,41 +1,44 @@
-"""Several hosts: an environment's one-host operations fanned out over its hosts
-(`engine.hosts`), in parallel, each outcome kept with the host it belongs to."""
+"""Several hosts: one-host operations fanned out over an environment's hosts (`engine.hosts`), in
+parallel or in turn, each outcome kept with the host it belongs to."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Protocol, TypeVar
 from urllib.parse import urlsplit
 
+from deployer.core.command import Command
 from deployer.core.errors import DeployerError
-from deployer.infra.engine import Engine
+from deployer.core.progress import Progress
+from deployer.core.results import HostOutcome
+from deployer.infra import runner
 from deployer.infra.runner import interrupts_held
-from deployer.targets.compose.apply import Progress
 
 T = TypeVar("T")
 
 
-@dataclass(frozen=True)
-class HostOutcome(Generic[T]):
-    """What an operation gave on one host: its value, or the error that ended it there."""
+class OnHost(Protocol):
+    """Something on one host: an engine, or a target on one engine."""
 
-    host: str
-    value: T | None = None
-    error: DeployerError | None = None
+    @property
+    def host(self) -> str: ...
 
 
-def each(hosts: Sequence[Engine], action: Callable[[Engine], T]) -> list[HostOutcome[T]]:
+H = TypeVar("H", bound=OnHost)
+
+
+def each(hosts: Sequence[H], action: Callable[[H], T]) -> list[HostOutcome[T]]:
     """`action` on every host at once; outcomes in the order of `hosts`. A DeployerError is
     kept as that host's outcome; anything else (a bug, an interrupt) propagates."""
 
-    def attempt(engine: Engine) -> HostOutcome[T]:
+    def attempt(on: H) -> HostOutcome[T]:
         try:
-            return HostOutcome(engine.host, action(engine))
+            return HostOutcome(on.host, action(on))
         except DeployerError as e:
-            return HostOutcome(engine.host, error=e)
+            return HostOutcome(on.host, error=e)
 
     if len(hosts) == 1:
         return [attempt(hosts[0])]
@@ -57,17 +60,31 @@ def together(items: Sequence[T], action: Callable[[T], None]) -> None:
             future.result()
 
 
-def in_turn(hosts: Sequence[Engine], action: Callable[[Engine], T]) -> list[HostOutcome[T]]:
+def in_turn(hosts: Sequence[H], action: Callable[[H], T]) -> list[HostOutcome[T]]:
     """`action` on one host after the other, stopping at the first that fails: the outcomes of
     the hosts attempted, in order (the failed one last)."""
     outcomes: list[HostOutcome[T]] = []
-    for engine in hosts:
+    for on in hosts:
         try:
-            outcomes.append(HostOutcome(engine.host, action(engine)))
+            outcomes.append(HostOutcome(on.host, action(on)))
         except DeployerError as e:
-            outcomes.append(HostOutcome(engine.host, error=e))
+            outcomes.append(HostOutcome(on.host, error=e))
             break
     return outcomes
+
+
+def stream_by_host(commands: Sequence[tuple[str, Command]]) -> Iterator[HostOutcome[str]]:
+    """The output lines of `commands`, one per host, run at once: each line with its host, as it
+    comes. With several hosts a host that fails gives its error among the lines and the others
+    go on; with one, its error is the command's."""
+    for index, line in runner.streams([command for _, command in commands]):
+        host = commands[index][0]
+        if not isinstance(line, DeployerError):
+            yield HostOutcome(host, line)
+        elif len(commands) == 1:
+            raise line
+        else:
+            yield HostOutcome(host, error=line)
 
 
 def failures(outcomes: Sequence[HostOutcome[T]]) -> list[tuple[str, DeployerError]]:
@@ -78,11 +95,6 @@ def failures(outcomes: Sequence[HostOutcome[T]]) -> list[tuple[str, DeployerErro
 def failed(outcomes: Sequence[HostOutcome[T]]) -> list[str]:
     """The hosts whose outcome is an error."""
     return [host for host, _ in failures(outcomes)]
-
-
-def label(url: str) -> str:
-    """A host as a prefix of its lines shows it: its address (ssh://, tcp://), else its URL."""
-    return urlsplit(url).hostname or url
 
 
 def batches(hosts: Sequence[T], batch: int | str) -> list[list[T]]:
@@ -104,7 +116,7 @@ def host_names(url: str) -> set[str]:
     return names
 
 
-def selected(hosts: Sequence[Engine], wanted: Sequence[str], environment: str) -> list[Engine]:
+def selected(hosts: Sequence[H], wanted: Sequence[str], environment: str) -> list[H]:
     """The hosts named in `wanted` (`--hosts`), in the spec's order; all when none named."""
     if not wanted:
         return list(hosts)

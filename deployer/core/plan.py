@@ -1,0 +1,81 @@
+"""Stage 5's value, the same for every target: a plan is a list of changes, each with its causes
+(shown to the user, never used to decide)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from deployer.core.reference import ImageReference, is_image_id
+
+# The order actions are listed (and carried out) in, for one service.
+ACTIONS = ("pull", "create", "recreate", "start", "scale", "remove")
+UP_ACTIONS = frozenset({"create", "recreate", "start", "scale"})
+
+
+@dataclass(frozen=True)
+class Change:
+    service: str
+    action: str
+    causes: tuple[str, ...]
+    image: str | None = None  # the image to pull, for "pull"
+
+
+@dataclass(frozen=True)
+class Plan:
+    environment: str
+    project: str
+    changes: tuple[Change, ...]
+    moved: tuple[MovedTag, ...] = ()  # tags that point to another digest in the registry now
+    # Images whose tag could not be checked in their registry, with why (a warning, not a change).
+    unchecked: tuple[str, ...] = ()
+
+    @property
+    def in_sync(self) -> bool:
+        return not self.changes
+
+    @property
+    def pulls(self) -> list[str]:
+        return [c.image for c in self.changes if c.action == "pull" and c.image]
+
+    @property
+    def services_to_up(self) -> list[str]:
+        return sorted({c.service for c in self.changes if c.action in UP_ACTIONS})
+
+    @property
+    def removes_orphans(self) -> bool:
+        return any(c.action == "remove" for c in self.changes)
+
+    def lines(self) -> list[str]:
+        """Each change with its causes, as records keep them."""
+        return [f"{c.service} {c.action}: {'; '.join(c.causes)}" for c in self.changes]
+
+
+@dataclass(frozen=True)
+class MovedTag:
+    service: str
+    image: str  # as the spec names it
+    old: str  # the digest the running container's image came from
+    new: str  # the digest the tag points to in the registry now
+
+    @property
+    def tag(self) -> str:
+        return ImageReference.parse(self.image).tag or "latest"
+
+    @property
+    def cause(self) -> str:
+        return f"tag {self.tag} moved: {short_digest(self.old)} -> {short_digest(self.new)}"
+
+
+def short_digest(digest: str) -> str:
+    algorithm, _, value = digest.partition(":")
+    return f"{algorithm}:{value[:12]}"
+
+
+def image_change(old: str, new: str) -> str:
+    """`web:1 -> 2` within a repository, else both references whole."""
+    if is_image_id(old) or is_image_id(new):
+        return f"{old} -> {new}"
+    before, after = ImageReference.parse(old), ImageReference.parse(new)
+    if before.repository == after.repository and after.tag and not after.digest:
+        return f"{old} -> {after.tag}"
+    return f"{old} -> {new}"

@@ -1,0 +1,348 @@
+"""One engine, driven with the real Compose CLI: the target of `engine: {host: ...}`, and of each
+host of several (deployer/targets/fleet)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
+
+from deployer.core.command import Command
+from deployer.core.desired import ComposeFiles, DesiredState
+from deployer.core.errors import DeployerError, Interrupted, TagMovedError
+from deployer.core.observed import ObservedContainer, ObservedState
+from deployer.core.plan import Plan
+from deployer.core.progress import Progress
+from deployer.core.reference import lookup_key
+from deployer.core.results import (
+    Applied,
+    Candidate,
+    ComposeRendering,
+    Diff,
+    HostOutcome,
+    Restarted,
+    Statuses,
+    TakenDown,
+)
+from deployer.core.status import EnvironmentStatus
+from deployer.core.variables import Redactor
+from deployer.infra.engine import PROJECT_LABEL
+from deployer.infra.registry import Login, RegistryDigests, resolve_digests
+from deployer.state.engine_store import records_of_every_project
+from deployer.state.releases import (
+    HostRelease,
+    Release,
+    ServiceRelease,
+    configured,
+    history,
+    newest_first,
+)
+from deployer.state.store import Store
+from deployer.targets.base import Check, Failed, Place, Teardown, Undone
+from deployer.targets.compose import project as compose
+from deployer.targets.compose.apply import apply, wait_ready
+from deployer.targets.compose.observe import (
+    image_ids,
+    observe,
+    observe_containers,
+    running_services,
+)
+from deployer.targets.compose.plan import plan
+from deployer.targets.compose.prune import kept_by_releases, prunable, repository_of
+from deployer.targets.compose.registry import tags_to_check
+from deployer.targets.compose.resolve import restore_state
+from deployer.targets.compose.status import status
+from deployer.targets.hosts import stream_by_host
+
+_ANONYMOUS_VOLUME = re.compile(r"^[0-9a-f]{64}$")  # the name the engine gives an anonymous volume
+
+
+@dataclass(frozen=True)
+class HostPlan:
+    """The plan of one engine, with what it was made from: the desired state, what ran before,
+    and what the registries said of the tags that run."""
+
+    host: str
+    plan: Plan
+    desired: DesiredState
+    before: ObservedState
+    digests: RegistryDigests
+
+    @property
+    def changes_anything(self) -> bool:
+        return not self.plan.in_sync
+
+    @property
+    def plans(self) -> list[tuple[str, Plan]]:
+        return [(self.host, self.plan)]
+
+    @property
+    def states(self) -> list[DesiredState]:
+        return [self.desired]
+
+    def lines(self) -> list[str]:
+        return self.plan.lines()
+
+
+def replaced(
+    before: ObservedState, after: Sequence[ObservedContainer], services: Sequence[str]
+) -> bool:
+    """Whether any container of `services` is not the one it was: from then on, a failure
+    leaves the environment changed and is rolled back."""
+    wanted = set(services)
+    return {c.id for c in before.containers if c.service in wanted} != {
+        c.id for c in after if c.service in wanted
+    }
+
+
+class ComposeTarget(Place[HostPlan]):
+    """One engine: `docker compose` for every change, the Docker SDK to read it, deployer's
+    records and lock on the engine itself."""
+
+    def parts(self) -> Sequence[ComposeTarget]:
+        return [self]
+
+    def store(self, reading: bool = False) -> Store:
+        return self.env.outside.store(self.client, self.env.project)
+
+    def project(self) -> compose.ComposeProject:
+        """The project on this engine, without deployer's override (what `up` is not)."""
+        return compose.ComposeProject(
+            ComposeFiles.of(self.env.spec, self.env.variables), self.engine
+        )
+
+    def observe(self) -> ObservedState:
+        return observe(self.client, self.env.project)
+
+    def plan(self, desired: Callable[[], DesiredState], redact: Redactor, check: Check) -> HostPlan:
+        try:
+            observed = self.observe()
+        except DeployerError:
+            desired()  # a problem in the spec is reported before one with the engine
+            raise
+        return self.plan_against(desired(), observed, redact, check)
+
+    def plan_against(
+        self, desired: DesiredState, observed: ObservedState, redact: Redactor, check: Check
+    ) -> HostPlan:
+        """The plan with the running tags checked in their registries (unless SKIP). A moved tag
+        in an environment whose tags are immutable is an error; with STRICT, so is a registry
+        that cannot be asked."""
+        digests = RegistryDigests()
+        if check is not Check.SKIP:
+            images = tags_to_check(desired, observed)
+            login = self.env.login(images, redact) if images else None
+            digests = resolve_digests(self.client, images, login)
+            if check is Check.STRICT and digests.failures:
+                raise next(iter(sorted(digests.failures.items())))[1]
+        the_plan = plan(desired, observed, digests)
+        if self.env.spec.immutable_tags and the_plan.moved:
+            moved = the_plan.moved[0]
+            raise TagMovedError(
+                moved.image,
+                moved.tag,
+                moved.old,
+                moved.new,
+                f"{self.env.name} has immutable tags (deploy.immutable_tags): nothing changed; "
+                "deploy a new tag, or pin the digest to run (image: repo:tag@sha256:...)",
+            )
+        return HostPlan(self.host, the_plan, desired, observed, digests)
+
+    def replan(self, planned: HostPlan, redact: Redactor) -> HostPlan:
+        """Against what runs now; what the registries said a moment ago stands."""
+        before = self.observe()
+        the_plan = plan(planned.desired, before, planned.digests)
+        return replace(planned, plan=the_plan, before=before)
+
+    def unchanged(self, planned: HostPlan) -> Plan:
+        return planned.plan
+
+    def prepare(self, planned: HostPlan, redact: Redactor) -> Login | None:
+        return self.env.login(planned.plan.pulls, redact)
+
+    def apply(self, planned: HostPlan, progress: Progress, login: Login | None) -> Applied:
+        project = compose.deploying(planned.desired, self.engine)
+        try:
+            return apply(
+                planned.plan,
+                planned.desired,
+                project,
+                self.client,
+                self.env.outside.run,
+                progress,
+                login,
+            )
+        except DeployerError as failure:
+
+            def changed() -> bool:
+                after = observe_containers(self.client, self.env.project)
+                return replaced(planned.before, after, planned.plan.services_to_up)
+
+            raise Failed(failure, changed) from failure
+
+    def undo(self, planned: HostPlan, progress: Progress, releases: Sequence[Release]) -> Undone:
+        """Put the changed services back on the exact images they ran before, with the
+        configuration they ran (as the newest release that ran that image recorded it); remove
+        the containers of the services the deploy created."""
+        changed = set(planned.plan.services_to_up)
+        before = replace(
+            planned.before,
+            containers=tuple(c for c in planned.before.containers if c.service in changed),
+        )
+        targets = configured(running_services(before), releases, self.host)
+        created = sorted(changed - set(targets))
+        states = []
+        if targets:
+            state = restore_state(
+                planned.desired, targets, self.env.secrets, self.engine, self.env.outside.run
+            )
+            states.append(state)
+            restoring = plan(state, self.observe())
+            # Only what is put back: a service the deploy created is removed below, not started.
+            only = replace(
+                restoring, changes=tuple(c for c in restoring.changes if c.service in targets)
+            )
+            project = compose.deploying(state, self.engine)
+            apply(only, state, project, self.client, self.env.outside.run, progress)
+        if created:
+            project = compose.deploying(planned.desired, self.engine)
+            self.env.outside.run(compose.remove(project, created))
+        return Undone(sorted([*targets, *created]), states)
+
+    def services(
+        self, states: Sequence[DesiredState], releases: Sequence[Release]
+    ) -> dict[str, ServiceRelease]:
+        """What runs here, as a release records it: each service's configuration that of the
+        first of `states` its containers carry, else the one `releases` recorded for its image."""
+        running = running_services(self.observe(), states, self.env.secrets)
+        return configured(running, releases, self.host)
+
+    def snapshot(
+        self,
+        planned: HostPlan,
+        states: Sequence[DesiredState],
+        releases: Sequence[Release],
+        redact: Redactor,
+    ) -> tuple[dict[str, ServiceRelease], list[HostRelease]]:
+        return self.services(states, releases), []
+
+    def release_state(self, release: Release, redact: Redactor) -> DesiredState:
+        return self.restored(self.resolve(redact), release.services_on(self.host))
+
+    def restored(
+        self, current: DesiredState, recorded: Mapping[str, ServiceRelease]
+    ) -> DesiredState:
+        """`current` with the recorded services its compose files still have put back."""
+        targets = {name: s for name, s in recorded.items() if name in current.services}
+        return restore_state(current, targets, self.env.secrets, self.engine, self.env.outside.run)
+
+    # Reading
+    def diff(self, redact: Redactor) -> Diff:
+        planned = self.plan(lambda: self.resolve(redact), redact, Check.WARN)
+        return Diff(self.env.name, self.env.project, (HostOutcome(self.host, planned.plan),))
+
+    def status(self, redact: Redactor) -> Statuses:
+        running = self.status_of(lambda: self.resolve(redact))
+        return Statuses(self.env.name, self.env.project, (HostOutcome(self.host, running),))
+
+    def status_of(self, desired: Callable[[], DesiredState]) -> EnvironmentStatus:
+        """What runs here against `desired()`, with the releases that put it there."""
+        observed = self.observe()
+        return status(desired(), observed, history(self.store(reading=True)))
+
+    def logs(
+        self,
+        services: Sequence[str],
+        follow: bool,
+        since: str | None,
+        tail: int | None,
+        redact: Redactor,
+    ) -> Iterator[HostOutcome[str]]:
+        return stream_by_host([(self.host, self.log_command(services, follow, since, tail))])
+
+    def log_command(
+        self, services: Sequence[str], follow: bool, since: str | None, tail: int | None
+    ) -> Command:
+        return compose.logs(self.project(), services, follow, since, tail)
+
+    def render(self, desired: DesiredState) -> ComposeRendering:
+        project = compose.deploying(desired, self.engine)
+        command = compose.up(project, [], remove_orphans=True)
+        return ComposeRendering(command, desired.model, self.env.spec.is_secret)
+
+    # Host after host
+    def restart(
+        self, desired: DesiredState, services: Sequence[str], progress: Progress
+    ) -> Restarted:
+        restarted = f"`docker compose restart` was not cut short: {', '.join(services)} restarted"
+        with Interrupted.leaving(restarted):
+            self.env.outside.run(compose.restart(self.project(), services))
+        with Interrupted.leaving(f"{restarted}, not waited for until ready"):
+            return Restarted(wait_ready(self.client, desired, list(services), progress))
+
+    def teardown(self, volumes: bool, several: bool) -> Teardown:
+        name = self.env.name
+        where = f" on {self.host}" if several else ""
+        if not volumes:
+            return Teardown(f"Stop and remove the containers and networks of {name}?", [])
+        doomed = self.project_volumes()
+        listed = ", ".join(doomed) or "none found"
+        return Teardown(
+            f"Stop and remove the containers and networks of {name}{where} "
+            f"and DELETE its volumes ({listed})? Their data cannot be brought back.",
+            [f"volume {v} removed" for v in doomed],
+            doomed,
+        )
+
+    def take_down(self, teardown: Teardown) -> TakenDown:
+        volumes = teardown.volumes is not None
+        what = "containers, networks and volumes" if volumes else "containers and networks"
+        outcome = (
+            f"`docker compose down` was not cut short: the {what} of {self.env.name} are removed"
+        )
+        with Interrupted.leaving(outcome):
+            self.env.outside.run(compose.down(self.project(), volumes))
+        kept = None if teardown.volumes is None else tuple(teardown.volumes)
+        return TakenDown(self.env.name, kept)
+
+    def project_volumes(self) -> list[str]:
+        """The volumes `docker compose down --volumes` removes: the project's named volumes and
+        the anonymous ones its containers use."""
+        client, project = self.client, self.env.project
+        named = {v["Name"] for v in client.volumes([f"{PROJECT_LABEL}={project}"])}
+        anonymous = {
+            mount["Name"]
+            for container in client.project_containers(project)
+            for mount in container.get("Mounts") or []
+            if mount.get("Type") == "volume" and _ANONYMOUS_VOLUME.match(mount.get("Name") or "")
+        }
+        return sorted(named | anonymous)
+
+    # Image hygiene
+    def prunable(self, desired: DesiredState, aggressive: bool) -> list[Candidate]:
+        """Dangling images; with `aggressive`, also this environment's unused ones. Never an
+        image a container uses, nor one of the last `deploy.keep_releases` releases of any
+        environment on the engine (they share it, and images), nor one the spec names."""
+        client, spec = self.client, self.env.spec
+        every_project = records_of_every_project(client, "release")
+        recorded = newest_first(every_project.get(spec.project, []))
+        local = client.images()
+        local_ids = image_ids(local)
+        keep = kept_by_releases(every_project, spec.keep_releases)
+        keep |= {local_ids.get(lookup_key(s.image), "") for s in desired.services.values()}
+        repositories = {repository_of(s.image) for s in desired.services.values()}
+        repositories |= {repository_of(s.image) for r in recorded for s in r.services.values()}
+        images = client.dangling_images() + (local if aggressive else [])
+        unique = list({i["Id"]: i for i in images}.values())
+        return prunable(unique, client.images_in_use(), keep, repositories, aggressive)
+
+    def remove_images(self, candidates: Sequence[Candidate], stopped: str) -> int:
+        """Remove the images; returns the bytes of layers the engine no longer holds."""
+        before = self.client.layers_size()
+        with Interrupted.leaving(stopped):
+            for candidate in candidates:
+                self.client.remove_image(candidate.image_id)
+        return max(0, before - self.client.layers_size())
+
+    def running_images(self) -> dict[str, str]:
+        return {n: s.image_id for n, s in running_services(self.observe()).items()}

@@ -1,0 +1,361 @@
+"""A Docker Swarm, through one of its managers (`engine: {host, orchestrator: swarm}`): the same
+stages as one engine's, with Compose's model converted into a stack file and handed to Swarm
+(`docker stack deploy`, never a scheduler of deployer's own); records and lock in the swarm."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
+
+from deployer.core.desired import DesiredState, named_services
+from deployer.core.errors import (
+    ConfigError,
+    ConfigIssue,
+    DeployerError,
+    Interrupted,
+    SwarmNotConvergedError,
+    TagNotInRegistryError,
+)
+from deployer.core.observed import ObservedStack
+from deployer.core.plan import Change, Plan
+from deployer.core.progress import Progress
+from deployer.core.results import (
+    Diff,
+    HostOutcome,
+    StackRendering,
+    SwarmApplied,
+    TakenDown,
+)
+from deployer.core.status import SwarmStatus
+from deployer.core.variables import Redactor
+from deployer.infra import runner
+from deployer.infra.registry import Login, resolve_digests
+from deployer.state.releases import HostRelease, Release, ServiceRelease, configured
+from deployer.state.store import Store
+from deployer.targets.base import (
+    PROMOTE,
+    PRUNE,
+    REMOVE_VOLUMES,
+    Capabilities,
+    Check,
+    Failed,
+    Place,
+    Teardown,
+    Undone,
+)
+from deployer.targets.compose.resolve import restore_state
+from deployer.targets.swarm import apply as swarm_apply
+from deployer.targets.swarm.commands import (
+    log_line,
+    service_logs,
+    service_remove,
+    service_restart,
+    service_rollback,
+    stack_rm,
+)
+from deployer.targets.swarm.observe import (
+    observe_stack,
+    stack_leftovers,
+    stack_services,
+)
+from deployer.targets.swarm.plan import plan
+from deployer.targets.swarm.stack import (
+    StackFile,
+    convert,
+    located_issues,
+    slow_updates,
+    stack_deploy,
+)
+
+# A service Swarm has begun to roll back by itself: its spec is its previous one again, and it
+# keeps none (swarmkit drops it), so `docker service rollback` would refuse it.
+_ROLLED_BACK_BY_SWARM = frozenset({"rollback_started", "rollback_completed"})
+
+
+@dataclass(frozen=True)
+class StackPlan:
+    """The plan of a stack, with what it was made from: the desired state, its stack file, and
+    the stack as it was on the swarm."""
+
+    host: str  # the manager
+    plan: Plan
+    desired: DesiredState
+    stack: StackFile
+    before: ObservedStack
+
+    @property
+    def changes_anything(self) -> bool:
+        """Whether `docker stack deploy` has anything to do (services that have not converged
+        are Swarm's to fix)."""
+        return swarm_apply.changes_anything(self.plan)
+
+    @property
+    def plans(self) -> list[tuple[str, Plan]]:
+        return [(self.host, self.plan)]
+
+    @property
+    def states(self) -> list[DesiredState]:
+        return [self.desired]
+
+    def lines(self) -> list[str]:
+        return self.plan.lines()
+
+
+def stack_file(desired: DesiredState) -> StackFile:
+    """The stack file of a desired state, with warnings for updates a deploy would not wait
+    for to the end."""
+    return slow_updates(convert(desired.model), desired.wait_timeout)
+
+
+class SwarmTarget(Place[StackPlan]):
+    """A swarm, through the manager `engine`."""
+
+    @property
+    def capabilities(self) -> Capabilities:
+        name = self.env.name
+        not_yet = (
+            f"{name} targets a swarm (engine.orchestrator: swarm): `deploy promote` and `prune` "
+            "do not work on a swarm yet (see docs/swarm.md)"
+        )
+        return Capabilities(
+            {
+                PROMOTE: not_yet,
+                PRUNE: not_yet,
+                REMOVE_VOLUMES: f"{name} is a swarm stack: its volumes are on each node that ran "
+                "its tasks, out of reach of `deploy down --volumes`; nothing changed "
+                f"(`deploy down {name}`, then `docker volume rm` on each node)",
+            }
+        )
+
+    def parts(self) -> Sequence[SwarmTarget]:
+        return [self]
+
+    def store(self, reading: bool = False) -> Store:
+        return self.env.outside.swarm_store(self.client, self.env.project)
+
+    def stack(self, desired: DesiredState) -> StackFile:
+        """The stack file of `desired`; a feature Swarm cannot honour is an error."""
+        stack = stack_file(desired)
+        refused, _ = located_issues(stack, self.env.spec)
+        if refused:
+            raise ConfigError(refused)
+        return stack
+
+    def plan(
+        self, desired: Callable[[], DesiredState], redact: Redactor, check: Check
+    ) -> StackPlan:
+        try:
+            observed = observe_stack(self.client, self.env.project)
+        except DeployerError:
+            desired()  # a problem in the spec is reported before one with the swarm
+            raise
+        resolved = desired()
+        stack = self.stack(resolved)
+        return StackPlan(self.host, plan(self.env.name, stack, observed), resolved, stack, observed)
+
+    def replan(self, planned: StackPlan, redact: Redactor) -> StackPlan:
+        observed = observe_stack(self.client, self.env.project)
+        the_plan = plan(self.env.name, planned.stack, observed)
+        return replace(planned, plan=the_plan, before=observed)
+
+    def unchanged(self, planned: StackPlan) -> Plan:
+        """In sync: the plan. Services that have not converged (tasks down, an update paused)
+        are Swarm's to fix, or a deploy's once something changes: an error, not a success."""
+        if planned.plan.changes:
+            raise SwarmNotConvergedError(planned.plan.environment, planned.plan.lines())
+        return planned.plan
+
+    def prepare(self, planned: StackPlan, redact: Redactor) -> Login | None:
+        """The login, and every image to deploy in its registry, asked through the manager: the
+        nodes pull them there."""
+        services = planned.stack.document["services"]
+        deploying = swarm_apply.deployed_services(planned.plan)
+        images = sorted({str(services[n]["image"]) for n in deploying})
+        login = self.env.login(images, redact)
+        found = resolve_digests(self.client, images, login)
+        if found.failures:
+            raise next(iter(sorted(found.failures.items())))[1]
+        missing = [image for image in images if found.digests.get(image) is None]
+        if missing:
+            raise TagNotInRegistryError(missing)
+        return login
+
+    def apply(self, planned: StackPlan, progress: Progress, login: Login | None) -> SwarmApplied:
+        try:
+            return swarm_apply.apply(
+                planned.plan,
+                planned.stack,
+                self.client,
+                self.env.outside.run,
+                progress,
+                login,
+                planned.desired.wait_timeout,
+            )
+        except DeployerError as failure:
+            # Whether a service changed is read by the undo, service by service.
+            raise Failed(failure, lambda: True) from failure
+
+    def undo(self, planned: StackPlan, progress: Progress, releases: Sequence[Release]) -> Undone:
+        """Put back the services a failed deploy created or updated: created ones removed;
+        updated ones (their version moved) with Swarm's own rollback to the spec each had
+        before, unless Swarm has begun it by itself. The services the deploy did not reach are
+        left as they are, and so is one whose own rollback Swarm paused. A service that cannot
+        be put back does not stop the others: its error is raised once they are."""
+        project, engine, run = self.env.project, self.engine, self.env.outside.run
+        observed = observe_stack(self.client, project)
+        undone, rolling, failures = [], [], []
+        for name in swarm_apply.deployed_services(planned.plan):
+            service, earlier = observed.services.get(name), planned.before.services.get(name)
+            if service is None or (earlier is not None and earlier.version == service.version):
+                continue
+            if service.update_state == "rollback_paused":
+                continue
+            try:
+                if earlier is None:
+                    run(service_remove(engine, project, [name]))
+                elif service.update_state not in _ROLLED_BACK_BY_SWARM:
+                    run(service_rollback(engine, project, name))
+                    rolling.append(name)
+            except DeployerError as e:
+                failures.append(e)
+                continue
+            undone.append(name)
+        accepted = frozenset({swarm_apply.CONVERGED, swarm_apply.ROLLED_BACK})
+        with Interrupted.leaving(f"stopped while waiting for the rollback of {', '.join(rolling)}"):
+            swarm_apply.wait(
+                self.client, project, rolling, planned.desired.wait_timeout, progress, accepted
+            )
+        if failures:
+            raise failures[0]
+        return Undone(undone)
+
+    def snapshot(
+        self,
+        planned: StackPlan,
+        states: Sequence[DesiredState],
+        releases: Sequence[Release],
+        redact: Redactor,
+    ) -> tuple[dict[str, ServiceRelease], list[HostRelease]]:
+        on_swarm = observe_stack(self.client, self.env.project)
+        services = stack_services(on_swarm, states, self.env.secrets)
+        return configured(services, releases, self.host), []
+
+    def release_state(self, release: Release, redact: Redactor) -> DesiredState:
+        """Each service by the reference it was deployed with where its registry still gives
+        that tag the digest it ran (Swarm resolves it to that digest again, and a service not
+        changed since keeps its spec: it is not updated), by digest otherwise."""
+        current = self.resolve(redact)
+        targets = {n: s for n, s in release.services.items() if n in current.services}
+        images = sorted({t.image for t in targets.values()})
+        found = resolve_digests(self.client, images, self.env.login(images, redact))
+        pinned = {
+            name: replace(t, pinned=t.image) if found.digests.get(t.image) == t.image_id else t
+            for name, t in targets.items()
+        }
+        return restore_state(current, pinned, self.env.secrets, self.engine, self.env.outside.run)
+
+    # Reading
+    def diff(self, redact: Redactor) -> Diff:
+        return Diff(
+            self.env.name,
+            self.env.project,
+            (HostOutcome(self.host, self.status(redact).plan),),
+            by_host=False,
+        )
+
+    def status(self, redact: Redactor) -> SwarmStatus:
+        stack = self.stack(self.resolve(redact))
+        observed = observe_stack(self.client, self.env.project)
+        return SwarmStatus(self.env.name, observed, plan(self.env.name, stack, observed))
+
+    def logs(
+        self,
+        services: Sequence[str],
+        follow: bool,
+        since: str | None,
+        tail: int | None,
+        redact: Redactor,
+    ) -> Iterator[HostOutcome[str]]:
+        """The log lines of the services (those of the stack on the swarm when none named),
+        from their tasks on every node, as they come."""
+        desired = self.resolve(redact)  # also teaches `redact` their secrets
+        wanted = named_services(desired, services)
+        name, project = self.env.name, self.env.project
+        on_swarm = observe_stack(self.client, project).services
+        absent = sorted(set(services) - set(on_swarm))
+        if absent:
+            them = "them" if len(absent) > 1 else "it"
+            raise DeployerError(
+                f"{name} has no {', '.join(absent)} on the swarm yet (`deploy {name}` creates {them})"
+            )
+        commands = [
+            service_logs(self.engine, project, s, follow, since, tail)
+            for s in sorted(set(wanted) & set(on_swarm))
+        ]
+        for _, line in runner.streams(commands):
+            if isinstance(line, DeployerError):
+                raise line
+            yield HostOutcome(self.host, log_line(project, line))
+
+    def render(self, desired: DesiredState) -> StackRendering:
+        stack = stack_file(desired)
+        refused, ignored = located_issues(stack, self.env.spec)
+        if refused:
+            raise ConfigError(refused)
+        registry_auth = self.env.spec.registry is not None
+        command = stack_deploy(self.env.project, self.engine, stack, registry_auth)
+        return StackRendering(command, stack.document, self.env.spec.is_secret, tuple(ignored))
+
+    def validate(self, desired: DesiredState) -> tuple[list[ConfigIssue], list[ConfigIssue]]:
+        return located_issues(stack_file(desired), self.env.spec)
+
+    # Commands done host after host: a swarm is one
+    def restart(
+        self, desired: DesiredState, services: Sequence[str], progress: Progress
+    ) -> SwarmApplied:
+        """A rolling restart: a forced update of each service, as its update_config says (one
+        task at a time by default); waits until they converge."""
+        project = self.env.project
+        started = time.monotonic()
+        for name in services:
+            self.env.outside.run(service_restart(self.engine, project, name))
+        with Interrupted.leaving("stopped while waiting: Swarm goes on restarting"):
+            after = swarm_apply.wait(self.client, project, services, desired.wait_timeout, progress)
+        changes = tuple(Change(n, "restart", ("forced update",)) for n in services)
+        return SwarmApplied(
+            Plan(self.env.name, project, changes),
+            time.monotonic() - started,
+            tuple(after.services[n] for n in services if n in after.services),
+            done="restarted",
+        )
+
+    def teardown(self, volumes: bool, several: bool) -> Teardown:
+        project = self.env.project
+        removed = sorted(observe_stack(self.client, project).services)
+        return Teardown(
+            f"Remove the stack {project} of {self.env.name}, its services and networks?",
+            [f"service {s} removed" for s in removed],
+            services=removed,
+        )
+
+    def take_down(self, teardown: Teardown) -> TakenDown:
+        """`docker stack rm`, then wait until its services and networks are gone (the manager
+        removes the networks once their tasks have stopped)."""
+        project = self.env.project
+        with Interrupted.leaving(f"`docker stack rm` was not cut short: {project} is removed"):
+            self.env.outside.run(stack_rm(self.engine, project))
+        with Interrupted.leaving(f"{project} is removed; its networks may still be going"):
+            self._wait_removed(self.env.spec.wait_timeout)
+        return TakenDown(self.env.name, stack=project, services=tuple(teardown.services))
+
+    def _wait_removed(self, timeout: float) -> None:
+        project = self.env.project
+        deadline = time.monotonic() + timeout
+        while left := stack_leftovers(self.client, project):
+            if time.monotonic() >= deadline:
+                raise DeployerError(
+                    f"the stack {project} was removed, but after {timeout:g}s the swarm still "
+                    f"has {', '.join(left)}"
+                )
+            time.sleep(0.25)
