@@ -7,9 +7,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from deployer.commands.session import Interaction, confirmed
+from deployer.compose import build as build_stage
 from deployer.core.results import Built
 from deployer.targets.base import Target
-from deployer.targets.compose import build as build_stage
 
 
 def build(

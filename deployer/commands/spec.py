@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from deployer.commands.load import load
+from deployer.compose.project import env_files_reading
 from deployer.core.desired import identifiers
 from deployer.core.errors import ConfigError, ConfigIssue
 from deployer.core.results import Rendering, Validated
@@ -20,7 +21,6 @@ from deployer.core.variables import (
 )
 from deployer.infra import runner
 from deployer.targets.base import Target
-from deployer.targets.compose.project import env_files_reading
 
 
 def validate(folder: Path, names: Sequence[str], redact: Redactor) -> Validated:

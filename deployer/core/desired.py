@@ -1,4 +1,4 @@
-"""Stage 3: the desired state, as Compose resolves it (deployer.targets.compose.resolve asks it).
+"""Stage 3: the desired state, as Compose resolves it (deployer.compose.resolve asks it).
 
 Compose does all compose semantics (merging files, interpolation, `env_file:`): deployer hands it
 the compose files, the merged variables and the spec's overrides, and reads back

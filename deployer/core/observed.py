@@ -1,6 +1,6 @@
 """Stage 4's values: what runs, as read from an engine (containers of a Compose project) or from
 a swarm manager (the services and tasks of a stack). Pure: the targets read the engines
-(deployer/targets/compose/observe.py, deployer/targets/swarm/observe.py)."""
+(deployer/targets/host/observe.py, deployer/targets/swarm/observe.py)."""
 
 from __future__ import annotations
 

@@ -10,7 +10,7 @@ the engine pulls by digest and lists it without the tag.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from deployer.core.errors import InvalidReferenceError
@@ -137,3 +137,13 @@ def pinned_reference(image: str, image_id: str, digests: Mapping[str, Sequence[s
         if ImageReference.parse(digest).repository == repository:
             return digest
     return image_id
+
+
+def digest_in(pinned: Iterable[str], repository: str) -> str | None:
+    """The digest of `repository` among an image's `repository@digest` references (RepoDigests)."""
+    for reference in pinned:
+        name, _, digest = reference.partition("@")
+        # An image whose tags are all gone lists `<none>@sha256:...`: no repository of its own.
+        if name != "<none>" and ImageReference.parse(name).repository == repository:
+            return digest
+    return None

@@ -1,7 +1,7 @@
 """The one interface every target offers, and what all of them share.
 
 A target is where an environment runs: one engine driven with the Compose CLI
-(deployer/targets/compose), several such engines rolled out in batches (deployer/targets/fleet,
+(deployer/targets/host), several such engines rolled out in batches (deployer/targets/fleet,
 a composite of one-engine targets), or a Docker Swarm through a manager
 (deployer/targets/swarm). The commands (deployer/commands) are written once against `Target`:
 each target observes, plans, applies and undoes its own way, keeps its records and lock in its
@@ -18,6 +18,8 @@ from enum import Enum
 from functools import cached_property
 from typing import Any, Generic, Protocol, TypeVar
 
+from deployer.compose.project import docker_login
+from deployer.compose.resolve import resolve, secret_values
 from deployer.core.command import Runner
 from deployer.core.desired import DesiredState
 from deployer.core.errors import ConfigIssue, DeployerError, RolledBackError
@@ -46,8 +48,6 @@ from deployer.state.engine_store import StateStore
 from deployer.state.releases import HostRelease, Release, Secrets, ServiceRelease, rollback_target
 from deployer.state.store import Actor, Store
 from deployer.state.swarm_store import SwarmStore
-from deployer.targets.compose.project import docker_login
-from deployer.targets.compose.resolve import resolve, secret_values
 
 # What a state-changing command comes to on one target or another.
 Result = Applied | SwarmApplied | Rollout | Plan

@@ -7,8 +7,8 @@ from collections.abc import Mapping, Sequence
 from deployer.core.spec import SWARM
 from deployer.infra.engine import Engine
 from deployer.targets.base import Environment, Target
-from deployer.targets.compose.target import ComposeTarget
 from deployer.targets.fleet.target import FleetTarget
+from deployer.targets.host.target import ComposeTarget
 from deployer.targets.hosts import selected
 from deployer.targets.swarm.target import SwarmTarget
 

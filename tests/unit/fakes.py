@@ -25,7 +25,7 @@ from deployer.core.errors import (
 )
 from deployer.infra.engine import Engine
 from deployer.state.store import Actor, StoredLock
-from deployer.targets.compose.observe import NUMBER_LABEL, SERVICE_LABEL
+from deployer.targets.host.observe import NUMBER_LABEL, SERVICE_LABEL
 
 ACTOR = Actor("alice", "host-a", 4242)
 

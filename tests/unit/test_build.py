@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from deployer.compose.build import buildable, check_tag
 from deployer.core.desired import ComposeFiles, DesiredService, DesiredState
 from deployer.core.errors import DeployerError, TagTakenError
 from deployer.core.results import Built
-from deployer.targets.compose.build import buildable, check_tag
 
 IMAGE = "ghcr.io/acme/tool:1.0"
 PUSHED = "sha256:" + "a" * 64

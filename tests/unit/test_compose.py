@@ -5,13 +5,13 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+from deployer.compose import project as compose
+from deployer.compose.project import ComposeProject
 from deployer.core.command import Command
 from deployer.core.desired import ComposeFiles
 from deployer.core.variables import Redactor
 from deployer.infra.engine import Engine
 from deployer.infra.runner import tool_environment
-from deployer.targets.compose import project as compose
-from deployer.targets.compose.project import ComposeProject
 
 PROJECT = ComposeProject(
     files=ComposeFiles(

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from deployer.compose.resolve import compose_issue
 from deployer.core.desired import (
     check_services_exist,
     desired_services,
@@ -19,7 +20,6 @@ from deployer.core.desired import (
 from deployer.core.errors import ConfigError, ConfigIssue
 from deployer.core.spec import ServiceOverride, Spec
 from deployer.core.variables import SecretPolicy
-from deployer.targets.compose.resolve import compose_issue
 
 
 def spec(tmp_path: Path, services: dict[str, ServiceOverride]) -> Spec:

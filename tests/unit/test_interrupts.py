@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from deployer.infra.engine import EngineClient
-from deployer.targets.compose.apply import PARALLEL_PULLS, pull_all
+from deployer.targets.host.apply import PARALLEL_PULLS, pull_all
 from deployer.targets.hosts import together
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from deployer.core.observed import ObservedContainer
-from deployer.targets.compose.observe import container_from_summary, image_digests, image_ids
+from deployer.targets.host.observe import container_from_summary, image_digests, image_ids
 
 
 def test_image_ids_by_tag_and_digest() -> None:

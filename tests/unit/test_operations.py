@@ -12,6 +12,7 @@ import pytest
 
 from deployer.commands.deploy import deploy, rollback
 from deployer.commands.session import Interaction
+from deployer.compose.resolve import restore_state
 from deployer.core.errors import CommandFailedError, RolledBackError, UnhealthyServiceError
 from deployer.core.plan import Plan
 from deployer.core.spec import Spec
@@ -20,8 +21,7 @@ from deployer.infra.engine import Engine
 from deployer.state import audit
 from deployer.state.releases import Release, Secrets, ServiceRelease, history
 from deployer.targets.base import Environment, Outside
-from deployer.targets.compose.resolve import restore_state
-from deployer.targets.compose.target import ComposeTarget
+from deployer.targets.host.target import ComposeTarget
 from tests.unit.fakes import ACTOR, FakeCompose, FakeEngine, FakeStore
 
 GOOD, BAD = ["httpd", "-f"], ["false"]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from deployer.compose import project as compose
+from deployer.compose.project import ComposeProject
 from deployer.core.command import Command
 from deployer.core.desired import ComposeFiles, DesiredService, DesiredState
 from deployer.core.observed import ObservedContainer, ObservedState
@@ -12,10 +14,8 @@ from deployer.core.status import ContainerStatus, EnvironmentStatus, ServiceStat
 from deployer.infra.engine import Engine
 from deployer.infra.registry import Login, registry_of
 from deployer.state.releases import Release, ServiceRelease
-from deployer.targets.compose import project as compose
-from deployer.targets.compose.project import ComposeProject
-from deployer.targets.compose.prune import prunable
-from deployer.targets.compose.status import status
+from deployer.targets.host.prune import prunable
+from deployer.targets.host.status import status
 
 ENGINE = Engine("unix:///var/run/docker.sock")
 PROJECT = ComposeProject(ComposeFiles("shop", (Path("/srv/compose.yml"),), {"A": "1"}), ENGINE)

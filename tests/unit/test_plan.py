@@ -8,7 +8,7 @@ from deployer.cli.render.plans import plan_document, plan_text
 from deployer.core.desired import ComposeFiles, DesiredService, DesiredState
 from deployer.core.observed import ObservedContainer, ObservedState
 from deployer.core.plan import Change, Plan
-from deployer.targets.compose.plan import plan
+from deployer.targets.host.plan import plan
 
 REG = "ghcr.io/acme"
 WEB_PRINT = {

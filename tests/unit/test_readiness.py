@@ -12,11 +12,11 @@ from deployer.core.errors import UnhealthyServiceError
 from deployer.core.observed import ObservedContainer, ObservedState, is_completed, is_steady
 from deployer.core.plan import Change, Plan
 from deployer.infra.engine import engine_timestamp
-from deployer.targets.compose import apply
-from deployer.targets.compose.apply import wait_ready
-from deployer.targets.compose.observe import container_from_summary
-from deployer.targets.compose.plan import plan
-from deployer.targets.compose.status import status
+from deployer.targets.host import apply
+from deployer.targets.host.apply import wait_ready
+from deployer.targets.host.observe import container_from_summary
+from deployer.targets.host.plan import plan
+from deployer.targets.host.status import status
 
 NOW = engine_timestamp("2026-11-28T14:00:10Z")
 

@@ -13,10 +13,11 @@ from deployer.core.desired import DesiredService
 from deployer.core.errors import RegistryError, TagMovedError
 from deployer.core.observed import ObservedState
 from deployer.core.plan import Change, MovedTag, Plan
+from deployer.core.reference import digest_in
 from deployer.core.variables import Redactor
 from deployer.infra.registry import RegistryDigests
-from deployer.targets.compose.plan import plan
-from deployer.targets.compose.registry import digest_in, moved_tags, tags_to_check
+from deployer.targets.host.plan import plan
+from deployer.targets.host.registry import moved_tags, tags_to_check
 from tests.unit.fakes import FakeEngine
 from tests.unit.test_operations import DIGEST, GOOD, World, make_world
 from tests.unit.test_plan import IMAGES, IN_SYNC, REG, WEB_PRINT, desired

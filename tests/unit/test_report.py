@@ -9,13 +9,13 @@ from deployer.cli.console import Console
 from deployer.cli.render.history import history_text
 from deployer.cli.render.model import masked_model, render_text
 from deployer.cli.render.results import promotion_document, promotion_text
+from deployer.compose.project import ComposeProject, up
 from deployer.core.desired import ComposeFiles
 from deployer.core.results import PinnedService, Promotion
 from deployer.core.spec import Spec
 from deployer.core.variables import Redactor, SecretPolicy
 from deployer.infra.engine import Engine
 from deployer.state.releases import Release, ServiceRelease
-from deployer.targets.compose.project import ComposeProject, up
 
 
 def test_console_masks_free_text_and_prints_data_as_it_is() -> None:

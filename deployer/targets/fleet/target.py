@@ -43,8 +43,8 @@ from deployer.state import fleet_store
 from deployer.state.releases import HostRelease, Release, ServiceRelease, rollback_target
 from deployer.state.store import Store
 from deployer.targets.base import Check, Environment, Failed, Target, Undone
-from deployer.targets.compose.observe import running_services
-from deployer.targets.compose.target import ComposeTarget, HostPlan
+from deployer.targets.host.observe import running_services
+from deployer.targets.host.target import ComposeTarget, HostPlan
 from deployer.targets.hosts import (
     HostProgress,
     batches,

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from deployer.compose.project import log_options
 from deployer.core.command import Command
 from deployer.infra.engine import Engine
-from deployer.targets.compose.project import log_options
 
 
 def service_logs(

@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 
+from deployer.compose.resolve import restore_state
 from deployer.core.desired import DesiredState, named_services
 from deployer.core.errors import (
     ConfigError,
@@ -44,7 +45,6 @@ from deployer.targets.base import (
     Teardown,
     Undone,
 )
-from deployer.targets.compose.resolve import restore_state
 from deployer.targets.swarm import apply as swarm_apply
 from deployer.targets.swarm.commands import (
     log_line,

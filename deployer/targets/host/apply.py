@@ -7,6 +7,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from deployer.compose import project as compose
 from deployer.core.command import Runner
 from deployer.core.desired import DesiredState
 from deployer.core.errors import Interrupted, PullError, RegistryLoginError, UnhealthyServiceError
@@ -16,8 +17,7 @@ from deployer.core.progress import Progress
 from deployer.core.results import Applied
 from deployer.infra.engine import EngineClient
 from deployer.infra.registry import Login, registry_of
-from deployer.targets.compose import project as compose
-from deployer.targets.compose.observe import observe_containers
+from deployer.targets.host.observe import observe_containers
 
 PARALLEL_PULLS = 4
 POLL_SECONDS = 0.5

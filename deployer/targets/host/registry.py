@@ -8,25 +8,13 @@ pinned by digest, an image ID, or an image only ever built or loaded here needs 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 from deployer.core.desired import DesiredService, DesiredState
 from deployer.core.observed import ObservedState
 from deployer.core.plan import MovedTag
-from deployer.core.reference import ImageReference, is_image_id
+from deployer.core.reference import ImageReference, digest_in, is_image_id
 from deployer.infra.registry import RegistryDigests
 
 PARALLEL_LOOKUPS = 4
-
-
-def digest_in(pinned: Iterable[str], repository: str) -> str | None:
-    """The digest of `repository` among an image's `repository@digest` references (RepoDigests)."""
-    for reference in pinned:
-        name, _, digest = reference.partition("@")
-        # An image whose tags are all gone lists `<none>@sha256:...`: no repository of its own.
-        if name != "<none>" and ImageReference.parse(name).repository == repository:
-            return digest
-    return None
 
 
 def repository_digest(observed: ObservedState, image_id: str | None, repository: str) -> str | None:

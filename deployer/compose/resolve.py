@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from deployer.compose.project import ComposeProject, config_json
 from deployer.core.command import Runner
 from deployer.core.desired import (
     ComposeFiles,
@@ -27,7 +28,6 @@ from deployer.core.spec import Spec
 from deployer.core.variables import MASK, SecretPolicy, Variables
 from deployer.infra.engine import Engine
 from deployer.state.releases import Secrets, ServiceRelease
-from deployer.targets.compose.project import ComposeProject, config_json
 
 
 def resolve(spec: Spec, variables: Variables, engine: Engine, run: Runner) -> DesiredState:

@@ -10,7 +10,7 @@ from deployer.core.observed import ObservedContainer, ObservedState
 from deployer.core.reference import pinned_reference
 from deployer.core.status import ContainerStatus, EnvironmentStatus, ServiceStatus
 from deployer.state.releases import Release
-from deployer.targets.compose.plan import plan
+from deployer.targets.host.plan import plan
 
 
 def release_of(service: str, image_id: str, releases: Sequence[Release]) -> int | None:

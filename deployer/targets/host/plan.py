@@ -8,7 +8,7 @@ from deployer.core.observed import ObservedContainer, ObservedState
 from deployer.core.plan import ACTIONS, Change, MovedTag, Plan, image_change
 from deployer.core.reference import ImageReference, short_id
 from deployer.infra.registry import RegistryDigests
-from deployer.targets.compose.registry import moved_tags, repository_digest
+from deployer.targets.host.registry import moved_tags, repository_digest
 
 
 def plan(

@@ -7,6 +7,8 @@ import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 
+from deployer.compose import project as compose
+from deployer.compose.resolve import restore_state
 from deployer.core.command import Command
 from deployer.core.desired import ComposeFiles, DesiredState
 from deployer.core.errors import DeployerError, Interrupted, TagMovedError
@@ -39,19 +41,17 @@ from deployer.state.releases import (
 )
 from deployer.state.store import Store
 from deployer.targets.base import Check, Failed, Place, Teardown, Undone
-from deployer.targets.compose import project as compose
-from deployer.targets.compose.apply import apply, wait_ready
-from deployer.targets.compose.observe import (
+from deployer.targets.host.apply import apply, wait_ready
+from deployer.targets.host.observe import (
     image_ids,
     observe,
     observe_containers,
     running_services,
 )
-from deployer.targets.compose.plan import plan
-from deployer.targets.compose.prune import kept_by_releases, prunable, repository_of
-from deployer.targets.compose.registry import tags_to_check
-from deployer.targets.compose.resolve import restore_state
-from deployer.targets.compose.status import status
+from deployer.targets.host.plan import plan
+from deployer.targets.host.prune import kept_by_releases, prunable, repository_of
+from deployer.targets.host.registry import tags_to_check
+from deployer.targets.host.status import status
 from deployer.targets.hosts import stream_by_host
 
 _ANONYMOUS_VOLUME = re.compile(r"^[0-9a-f]{64}$")  # the name the engine gives an anonymous volume

@@ -8,16 +8,15 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from deployer.compose import project as compose
 from deployer.core.command import Runner
 from deployer.core.desired import DesiredState
 from deployer.core.errors import BuildError, CommandFailedError, DeployerError, TagTakenError
 from deployer.core.progress import Progress
-from deployer.core.reference import ImageReference, short_id
+from deployer.core.reference import ImageReference, digest_in, short_id
 from deployer.core.results import Built
 from deployer.infra.engine import EngineClient
 from deployer.infra.registry import Login
-from deployer.targets.compose import project as compose
-from deployer.targets.compose.registry import digest_in
 
 BUILD_LOG_LINES = 15
 
