@@ -23,6 +23,9 @@ DEPLOY_TTL = 600.0
 RENEW_SECONDS = 60.0
 MANUAL_TTL = 24 * 3600.0
 POLL_SECONDS = 0.5
+# How long a lock refused to a claim may stay out of sight (taken and released by others, or
+# still being made) before the claim gives up, and how often it claims again meanwhile.
+SETTLE_SECONDS, SETTLE_POLL_SECONDS = 1.0, 0.05
 # Every process started while a lock is held carries its token in this variable, so that the
 # processes still at work for a lock can be found on its host after the holder itself is gone.
 LOCK_ENV = "DEPLOYER_LOCK"
@@ -168,12 +171,20 @@ def acquire(
 ) -> None:
     """Take the lock, waiting up to `wait` seconds for a live holder; never through a stale one."""
     deadline = clock() + wait
-    claimed_again = False
+    unseen: float | None = None  # since when a refused claim found no lock to look at
     while not store.claim_lock(lock.record()):
         held, stale = status(store)
-        if held is None and not claimed_again:
-            claimed_again = True  # released between our claim and our look: claim again, once
-            continue
+        if held is None:
+            # Released between our claim and our look: claim again at once. Or not to be seen
+            # yet: an engine refuses a marker's name a moment before it shows the marker.
+            if unseen is None:
+                unseen = clock()
+                continue
+            if clock() - unseen < SETTLE_SECONDS:
+                sleep(SETTLE_POLL_SECONDS)
+                continue
+        else:
+            unseen = None
         if held is not None and stale:
             raise LockedError(environment, held.describe(), iso(held.since), held.reason, stale)
         left = deadline - clock()
@@ -183,7 +194,6 @@ def acquire(
                     environment, "others", "now", "taken and released meanwhile", None
                 )
             raise LockedError(environment, held.describe(), iso(held.since), held.reason, None)
-        claimed_again = False
         sleep(min(POLL_SECONDS, left))
     store.holding = lock.token
 

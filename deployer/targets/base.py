@@ -156,6 +156,26 @@ class Planned(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class PlacePlan:
+    """The plan of one place (an engine, a swarm), with the desired state it was made from."""
+
+    host: str
+    plan: Plan
+    desired: DesiredState
+
+    @property
+    def plans(self) -> list[tuple[str, Plan]]:
+        return [(self.host, self.plan)]
+
+    @property
+    def states(self) -> list[DesiredState]:
+        return [self.desired]
+
+    def lines(self) -> list[str]:
+        return self.plan.lines()
+
+
 class Failed(Exception):
     """A target's apply that failed: why (`error`), and whether it left the environment changed
     (`changed`: asked only where a rollback is wanted, for it may read the engine)."""

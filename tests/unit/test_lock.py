@@ -67,13 +67,24 @@ class FlappingStore(FakeStore):
 
 
 def test_lock_wait_does_not_spin_when_the_lock_is_free_at_every_look() -> None:
+    """A claim refused while no lock is to be seen is tried again for SETTLE_SECONDS (the engine
+    shows a lock a moment after it refuses its name to others), a short sleep between claims."""
     store, time = FlappingStore(), FakeTime()
 
     with pytest.raises(LockedError, match=r"^staging is locked: held by others since now "):
-        acquire(store, "staging", a_lock("bob"), 1.0, time.clock, time.sleep)
+        acquire(store, "staging", a_lock("bob"), 0.0, time.clock, time.sleep)
 
-    assert time.slept == [0.5, 0.5]
-    assert store.claims == 6
+    assert set(time.slept) == {lock_module.SETTLE_POLL_SECONDS}
+    assert sum(time.slept) == pytest.approx(lock_module.SETTLE_SECONDS)
+    assert store.claims == len(time.slept) + 2  # the first, again at once, then after each sleep
+
+
+def test_a_lock_out_of_sight_a_moment_is_waited_for_even_without_lock_wait() -> None:
+    store, time = FlappingStore(free_after=5), FakeTime()
+
+    acquire(store, "staging", a_lock("bob"), 0.0, time.clock, time.sleep)
+
+    assert (time.slept, store.holding) == ([lock_module.SETTLE_POLL_SECONDS] * 3, "token-bob")
 
 
 def test_a_lock_released_between_claim_and_look_is_claimed_again_at_once() -> None:

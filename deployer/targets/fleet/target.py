@@ -139,9 +139,13 @@ class RolloutFailed(Failed):
         errors = [(run.host, run.error) for run in failed if run.error is not None]
         super().__init__(errors[0][1], lambda: any(run.changed for run in planned.changing))
         self.environment, self.planned, self.errors = environment, planned, errors
+        self.failed = list(failed)
 
     def reported(self, undone: Sequence[str] | None) -> DeployerError:
-        """Every host's result; `rolled back` only where every host changed was put back."""
+        """Every host's result; `rolled back` only where every host changed was put back. A
+        failure can be the first sign of an engine going down: once the others are put back,
+        the failed hosts are asked again."""
+        together([run for run in self.failed if run.result == FAILED], _probe)
         changed = [run for run in self.planned.changing if run.changed]
         result = ROLLED_BACK if undone and len(undone) == len(changed) else FAILED
         return RolloutFailedError(
@@ -245,8 +249,6 @@ class FleetTarget(Target[Desired, FleetPlan]):
                 together(batch, lambda run: self._deploy(run, progress, login))
                 failed = [run for run in batch if run.error is not None]
                 if failed:
-                    # A failure can be the first sign of an engine going down: ask again.
-                    together([run for run in failed if run.result == FAILED], _probe)
                     raise RolloutFailed(self.env.name, planned, failed)
         except KeyboardInterrupt as e:
             raise Interrupted(f"no further host started: {planned.results()}") from e

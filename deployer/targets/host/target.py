@@ -40,7 +40,7 @@ from deployer.state.releases import (
     newest_first,
 )
 from deployer.state.store import Store
-from deployer.targets.base import Check, Failed, Place, Teardown, Undone
+from deployer.targets.base import Check, Failed, Place, PlacePlan, Teardown, Undone
 from deployer.targets.host.apply import apply, wait_ready
 from deployer.targets.host.observe import (
     image_ids,
@@ -58,30 +58,16 @@ _ANONYMOUS_VOLUME = re.compile(r"^[0-9a-f]{64}$")  # the name the engine gives a
 
 
 @dataclass(frozen=True)
-class HostPlan:
-    """The plan of one engine, with what it was made from: the desired state, what ran before,
-    and what the registries said of the tags that run."""
+class HostPlan(PlacePlan):
+    """The plan of one engine, with what it was made from: besides the desired state, what ran
+    before, and what the registries said of the tags that run."""
 
-    host: str
-    plan: Plan
-    desired: DesiredState
     before: ObservedState
     digests: RegistryDigests
 
     @property
     def changes_anything(self) -> bool:
         return not self.plan.in_sync
-
-    @property
-    def plans(self) -> list[tuple[str, Plan]]:
-        return [(self.host, self.plan)]
-
-    @property
-    def states(self) -> list[DesiredState]:
-        return [self.desired]
-
-    def lines(self) -> list[str]:
-        return self.plan.lines()
 
 
 def replaced(

@@ -42,6 +42,7 @@ from deployer.targets.base import (
     Check,
     Failed,
     Place,
+    PlacePlan,
     Teardown,
     Undone,
 )
@@ -74,13 +75,10 @@ _ROLLED_BACK_BY_SWARM = frozenset({"rollback_started", "rollback_completed"})
 
 
 @dataclass(frozen=True)
-class StackPlan:
-    """The plan of a stack, with what it was made from: the desired state, its stack file, and
-    the stack as it was on the swarm."""
+class StackPlan(PlacePlan):
+    """The plan of a stack, with what it was made from: besides the desired state (`host`: the
+    manager), its stack file and the stack as it was on the swarm."""
 
-    host: str  # the manager
-    plan: Plan
-    desired: DesiredState
     stack: StackFile
     before: ObservedStack
 
@@ -89,17 +87,6 @@ class StackPlan:
         """Whether `docker stack deploy` has anything to do (services that have not converged
         are Swarm's to fix)."""
         return swarm_apply.changes_anything(self.plan)
-
-    @property
-    def plans(self) -> list[tuple[str, Plan]]:
-        return [(self.host, self.plan)]
-
-    @property
-    def states(self) -> list[DesiredState]:
-        return [self.desired]
-
-    def lines(self) -> list[str]:
-        return self.plan.lines()
 
 
 def stack_file(desired: DesiredState) -> StackFile:
