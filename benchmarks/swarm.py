@@ -3,7 +3,7 @@
 On the bed's swarm (scripts/test-hosts swarm: dh4, dh5 managers, dh6 worker), a stack of
 --services services (one replica each of the busybox test app, sleeping) is deployed once with
 `docker stack deploy` of deployer's converted file (the invocation `deploy render ENV --json`
-gives, from operations.render_stack). Then, in the same run, --runs times each (median, min):
+gives, from deployer.commands.spec.render). Then, in the same run, --runs times each (median, min):
   - `deploy diff ENV`, the deployer CLI as a user runs it, with nothing to change (exit 0);
   - a no-op `deploy ENV --yes` (in sync: no lock, no stack deploy);
   - `docker stack deploy` of that same file, the real CLI, with nothing to change either;

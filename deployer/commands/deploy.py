@@ -3,7 +3,6 @@ release's, through the one flow of a state-changing command (session.change)."""
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from deployer.commands.session import Held, Interaction, Operation, change
@@ -26,10 +25,8 @@ class Deploy(Operation[Planned, Result]):
         self.login: Login | None = None
 
     def probe(self) -> Planned | None:
-        # Compose resolves the model in its own process while this one reads the engine.
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            resolving = pool.submit(self.target.resolve, self.ui.redact)
-            planned: Planned = self.target.plan(resolving.result, self.ui.redact, Check.STRICT)
+        with self.target.resolving(self.ui.redact) as desired:
+            planned: Planned = self.target.plan(desired, self.ui.redact, Check.STRICT)
         return planned
 
     def plan(self, held: Held, first: Planned | None) -> Planned:

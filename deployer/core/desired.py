@@ -311,7 +311,7 @@ def check_images(spec: Spec, services: Mapping[str, DesiredService]) -> None:
 
 def _with_tag(image: str, tag: str) -> str:
     """The compose file's image at the spec's tag; an image that is no reference is kept for
-    _check_images to report."""
+    check_images to report."""
     if not is_reference(image):
         return image
     return str(ImageReference.parse(image).with_tag(tag))

@@ -336,15 +336,13 @@ class TagTakenError(DeployerError):
         )
 
 
-class SwarmNotBuiltError(DeployerError):
-    """A command the swarm target does not have yet, asked of an environment on a swarm."""
+class UnsupportedError(DeployerError):
+    """A command, or an option of one, that the environment's target cannot do: its
+    capabilities say so, before any engine is reached."""
 
-    def __init__(self, environment: str) -> None:
-        self.environment = environment
-        super().__init__(
-            f"{environment} targets a swarm (engine.orchestrator: swarm): `deploy promote` and "
-            "`prune` do not work on a swarm yet (see docs/swarm.md)"
-        )
+    def __init__(self, capability: str, message: str) -> None:
+        self.capability = capability
+        super().__init__(message)
 
 
 class TagNotInRegistryError(DeployerError):

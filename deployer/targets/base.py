@@ -13,6 +13,8 @@ from __future__ import annotations
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import Enum
 from functools import cached_property
@@ -22,7 +24,7 @@ from deployer.compose.project import docker_login
 from deployer.compose.resolve import resolve, secret_values
 from deployer.core.command import Runner
 from deployer.core.desired import DesiredState
-from deployer.core.errors import ConfigIssue, DeployerError, RolledBackError
+from deployer.core.errors import ConfigIssue, DeployerError, RolledBackError, UnsupportedError
 from deployer.core.plan import Plan
 from deployer.core.progress import Progress
 from deployer.core.results import (
@@ -120,8 +122,8 @@ class Capabilities:
         if capability in self.missing:
             raise self.refusal(capability)
 
-    def refusal(self, capability: str) -> DeployerError:
-        return DeployerError(self.missing.get(capability, f"`deploy {capability}` is refused"))
+    def refusal(self, capability: str) -> UnsupportedError:
+        return UnsupportedError(capability, self.missing[capability])
 
 
 class Check(Enum):
@@ -254,6 +256,13 @@ class Target(ABC, Generic[DesiredT, PlannedT]):
         desired = resolve(spec, self.env.variables, self.engine, self.env.outside.run)
         redact.add(secret_values(desired, spec.is_secret))
         return desired
+
+    @contextmanager
+    def resolving(self, redact: Redactor) -> Iterator[Callable[[], DesiredState]]:
+        """The spec's desired state, resolved by Compose in its own process while this one goes
+        on (reading the engine): what the block gets asks for it, waiting if need be."""
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            yield pool.submit(self.resolve, redact).result
 
     # A state-changing command: plan, apply, and undo what a failure changed
     @abstractmethod

@@ -1,6 +1,6 @@
 """`deploy diff` and `deploy status` of a swarm environment, on the bed's real swarm (dh4, dh5
 managers, dh6 worker). The stack is deployed with the invocation `deploy render` shows
-(operations.render_stack), run as is, so that drift is read from a stack deployer did not
+(deployer.commands.spec.render), run as is, so that drift is read from a stack deployer did not
 deploy itself."""
 
 from __future__ import annotations

@@ -155,6 +155,7 @@ class FakeCompose:
     dies_at_ups: frozenset[int] = frozenset()
     dead: bool = False
     up_order: list[tuple[int, list[str]]] = field(default_factory=list)
+    restarted: list[str] = field(default_factory=list)  # services `restart` named, in order
 
     def __call__(self, command: Command, check: bool = True) -> Completed:
         args = list(command.argv[command.argv.index("--env-file") + 2 :])
@@ -165,6 +166,12 @@ class FakeCompose:
         if args[0] == "rm":  # rm --stop --force SERVICE...
             for service in args[3:]:
                 self.containers.pop(service, None)
+            return Completed(0, "", "")
+        if args[0] == "down":
+            self.containers.clear()
+            return Completed(0, "", "")
+        if args[0] == "restart":
+            self.restarted += args[1:]
             return Completed(0, "", "")
         assert args[0] == "up", command.argv
         self.ups += 1

@@ -21,7 +21,7 @@ from deployer.infra.engine import Engine
 from deployer.state import audit
 from deployer.state.releases import Release, Secrets, ServiceRelease, history
 from deployer.targets.base import Environment, Outside
-from deployer.targets.host.target import ComposeTarget
+from deployer.targets.host.target import HostTarget
 from tests.unit.fakes import ACTOR, FakeCompose, FakeEngine, FakeStore
 
 GOOD, BAD = ["httpd", "-f"], ["false"]
@@ -68,9 +68,9 @@ class World:
     ui: Interaction
 
     @property
-    def target(self) -> ComposeTarget:
+    def target(self) -> HostTarget:
         """The environment's target, as each command loads it anew."""
-        return ComposeTarget(self.env, Engine("unix:///fake"))
+        return HostTarget(self.env, Engine("unix:///fake"))
 
     def deploy(self, command: list[str], log_level: str = "info") -> Any:
         self.compose.model = model(command, log_level)

@@ -124,7 +124,7 @@ def test_a_tag_the_registry_no_longer_has_is_not_a_move() -> None:
     assert moved_tags(desired(), observed(), registry) == []
 
 
-# Through operations, over the fakes: the policy for a moved tag, and a registry that is down.
+# Through the commands, over the fakes: the policy for a moved tag, and a registry that is down.
 MOVED = "sha256:" + "f2" * 32
 
 

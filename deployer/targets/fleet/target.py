@@ -44,7 +44,7 @@ from deployer.state.releases import HostRelease, Release, ServiceRelease, rollba
 from deployer.state.store import Store
 from deployer.targets.base import Check, Environment, Failed, Target, Undone
 from deployer.targets.host.observe import running_services
-from deployer.targets.host.target import ComposeTarget, HostPlan
+from deployer.targets.host.target import HostPlan, HostTarget
 from deployer.targets.hosts import (
     HostProgress,
     batches,
@@ -71,7 +71,7 @@ Desired = DesiredState | OnHosts
 class HostRun:
     """One host of a rollout: its plan, and what the rollout has done there so far."""
 
-    part: ComposeTarget
+    part: HostTarget
     planned: HostPlan
     result: str = ""
     changed: bool = False  # a container of its was replaced: there is something to undo
@@ -163,19 +163,19 @@ def _result_lines(runs: Sequence[HostRun]) -> list[str]:
 
 
 class FleetTarget(Target[Desired, FleetPlan]):
-    """The hosts of an environment, each a ComposeTarget; commands act on the `selected` ones
+    """The hosts of an environment, each a HostTarget; commands act on the `selected` ones
     (`--hosts`), the lock and the records are on every one."""
 
     def __init__(
-        self, env: Environment, every: Sequence[ComposeTarget], selected: Sequence[ComposeTarget]
+        self, env: Environment, every: Sequence[HostTarget], selected: Sequence[HostTarget]
     ) -> None:
         super().__init__(env, selected[0].engine)
         self.every, self.selected = list(every), list(selected)
 
-    def parts(self) -> Sequence[ComposeTarget]:
+    def parts(self) -> Sequence[HostTarget]:
         return self.selected
 
-    def reached(self, every: bool = True) -> list[ComposeTarget]:
+    def reached(self, every: bool = True) -> list[HostTarget]:
         """The hosts whose engines answer; one that does not is an error naming it (with
         `every`; else only when none does)."""
         outcomes = each(self.every, lambda part: part.client)
@@ -339,15 +339,14 @@ class FleetTarget(Target[Desired, FleetPlan]):
 
     # Reading: every selected host at once, Compose resolving the model meanwhile
     def each_host(
-        self, redact: Redactor, read: Callable[[ComposeTarget, Callable[[], DesiredState]], T]
+        self, redact: Redactor, read: Callable[[HostTarget, Callable[[], DesiredState]], T]
     ) -> list[HostOutcome[T]]:
         """`read` on every selected host in parallel while Compose resolves the model once (it
         does not depend on the host). A problem in the spec is the command's error, reported
         before any host's; with one host, its error is the command's."""
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            resolving = pool.submit(self.resolve, redact)
-            outcomes = each(self.selected, lambda part: read(part, resolving.result))
-            resolving.result()
+        with self.resolving(redact) as desired:
+            outcomes = each(self.selected, lambda part: read(part, desired))
+            desired()
         if len(outcomes) == 1 and outcomes[0].error is not None:
             raise outcomes[0].error
         return outcomes

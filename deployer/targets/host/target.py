@@ -81,11 +81,11 @@ def replaced(
     }
 
 
-class ComposeTarget(Place[HostPlan]):
+class HostTarget(Place[HostPlan]):
     """One engine: `docker compose` for every change, the Docker SDK to read it, deployer's
     records and lock on the engine itself."""
 
-    def parts(self) -> Sequence[ComposeTarget]:
+    def parts(self) -> Sequence[HostTarget]:
         return [self]
 
     def store(self, reading: bool = False) -> Store:
@@ -224,11 +224,13 @@ class ComposeTarget(Place[HostPlan]):
 
     # Reading
     def diff(self, redact: Redactor) -> Diff:
-        planned = self.plan(lambda: self.resolve(redact), redact, Check.WARN)
+        with self.resolving(redact) as desired:
+            planned = self.plan(desired, redact, Check.WARN)
         return Diff(self.env.name, self.env.project, (HostOutcome(self.host, planned.plan),))
 
     def status(self, redact: Redactor) -> Statuses:
-        running = self.status_of(lambda: self.resolve(redact))
+        with self.resolving(redact) as desired:
+            running = self.status_of(desired)
         return Statuses(self.env.name, self.env.project, (HostOutcome(self.host, running),))
 
     def status_of(self, desired: Callable[[], DesiredState]) -> EnvironmentStatus:

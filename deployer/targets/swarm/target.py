@@ -252,9 +252,9 @@ class SwarmTarget(Place[StackPlan]):
         )
 
     def status(self, redact: Redactor) -> SwarmStatus:
-        stack = self.stack(self.resolve(redact))
-        observed = observe_stack(self.client, self.env.project)
-        return SwarmStatus(self.env.name, observed, plan(self.env.name, stack, observed))
+        with self.resolving(redact) as desired:
+            planned = self.plan(desired, redact, Check.SKIP)
+        return SwarmStatus(self.env.name, planned.before, planned.plan)
 
     def logs(
         self,
