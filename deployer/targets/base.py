@@ -222,6 +222,7 @@ class Target(ABC, Generic[DesiredT, PlannedT]):
     def __init__(self, env: Environment, engine: Engine) -> None:
         self.env = env
         self.engine = engine  # where Compose resolves and builds: the host, the first, a manager
+        self._client: EngineClient | None = None
 
     @property
     def host(self) -> str:
@@ -231,9 +232,13 @@ class Target(ABC, Generic[DesiredT, PlannedT]):
     def capabilities(self) -> Capabilities:
         return Capabilities()  # every command
 
-    @cached_property
+    @property
     def client(self) -> EngineClient:
-        return self.env.outside.connect(self.engine)
+        """The connection to `engine`, made on first use. Not a cached_property: before Python
+        3.12 its lock is shared by every instance, and the hosts of several connect at once."""
+        if self._client is None:
+            self._client = self.env.outside.connect(self.engine)
+        return self._client
 
     @abstractmethod
     def parts(self) -> Sequence[Place[Any]]:

@@ -5,7 +5,10 @@ afterwards."""
 
 from __future__ import annotations
 
+import threading
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,6 +22,8 @@ from deployer.core.errors import (
 )
 from deployer.core.plan import Plan
 from deployer.core.results import Applied, Rollout, SwarmApplied
+from deployer.infra.engine import Engine
+from deployer.targets.choose import target_of
 from tests.unit.worlds import HOSTS, WORLDS, World
 
 RESULT = {"one engine": Applied, "several hosts": Rollout, "swarm": SwarmApplied}
@@ -147,3 +152,19 @@ def test_a_lock_held_refuses_a_change_before_anything_changes(kind: str, tmp_pat
 
     assert world.running() == world.everywhere("1")
     assert world.releases() == [(1, "deploy test", "success")]
+
+
+def test_the_hosts_of_several_are_connected_to_at_once(tmp_path: Path) -> None:
+    """Each host's connection is made in a thread of its own, all at once: a connection that
+    waits for the others (as an SSH handshake takes its time) is not waited for by them."""
+    world = WORLDS["several hosts"](tmp_path)
+    all_connecting = threading.Barrier(len(HOSTS), timeout=5)
+    connect = world.hosts.connect  # type: ignore[attr-defined]
+
+    def meeting(engine: Engine) -> Any:
+        all_connecting.wait()  # BrokenBarrierError if the hosts are connected one at a time
+        return connect(engine)
+
+    env = replace(world.target.env, outside=replace(world.outside(), connect=meeting))
+
+    assert [part.host for part in target_of(env, {}).reached()] == list(HOSTS)  # type: ignore[attr-defined]

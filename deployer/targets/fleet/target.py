@@ -212,7 +212,11 @@ class FleetTarget(Target[Desired, FleetPlan]):
         if failed:
             raise HostsFailedError(self.env.name, failed)
         return FleetPlan(
-            [HostRun(part, o.value) for part, o in zip(chosen, outcomes, strict=True) if o.value]
+            [
+                HostRun(part, o.value)
+                for part, o in zip(chosen, outcomes, strict=True)
+                if o.value is not None
+            ]
         )
 
     def replan(self, planned: FleetPlan, redact: Redactor) -> FleetPlan:

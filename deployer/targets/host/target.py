@@ -92,7 +92,8 @@ class HostTarget(Place[HostPlan]):
         return self.env.outside.store(self.client, self.env.project)
 
     def project(self) -> compose.ComposeProject:
-        """The project on this engine, without deployer's override (what `up` is not)."""
+        """The project on this engine as its compose files and variables make it, without
+        deployer's override: what `logs`, `restart` and `down` act on."""
         return compose.ComposeProject(
             ComposeFiles.of(self.env.spec, self.env.variables), self.engine
         )
@@ -106,9 +107,9 @@ class HostTarget(Place[HostPlan]):
         except DeployerError:
             desired()  # a problem in the spec is reported before one with the engine
             raise
-        return self.plan_against(desired(), observed, redact, check)
+        return self._checked(desired(), observed, redact, check)
 
-    def plan_against(
+    def _checked(
         self, desired: DesiredState, observed: ObservedState, redact: Redactor, check: Check
     ) -> HostPlan:
         """The plan with the running tags checked in their registries (unless SKIP). A moved tag
