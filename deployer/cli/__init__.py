@@ -1,4 +1,5 @@
-"""The `deploy` command line: parse, call deployer.commands, render (deployer.cli.render). It\ndoes not know which target it talks to. Nothing else lives here."""
+"""The `deploy` command line: parse, call deployer.commands, render (deployer.cli.render). It
+does not know which target it talks to. Nothing else lives here."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ from deployer.commands import build as building
 from deployer.commands import deploy, read, spec
 from deployer.commands import down as taking_down
 from deployer.commands import locks as locking
-from deployer.commands import logs as logging
+from deployer.commands import logs as reading_logs
 from deployer.commands import promote as promoting
 from deployer.commands import prune as pruning
 from deployer.commands import restart as restarting
@@ -364,7 +365,7 @@ def logs(
     """The services' logs (secret values masked), each line after its host's name when there
     are several."""
     target = _load(environments, name, hosts)
-    found = logging.logs(target, services or [], follow, since, tail, console.redact)
+    found = reading_logs.logs(target, services or [], follow, since, tail, console.redact)
     prefixes = results.line_prefixes(found.hosts)
     failed = []
     for line in found.lines:
