@@ -186,7 +186,6 @@ class EngineClient:
     @contextmanager
     def _errors(self, image: str | None = None) -> Iterator[None]:
         import docker.errors
-        import requests.exceptions
 
         try:
             yield
@@ -196,7 +195,7 @@ class EngineClient:
             if image is not None:
                 raise PullError(image, _explain(e)) from e
             raise DeployerError(f"Docker engine at {self.engine.host}: {_explain(e)}") from e
-        except (docker.errors.DockerException, requests.exceptions.RequestException) as e:
+        except _unreachable() as e:
             raise EngineUnreachableError(self.engine.host, _explain(e)) from e
 
     def project_containers(self, project: str) -> list[dict[str, Any]]:
@@ -264,7 +263,6 @@ class EngineClient:
         """The digest `image`'s tag points to in its registry now, asked of the engine, which
         reads the manifest without pulling it; None when the registry has no such tag."""
         import docker.errors
-        import requests.exceptions
 
         reference = ImageReference.parse(image)
         try:
@@ -275,7 +273,7 @@ class EngineClient:
             return None
         except docker.errors.APIError as e:
             raise RegistryError(reference.registry, image, _explain(e)) from e
-        except (docker.errors.DockerException, requests.exceptions.RequestException) as e:
+        except _unreachable() as e:
             raise EngineUnreachableError(self.engine.host, _explain(e)) from e
         return str(found["Descriptor"]["digest"])
 
@@ -293,7 +291,6 @@ class EngineClient:
         """Push `image` (a tag), yielding the engine's progress events; `auth` goes to the
         engine only. The last event's `aux` carries the digest the registry stored."""
         import docker.errors
-        import requests.exceptions
 
         reference = ImageReference.parse(image)
         try:
@@ -310,7 +307,7 @@ class EngineClient:
                 yield event
         except docker.errors.APIError as e:
             raise PushError(image, _explain(e)) from e
-        except (docker.errors.DockerException, requests.exceptions.RequestException) as e:
+        except _unreachable() as e:
             raise EngineUnreachableError(self.engine.host, _explain(e)) from e
 
     def images_in_use(self) -> set[str]:
@@ -477,6 +474,21 @@ def engine_timestamp(text: str) -> float:
 def _timestamp(text: str) -> float:
     """Seconds since the epoch from the engine's RFC 3339 times."""
     return datetime.fromisoformat(text).timestamp()
+
+
+def _unreachable() -> tuple[type[Exception], ...]:
+    """What the SDK and the HTTP stack under it raise for an engine that cannot be reached, or
+    that goes away mid-answer: a stream broken off (a pull's, a push's) raises urllib3's own
+    error, which requests does not wrap there."""
+    import docker.errors
+    import requests.exceptions
+    import urllib3.exceptions
+
+    return (
+        docker.errors.DockerException,
+        requests.exceptions.RequestException,
+        urllib3.exceptions.HTTPError,
+    )
 
 
 def _explain(error: Exception) -> str:

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from deployer.core.errors import DeployerError
-from deployer.infra.engine import Engine, negotiate
+from deployer.core.errors import DeployerError, EngineUnreachableError
+from deployer.infra.engine import Engine, EngineClient, negotiate
 
 TLS_ENV = {"DOCKER_TLS_VERIFY": "1", "DOCKER_CERT_PATH": "/certs"}
 
@@ -102,4 +102,31 @@ def test_negotiate_refuses_an_engine_beyond_the_sdk() -> None:
         negotiate({"ApiVersion": "1.60", "MinAPIVersion": "1.50"}, "1.45")
     assert raised.value.message == (
         "the engine requires API version 1.50 or later; deployer's Docker SDK speaks up to 1.45"
+    )
+
+
+class BrokenOff:
+    """The SDK's low-level client of an engine that goes away while it streams a pull or push:
+    the stream breaks off with urllib3's own error, which requests does not wrap there."""
+
+    def _stream(self, *args: Any, **kwargs: Any) -> Any:
+        import urllib3.exceptions
+
+        yield {"status": "Pulling fs layer", "id": "layer"}
+        raise urllib3.exceptions.ProtocolError("Connection broken: IncompleteRead(0 bytes read)")
+
+    pull = push = _stream
+
+
+@pytest.mark.parametrize("stream", ["pull", "push"])
+def test_an_engine_that_goes_away_mid_stream_is_unreachable_not_a_traceback(stream: str) -> None:
+    client = EngineClient.__new__(EngineClient)  # no engine to negotiate with
+    client.engine, client._api = Engine("unix:///run/dh2/docker.sock"), BrokenOff()  # type: ignore[assignment]
+
+    with pytest.raises(EngineUnreachableError) as raised:
+        list(getattr(client, stream)("reg/web:1.1.0"))
+
+    assert raised.value.message == (
+        "Docker engine at unix:///run/dh2/docker.sock is unreachable: "
+        "Connection broken: IncompleteRead(0 bytes read)"
     )
