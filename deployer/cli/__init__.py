@@ -34,7 +34,7 @@ from deployer.commands.load import load
 from deployer.commands.session import Interaction
 from deployer.core.errors import ConfirmationRefusedError, DeployerError, Interrupted
 from deployer.core.plan import Plan
-from deployer.core.results import ByHost, HostOutcome, StackRendering, Statuses
+from deployer.core.results import ByHost, HostOutcome, StackRendering, Statuses, failed_hosts
 from deployer.core.spec import environments_folder
 from deployer.state.lock import MANUAL_TTL
 from deployer.targets.base import Target
@@ -183,7 +183,7 @@ def diff(
 
 def _exit_unless_read(name: str, outcomes: Sequence[HostOutcome[Any]]) -> None:
     """Exit 1, naming them, when some hosts could not be read or failed."""
-    failed = [o.host for o in outcomes if o.error is not None]
+    failed = failed_hosts(outcomes)
     if failed:
         console.error(f"error: {name}: failed on {', '.join(failed)}")
         raise typer.Exit(EXIT_ERROR)

@@ -11,16 +11,13 @@ from deployer.state import audit
 from deployer.state import lock as lock_module
 from deployer.state.lock import Lock
 from deployer.targets.base import Target
-from deployer.targets.hosts import each
+from deployer.targets.hosts import alone_raises, each
 
 
 def lock_status(target: Target[Any, Any]) -> list[HostOutcome[tuple[Lock | None, str | None]]]:
     """The lock as each host's own records hold it, read in parallel; with one host, its error
     is the command's."""
-    outcomes = each(target.parts(), lambda part: lock_module.status(part.store()))
-    if len(outcomes) == 1 and outcomes[0].error is not None:
-        raise outcomes[0].error
-    return outcomes
+    return alone_raises(each(target.parts(), lambda part: lock_module.status(part.store())))
 
 
 def lock_acquire(target: Target[Any, Any], reason: str, ttl: float, redact: Redactor) -> Lock:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -30,6 +30,11 @@ class HostOutcome(Generic[T]):
     host: str
     value: T | None = None
     error: DeployerError | None = None
+
+
+def failed_hosts(outcomes: Sequence[HostOutcome[Any]]) -> list[str]:
+    """The hosts whose outcome is an error."""
+    return [o.host for o in outcomes if o.error is not None]
 
 
 @dataclass(frozen=True)

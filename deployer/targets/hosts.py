@@ -92,9 +92,11 @@ def failures(outcomes: Sequence[HostOutcome[T]]) -> list[tuple[str, DeployerErro
     return [(o.host, o.error) for o in outcomes if o.error is not None]
 
 
-def failed(outcomes: Sequence[HostOutcome[T]]) -> list[str]:
-    """The hosts whose outcome is an error."""
-    return [host for host, _ in failures(outcomes)]
+def alone_raises(outcomes: list[HostOutcome[T]]) -> list[HostOutcome[T]]:
+    """The outcomes; of one host, its error is the command's, as it always was."""
+    if len(outcomes) == 1 and outcomes[0].error is not None:
+        raise outcomes[0].error
+    return outcomes
 
 
 def batches(hosts: Sequence[T], batch: int | str) -> list[list[T]]:

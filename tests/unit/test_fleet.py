@@ -6,8 +6,9 @@ import pytest
 
 from deployer.cli.render.results import label
 from deployer.core.errors import DeployerError
+from deployer.core.results import failed_hosts
 from deployer.infra.engine import Engine
-from deployer.targets.hosts import batches, each, failed, in_turn, selected
+from deployer.targets.hosts import batches, each, in_turn, selected
 
 HOSTS = [Engine(f"ssh://root@10.0.0.{n}") for n in range(1, 6)]
 
@@ -75,7 +76,7 @@ def test_in_turn_stops_at_the_first_host_that_fails() -> None:
         ("ssh://root@10.0.0.2", None, "unhealthy"),
     ]
     assert done == ["ssh://root@10.0.0.1", "ssh://root@10.0.0.2"]
-    assert failed(outcomes) == ["ssh://root@10.0.0.2"]
+    assert failed_hosts(outcomes) == ["ssh://root@10.0.0.2"]
 
 
 def test_a_host_is_labelled_by_its_address_or_else_its_url() -> None:

@@ -47,6 +47,7 @@ from deployer.targets.host.observe import running_services
 from deployer.targets.host.target import HostPlan, HostTarget
 from deployer.targets.hosts import (
     HostProgress,
+    alone_raises,
     batches,
     each,
     failures,
@@ -351,9 +352,7 @@ class FleetTarget(Target[Desired, FleetPlan]):
         with self.resolving(redact) as desired:
             outcomes = each(self.selected, lambda part: read(part, desired))
             desired()
-        if len(outcomes) == 1 and outcomes[0].error is not None:
-            raise outcomes[0].error
-        return outcomes
+        return alone_raises(outcomes)
 
     def diff(self, redact: Redactor) -> Diff:
         outcomes = self.each_host(

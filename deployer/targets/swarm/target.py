@@ -121,13 +121,14 @@ class SwarmTarget(Place[StackPlan]):
     def store(self, reading: bool = False) -> Store:
         return self.env.outside.swarm_store(self.client, self.env.project)
 
-    def stack(self, desired: DesiredState) -> StackFile:
-        """The stack file of `desired`; a feature Swarm cannot honour is an error."""
+    def stack(self, desired: DesiredState) -> tuple[StackFile, list[ConfigIssue]]:
+        """The stack file of `desired` and what Swarm would ignore of it; a feature Swarm cannot
+        honour is an error."""
         stack = stack_file(desired)
-        refused, _ = located_issues(stack, self.env.spec)
+        refused, ignored = located_issues(stack, self.env.spec)
         if refused:
             raise ConfigError(refused)
-        return stack
+        return stack, ignored
 
     def plan(
         self, desired: Callable[[], DesiredState], redact: Redactor, check: Check
@@ -138,7 +139,7 @@ class SwarmTarget(Place[StackPlan]):
             desired()  # a problem in the spec is reported before one with the swarm
             raise
         resolved = desired()
-        stack = self.stack(resolved)
+        stack, _ = self.stack(resolved)
         return StackPlan(self.host, plan(self.env.name, stack, observed), resolved, stack, observed)
 
     def replan(self, planned: StackPlan, redact: Redactor) -> StackPlan:
@@ -286,10 +287,7 @@ class SwarmTarget(Place[StackPlan]):
             yield HostOutcome(self.host, log_line(project, line))
 
     def render(self, desired: DesiredState) -> StackRendering:
-        stack = stack_file(desired)
-        refused, ignored = located_issues(stack, self.env.spec)
-        if refused:
-            raise ConfigError(refused)
+        stack, ignored = self.stack(desired)
         registry_auth = self.env.spec.registry is not None
         command = stack_deploy(self.env.project, self.engine, stack, registry_auth)
         return StackRendering(command, stack.document, self.env.spec.is_secret, tuple(ignored))
