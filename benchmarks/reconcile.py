@@ -66,7 +66,14 @@ def write_environment(folder: Path, project: str, size: int) -> None:
 def compose_invocation(env: dict[str, str]) -> tuple[list[str], dict[str, str], str]:
     """Exactly what deployer would run for a full `up`, as plain `docker compose`."""
     rendered = json.loads(sh([*DEPLOY, "render", "bench", "--json"], env))
-    argv = [a for a in rendered["argv"] if a != "--remove-orphans"]
+    # The env file deployer hands Compose in memory, as a file here (no secrets in it).
+    files = {}
+    for descriptor, content in rendered["files"].items():
+        files[descriptor] = (
+            Path(env["DEPLOYER_ENVIRONMENTS"]) / f"fd{descriptor.rpartition('/')[2]}.env"
+        )
+        files[descriptor].write_text(content)
+    argv = [str(files.get(a, a)) for a in rendered["argv"] if a != "--remove-orphans"]
     variables = {k: v for k, v in rendered["env"].items() if v != "***"}
     return argv, variables, rendered["stdin"]
 

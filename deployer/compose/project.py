@@ -2,14 +2,38 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from deployer.core.command import Command
+from deployer.core.command import Command, InputFile, descriptor_path
 from deployer.core.desired import ComposeFiles, DesiredState
+from deployer.core.variables import MASK
 from deployer.infra.engine import Engine
+
+# Where Compose finds deployer's env file: a descriptor of its own process (the runner gives it).
+VARIABLES_FILE = descriptor_path(3)
+
+
+def env_file(variables: Mapping[str, str], secret_names: frozenset[str]) -> InputFile:
+    """`variables` as an env file that Compose reads back exactly as they are: every value
+    double-quoted, with `\\`, `"`, `$`, CR and LF escaped (checked against Compose itself in the
+    integration tests); as shown, secret values are masked."""
+
+    def quoted(value: str) -> str:
+        for raw, escaped in _ESCAPES:
+            value = value.replace(raw, escaped)
+        return f'"{value}"'
+
+    content = "".join(f"{name}={quoted(value)}\n" for name, value in variables.items())
+    shown = "".join(
+        f"{name}={MASK if name in secret_names else quoted(value)}\n"
+        for name, value in variables.items()
+    )
+    return InputFile(content, shown)
+
+
+_ESCAPES = (("\\", "\\\\"), ('"', '\\"'), ("$", "$$"), ("\n", "\\n"), ("\r", "\\r"))
 
 
 @dataclass(frozen=True)
@@ -26,15 +50,22 @@ class ComposeProject:
         return self.files.project
 
     def command(self, *args: str) -> Command:
-        argv = ["docker", "compose", "--project-name", self.name]
-        # Compose must not read any .env itself: deployer hands it the merged values.
-        argv += ["--env-file", os.devnull]
+        # Compose reads no .env of its own: deployer hands it the merged values as its one env
+        # file, for interpolation only. Through the process environment they would also be the
+        # docker CLI's own settings (HTTPS_PROXY, DOCKER_CONFIG, ...).
+        argv = ["docker", "compose", "--project-name", self.name, "--env-file", VARIABLES_FILE]
         for path in self.files.paths:
             argv += ["--file", str(path)]
         if self.override is not None:
             argv += ["--file", "-"]
-        env = {**self.files.variables, **self.engine.cli_environment()}
-        return Command(tuple(argv + list(args)), env, self.override, self.files.secret_names)
+        variables = env_file(self.files.variables, self.files.secret_names)
+        return Command(
+            tuple(argv + list(args)),
+            self.engine.cli_environment(),
+            self.override,
+            self.files.secret_names,
+            {VARIABLES_FILE: variables},
+        )
 
     def with_override(self, override: str | None) -> ComposeProject:
         return replace(self, override=override)

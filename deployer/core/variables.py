@@ -1,7 +1,7 @@
 """Stage 2: the variables an environment deploys with, and where each came from.
 
-deployer is the only parser of the user's .env files (python-dotenv). Compose receives the merged
-values through its process environment, which it never parses, so every byte arrives as read.
+deployer is the only parser of the user's .env files. Compose receives the merged values as its one
+env file, written so that it reads them back exactly (compose.project.env_file).
 Precedence is Compose's: env files in order (later wins), the process environment over all; a
 `${VAR}` in a later file sees the earlier files' values and the process environment, as with
 `docker compose --env-file A --env-file B`. Compose sees no other variable of the process

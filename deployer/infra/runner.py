@@ -10,10 +10,10 @@ import subprocess
 import tempfile
 import threading
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import IO, Any
 
-from deployer.core.command import Command, Completed
+from deployer.core.command import Command, Completed, descriptor_path
 from deployer.core.errors import (
     CommandFailedError,
     ComposeUnavailableError,
@@ -58,13 +58,27 @@ def child_environment(
 
 
 def _start(command: Command, **options: Any) -> subprocess.Popen[Any]:
-    """Start `command` in its whole environment; a program that is not there is an error."""
-    try:
-        return subprocess.Popen(
-            list(command.argv), env=child_environment(command, os.environ), **options
-        )
-    except FileNotFoundError as e:
-        raise ProgramNotFoundError(command.argv[0]) from e
+    """Start `command` in its whole environment, with its files (each on a descriptor of its own,
+    named in its argv); a program that is not there is an error."""
+    with ExitStack() as opened:
+        paths = {
+            path: opened.enter_context(_in_memory(file.content))
+            for path, file in command.files.items()
+        }
+        argv = [_descriptor(paths[a]) if a in paths else a for a in command.argv]
+        try:
+            return subprocess.Popen(
+                argv,
+                env=child_environment(command, os.environ),
+                pass_fds=tuple(f.fileno() for f in paths.values()),
+                **options,
+            )
+        except FileNotFoundError as e:
+            raise ProgramNotFoundError(command.argv[0]) from e
+
+
+def _descriptor(file: IO[bytes]) -> str:
+    return descriptor_path(file.fileno())
 
 
 def run(command: Command, check: bool = True) -> Completed:
@@ -74,30 +88,27 @@ def run(command: Command, check: bool = True) -> Completed:
     raised once it has finished.
 
     Nothing the process needs depends on deployer staying alive, so that even a `kill -9` of
-    deployer lets it finish: its stdin is written whole and closed before the wait (Compose reads
-    `-f -` whole at start), and its output goes to files, not to pipes that would break with
-    deployer gone."""
-    with _output_file() as stdout, _output_file() as stderr:
+    deployer lets it finish: its stdin and files are written whole to memory before it starts,
+    and its output goes to files, not to pipes that would break with deployer gone."""
+    with ExitStack() as opened:
+        stdout, stderr = (opened.enter_context(_output_file()) for _ in range(2))
+        stdin = (
+            subprocess.DEVNULL
+            if command.stdin is None
+            else opened.enter_context(_in_memory(command.stdin))
+        )
         held: list[int] = []
         with _signals_held(held):
             proc = _start(
-                command,
-                stdin=subprocess.PIPE if command.stdin is not None else subprocess.DEVNULL,
-                stdout=stdout,
-                stderr=stderr,
-                start_new_session=True,
+                command, stdin=stdin, stdout=stdout, stderr=stderr, start_new_session=True
             )
         interrupted: KeyboardInterrupt | None = None
-        stdin = command.stdin
         while True:
             try:
                 if held:  # an interrupt that came while the process started strikes now
                     number = held[0]
                     held.clear()
                     signal.raise_signal(number)
-                if stdin is not None:
-                    text, stdin = stdin, None
-                    _feed(proc, text)
                 proc.wait()
                 break
             except KeyboardInterrupt as e:
@@ -111,11 +122,20 @@ def run(command: Command, check: bool = True) -> Completed:
 
 
 def _output_file() -> IO[bytes]:
-    """A file without a name for a process's output, in memory where the system allows: output
-    such as `docker compose config`'s holds secret values, which must not reach a disk."""
+    """A file without a name, in memory where the system allows: a process's output such as
+    `docker compose config`'s, or its input, holds secret values, which must not reach a disk."""
     if hasattr(os, "memfd_create"):
-        return os.fdopen(os.memfd_create("deployer-output"), "w+b")
+        return os.fdopen(os.memfd_create("deployer"), "w+b")
     return tempfile.TemporaryFile()
+
+
+def _in_memory(text: str) -> IO[bytes]:
+    """`text` whole in such a file, read from its start."""
+    file = _output_file()
+    file.write(text.encode("utf-8"))
+    file.flush()
+    file.seek(0)
+    return file
 
 
 _INTERRUPTS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -145,17 +165,6 @@ def _signals_held(held: list[int]) -> Iterator[None]:
     finally:
         for number, handler in previous.items():
             signal.signal(number, signal.SIG_DFL if handler is None else handler)
-
-
-def _feed(proc: subprocess.Popen[bytes], text: str) -> None:
-    """Write all of `text` to the process's stdin and close it (an interrupt closes it early)."""
-    assert proc.stdin is not None
-    try:
-        with contextlib.suppress(BrokenPipeError):  # it ended without reading: its exit says why
-            proc.stdin.write(text.encode("utf-8"))
-    finally:
-        with contextlib.suppress(BrokenPipeError):
-            proc.stdin.close()
 
 
 def _read(output: IO[bytes]) -> str:

@@ -26,10 +26,13 @@ def test_validate_render_and_env_on_the_shipped_example(example: Workspace) -> N
     assert isinstance(document, dict)
     compose_file = str(example.environments / "shop/compose.yml")
     assert document["argv"] == [
-        "docker", "compose", "--project-name", example.project, "--env-file", "/dev/null",
+        "docker", "compose", "--project-name", example.project, "--env-file", "/dev/fd/3",
         "--file", compose_file, "--file", "-", "up", "--detach", "--pull", "never", "--remove-orphans",
     ]  # fmt: skip
-    assert document["env"]["DB_PASSWORD"] == "***"
+    variables = dict(line.split("=", 1) for line in document["files"]["/dev/fd/3"].splitlines())
+    assert variables["DB_PASSWORD"] == "***"
+    assert variables["LOG_LEVEL"] == '"debug"'
+    assert "DB_PASSWORD" not in document["env"]
     web = document["model"]["services"]["web"]
     assert web["image"].endswith("/shop-web:1.1.0")
     assert web["environment"] == {
@@ -43,7 +46,7 @@ def test_validate_render_and_env_on_the_shipped_example(example: Workspace) -> N
     text = example.deploy("render", "staging").stdout
     invocation = text.split("\n")[1]
     assert shlex.split(invocation)[-1] == "<<OVERRIDE"
-    assert "DB_PASSWORD=***" in invocation
+    assert "\nDB_PASSWORD=***\n" in text.split("# resolved compose model")[0]
     assert "staging-db-password" not in text
 
     listed = example.deploy("env", "staging", "--json")

@@ -135,6 +135,24 @@ _REFERENCE = re.compile(r"\$\{(\w+)\}")
 Behaviour = Callable[[Mapping[str, Any]], str]
 
 
+_ENV_LINE = re.compile(r'^([A-Za-z_][A-Za-z0-9_]*)="(.*)"$', re.MULTILINE)
+_ESCAPED = re.compile(r"\\(.)|\$\$")
+_UNESCAPED = {"n": "\n", "r": "\r"}
+
+
+def _env_file_values(command: Command) -> dict[str, str]:
+    """The variables of deployer's env file (compose.project.env_file), as Compose reads them."""
+    if not command.files:
+        return {}
+    (file,) = command.files.values()
+
+    def unescaped(match: re.Match[str]) -> str:
+        char = match.group(1)
+        return "$" if char is None else _UNESCAPED.get(char, char)
+
+    return {name: _ESCAPED.sub(unescaped, value) for name, value in _ENV_LINE.findall(file.content)}
+
+
 @dataclass
 class FakeCompose:
     """`docker compose config` and `up` over a model the test sets, and the engine they change.
@@ -207,7 +225,8 @@ class FakeCompose:
                     service[key] = {**service[key], **value}
                 else:
                     service[key] = value
-        text = _REFERENCE.sub(lambda m: command.env.get(m.group(1), ""), json.dumps(model))
+        variables = _env_file_values(command)
+        text = _REFERENCE.sub(lambda m: variables.get(m.group(1), ""), json.dumps(model))
         return dict(json.loads(text))
 
     def _container(self, service: str, config: Mapping[str, Any], state: str) -> dict[str, Any]:

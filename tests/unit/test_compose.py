@@ -7,7 +7,7 @@ from pathlib import Path
 
 from deployer.compose import project as compose
 from deployer.compose.project import ComposeProject
-from deployer.core.command import Command
+from deployer.core.command import Command, InputFile
 from deployer.core.desired import ComposeFiles
 from deployer.core.variables import Redactor
 from deployer.infra.engine import Engine
@@ -35,7 +35,7 @@ def test_up_argv_env_and_stdin() -> None:
             "--project-name",
             "shop-staging",
             "--env-file",
-            "/dev/null",
+            "/dev/fd/3",
             "--file",
             "/srv/shop/compose.yml",
             "--file",
@@ -51,22 +51,45 @@ def test_up_argv_env_and_stdin() -> None:
             "worker",
         ),
         env={
-            "TAG": "1.4.2",
-            "DB_PASSWORD": "hunter2",
-            "GREETING": "it's me",
             "DOCKER_HOST": "unix:///var/run/docker.sock",
             "DOCKER_TLS_VERIFY": "",
             "DOCKER_CERT_PATH": "",
         },
         stdin="services:\n  web:\n    scale: 2\n",
         secret_names=frozenset({"DB_PASSWORD"}),
+        files={
+            "/dev/fd/3": InputFile(
+                'TAG="1.4.2"\nDB_PASSWORD="hunter2"\nGREETING="it\'s me"\n',
+                'TAG="1.4.2"\nDB_PASSWORD=***\nGREETING="it\'s me"\n',
+            )
+        },
+    )
+
+
+def test_variables_reach_compose_as_its_env_file_never_as_its_environment() -> None:
+    """HTTPS_PROXY or DOCKER_CONFIG in an env file are for interpolation: as the docker CLI's own
+    variables they would change how it runs."""
+    variables = {"HTTPS_PROXY": "http://proxy:3128", "DOCKER_CONFIG": "/elsewhere"}
+    project = replace(PROJECT, files=replace(PROJECT.files, variables=variables))
+    command = compose.config_json(project)
+    assert command.env == PROJECT.engine.cli_environment()
+    assert command.files["/dev/fd/3"].content == (
+        'HTTPS_PROXY="http://proxy:3128"\nDOCKER_CONFIG="/elsewhere"\n'
+    )
+
+
+def test_env_file_escapes_what_compose_would_read_otherwise() -> None:
+    values = {"A": 'it\'s "q" $X ${Y} $$ \\n', "B": "line1\nline2\r\n", "C": "", "D": "# x "}
+    assert compose.env_file(values, frozenset({"D"})) == InputFile(
+        'A="it\'s \\"q\\" $$X $${Y} $$$$ \\\\n"\nB="line1\\nline2\\r\\n"\nC=""\nD="# x "\n',
+        'A="it\'s \\"q\\" $$X $${Y} $$$$ \\\\n"\nB="line1\\nline2\\r\\n"\nC=""\nD=***\n',
     )
 
 
 def test_config_without_override_reads_no_stdin() -> None:
     command = compose.config_json(PROJECT.with_override(None))
     assert command.argv == (
-        "docker", "compose", "--project-name", "shop-staging", "--env-file", "/dev/null",
+        "docker", "compose", "--project-name", "shop-staging", "--env-file", "/dev/fd/3",
         "--file", "/srv/shop/compose.yml", "--file", "/srv/shop/compose.prod.yml",
         "config", "--format", "json",
     )  # fmt: skip
@@ -80,10 +103,12 @@ def test_shell_form_is_quoted_and_masks_secrets() -> None:
     redact = Redactor()
     redact.add(["hunter2"])
     assert command.shell(redact) == (
-        "TAG=1.4.2 DB_PASSWORD=*** GREETING='it'\"'\"'s me' DSN='db://u:***@db' "
         "DOCKER_HOST=unix:///var/run/docker.sock DOCKER_TLS_VERIFY='' DOCKER_CERT_PATH='' "
-        "docker compose --project-name shop-staging --env-file /dev/null --file /srv/shop/compose.yml "
-        "--file /srv/shop/compose.prod.yml --file - up --detach --pull never"
+        "docker compose --project-name shop-staging --env-file /dev/fd/3 --file /srv/shop/compose.yml "
+        "--file /srv/shop/compose.prod.yml --file - up --detach --pull never 3<<'EOF'"
+    )
+    assert command.here_documents(redact) == (
+        'TAG="1.4.2"\nDB_PASSWORD=***\nGREETING="it\'s me"\nDSN="db://u:***@db"\nEOF\n'
     )
 
 
@@ -138,7 +163,7 @@ def test_build_argv_has_the_overrides_on_stdin() -> None:
     command = compose.build(PROJECT, ["tool"])
 
     assert command.argv == (
-        "docker", "compose", "--project-name", "shop-staging", "--env-file", "/dev/null",
+        "docker", "compose", "--project-name", "shop-staging", "--env-file", "/dev/fd/3",
         "--file", "/srv/shop/compose.yml", "--file", "/srv/shop/compose.prod.yml", "--file", "-",
         "build", "tool",
     )  # fmt: skip

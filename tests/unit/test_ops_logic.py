@@ -117,7 +117,7 @@ def test_ops_commands_as_data() -> None:
         "--project-name",
         "shop",
         "--env-file",
-        "/dev/null",
+        "/dev/fd/3",
         "--file",
         "/srv/compose.yml",
     )

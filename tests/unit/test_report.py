@@ -118,10 +118,10 @@ def test_render_text_shows_the_invocation_and_the_masked_model() -> None:
 
     assert text == (
         "# invocation\n"
-        "DB_PASSWORD=*** DOCKER_HOST=unix:///var/run/docker.sock DOCKER_TLS_VERIFY='' DOCKER_CERT_PATH='' "
+        "DOCKER_HOST=unix:///var/run/docker.sock DOCKER_TLS_VERIFY='' DOCKER_CERT_PATH='' "
         "docker compose --project-name shop "
-        "--env-file /dev/null --file /srv/compose.yml --file - up --detach --pull never --remove-orphans"
-        " <<'OVERRIDE'\nservices:\n  web:\n    scale: 2\nOVERRIDE\n"
+        "--env-file /dev/fd/3 --file /srv/compose.yml --file - up --detach --pull never --remove-orphans"
+        " 3<<'EOF' <<'OVERRIDE'\nDB_PASSWORD=***\nEOF\nservices:\n  web:\n    scale: 2\nOVERRIDE\n"
         "\n# resolved compose model\n"
         "name: shop\nservices:\n  web:\n    image: web:1\n    environment:\n      DB_PASSWORD: '***'\n      A: '1'\n"
     )

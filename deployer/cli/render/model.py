@@ -91,12 +91,11 @@ def _masked_override(command: Command, redact: Redactor) -> str | None:
 
 
 def render_text(command: Command, model: Mapping[str, Any], redact: Redactor) -> str:
-    invocation = command.shell(redact)
     override = _masked_override(command, redact)
-    if override:
-        invocation += f" <<'OVERRIDE'\n{override}OVERRIDE"
+    stdin = (" <<'OVERRIDE'", f"{override}OVERRIDE\n") if override else ("", "")
+    invocation = f"{command.shell(redact)}{stdin[0]}\n{command.here_documents(redact)}{stdin[1]}"
     dumped = yaml.dump(dict(model), Dumper=SafeDumper, sort_keys=False, allow_unicode=True)
-    return f"# invocation\n{invocation}\n\n# resolved compose model\n{dumped}"
+    return f"# invocation\n{invocation}\n# resolved compose model\n{dumped}"
 
 
 def render_document(command: Command, model: Mapping[str, Any], redact: Redactor) -> dict[str, Any]:
@@ -104,6 +103,7 @@ def render_document(command: Command, model: Mapping[str, Any], redact: Redactor
         "argv": list(command.argv),
         "env": command.shown_env(redact),
         "stdin": _masked_override(command, redact),
+        "files": {path: redact(file.shown) for path, file in command.files.items()},
         "shell": command.shell(redact),
         "model": dict(model),
     }
