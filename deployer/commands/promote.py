@@ -11,7 +11,7 @@ from typing import Any
 from deployer.commands.session import Interaction, confirmed
 from deployer.core.errors import DeployerError, PromotionRefusedError
 from deployer.core.reference import ImageReference, is_image_id
-from deployer.core.results import SUCCESS, PinnedService, Promotion, Statuses
+from deployer.core.results import SUCCESS, PinnedService, Promotion
 from deployer.core.spec_edit import pin_images
 from deployer.core.status import EnvironmentStatus, ServiceStatus
 from deployer.core.variables import Redactor
@@ -77,9 +77,7 @@ def _source_statuses(
     healthy."""
     name = source.env.name
     statuses = []
-    found = source.status(redact)
-    assert isinstance(found, Statuses)  # a swarm cannot promote: refused before
-    for outcome in found.outcomes:
+    for outcome in source.running(redact).outcomes:
         where = f" on {outcome.host}" if len(source.hosts) > 1 else ""
         if outcome.value is None:
             assert outcome.error is not None

@@ -38,16 +38,19 @@ def _prune(
 ) -> Pruned:
     """Remove dangling images; with `aggressive`, also this environment's unused images. Never
     an image a container uses, nor one of the last `deploy.keep_releases` releases of any
-    environment on the engine; records beyond retention go too."""
+    environment on the engine; records beyond retention go too. A swarm's images are on each
+    of its nodes: every node is read, and each candidate removed from its own."""
     name, spec = part.env.name, part.env.spec
     desired = part.resolve(ui.redact)
     with locked(part, "prune", lock_wait) as held:
-        candidates = part.prunable(desired, aggressive)
+        found = part.prunable(desired, aggressive)
+        candidates = found.candidates
         if dry_run:
-            return Pruned(tuple(candidates), True, 0)
+            return Pruned(candidates, True, 0, nodes=tuple((node, 0) for node in found.nodes))
         where = f" on {part.host}" if several else ""
         if candidates:
-            question = f"Remove {len(candidates)} image(s) from the engine of {name}{where}?"
+            engines = "the engines of the nodes" if found.nodes else "the engine"
+            question = f"Remove {len(candidates)} image(s) from {engines} of {name}{where}?"
             confirmed(part, ui, question)
         running = part.running_images()
 
@@ -55,9 +58,10 @@ def _prune(
             stopped = (
                 f"stopped while removing images; `deploy prune {name} --dry-run` shows what is left"
             )
-            freed = part.remove_images(candidates, stopped) if candidates else 0
+            freed = part.remove_images(candidates, stopped) if candidates else {}
             trimmed = retention.trim(held.store, spec.keep_history, running)
-            return Pruned(tuple(candidates), False, freed, trimmed)
+            nodes = tuple((node, freed.get(node, 0)) for node in found.nodes)
+            return Pruned(candidates, False, sum(freed.values()), trimmed, nodes)
 
         command = "prune --aggressive" if aggressive else "prune"
         if not candidates:
@@ -67,7 +71,9 @@ def _prune(
                 audit.write(held.store, held.actor, name, command, SUCCESS, ui.redact, lines)
             return pruned
         removed = [
-            f"{c.image_id[7:19]} {' '.join(c.references) or '(dangling)'}" for c in candidates
+            f"{c.node + ': ' if c.node else ''}{c.image_id[7:19]} "
+            f"{' '.join(c.references) or '(dangling)'}"
+            for c in candidates
         ]
         with recorded(held, command, ui.redact, removed):
             return remove()

@@ -345,6 +345,16 @@ class UnsupportedError(DeployerError):
         super().__init__(message)
 
 
+class SwarmNodesError(DeployerError):
+    """Nodes of a swarm that prune cannot visit (not in engine.nodes, unreachable, another
+    engine than the node's): nothing is removed anywhere."""
+
+    def __init__(self, environment: str, nodes: list[str], reason: str) -> None:
+        self.environment, self.nodes, self.reason = environment, nodes, reason
+        named = f"node {nodes[0]}" if len(nodes) == 1 else f"nodes {', '.join(nodes)}"
+        super().__init__(f"cannot prune {environment}: {named} {reason}: nothing removed")
+
+
 class TagNotInRegistryError(DeployerError):
     """An image a deploy would hand to Swarm that its registry does not have: the nodes could
     not pull it."""

@@ -102,6 +102,15 @@ class Candidate:
     references: tuple[str, ...]  # its tags (none for a dangling image)
     size: int  # bytes, as the engine reports the image (layers shared with others included)
     why: str
+    node: str = ""  # the swarm node whose engine holds it ("" on one engine)
+
+
+@dataclass(frozen=True)
+class Prunable:
+    """The images that may go, and the nodes read for them (a swarm's: images are per node)."""
+
+    candidates: tuple[Candidate, ...]
+    nodes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -111,6 +120,8 @@ class Pruned:
     freed: int  # bytes of image layers the engine no longer holds (0 for a dry run)
     # Records removed beyond retention (none in a dry run).
     trimmed: Trimmed = field(default_factory=Trimmed)
+    # A swarm's nodes, each with the bytes it freed (0 in a dry run); none on one engine.
+    nodes: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass(frozen=True)

@@ -79,6 +79,9 @@ class Spec:
     # `engine.hosts`: several identical hosts, deployed `batch` at a time (None: one host).
     engine_hosts: tuple[str, ...] | None = None
     batch: int | str = 1  # a number of hosts, or a percentage of them ("25%")
+    # `engine.nodes` of a swarm: each node's own engine by its hostname, for what is done node
+    # by node (prune: images are per node).
+    engine_nodes: Mapping[str, str] = field(default_factory=dict)
     batch_pause: float = 0.0
     keep_releases: int = 3
     keep_history: int = 10
@@ -440,6 +443,7 @@ def load_spec(path: Path) -> Spec:
         engine_host=data.get("engine", {}).get("host"),
         engine_hosts=tuple(data["engine"]["hosts"]) if "hosts" in data.get("engine", {}) else None,
         orchestrator=data.get("engine", {}).get("orchestrator", COMPOSE),
+        engine_nodes=dict(data.get("engine", {}).get("nodes", {})),
         batch=deploy.get("batch", 1),
         batch_pause=float(deploy.get("batch_pause", 0)),
         on_failure=deploy.get("on_failure", "rollback"),
@@ -455,12 +459,17 @@ def load_spec(path: Path) -> Spec:
 def _engine_issues(
     engine: Mapping[str, Any], lines: Mapping[str, int], file: str
 ) -> list[ConfigIssue]:
-    """`host` and `hosts` exclude each other; a host is named once; a swarm has one `host`."""
+    """`host` and `hosts` exclude each other; a host is named once; a swarm has one `host`, and
+    only a swarm has `nodes`."""
     if "host" in engine and "hosts" in engine:
         return [ConfigIssue(file, lines.get("engine"), "engine", "set host or hosts, not both")]
     if engine.get("orchestrator") == SWARM and "hosts" in engine:
         at = "engine.orchestrator"
         message = "a swarm is reached through one manager: set engine.host, not engine.hosts"
+        return [ConfigIssue(file, lines.get(at), at, message)]
+    if "nodes" in engine and engine.get("orchestrator") != SWARM:
+        at = "engine.nodes"
+        message = "only a swarm has nodes (engine.orchestrator: swarm)"
         return [ConfigIssue(file, lines.get(at), at, message)]
     issues, seen = [], set()
     for index, url in enumerate(engine.get("hosts", [])):

@@ -239,6 +239,17 @@ class EngineClient:
         with self._errors():
             return self._api.nodes()
 
+    def swarm_node_id(self) -> str:
+        """The ID of the swarm node this engine is ("" for an engine in no swarm)."""
+        with self._errors():
+            return str((self._api.info().get("Swarm") or {}).get("NodeID") or "")
+
+    def service_images(self) -> list[str]:
+        """The image of every service on the swarm, of any stack, as its spec pins it."""
+        with self._errors():
+            services = self._api.services()  # type: ignore[no-untyped-call]
+        return [s["Spec"]["TaskTemplate"]["ContainerSpec"]["Image"] for s in services]
+
     def images(self) -> list[dict[str, Any]]:
         with self._errors():
             return self._api.images()  # type: ignore[no-any-return]

@@ -131,6 +131,15 @@ def history(store: Store) -> list[Release]:
     return newest_first(store.records("release"))
 
 
+def release_of(service: str, image_id: str, releases: Sequence[Release]) -> int | None:
+    """The newest of `releases` (newest first) that ran the image `image_id` for `service`."""
+    for release in releases:
+        ran = release.services.get(service)
+        if ran is not None and ran.image_id == image_id:
+            return release.number
+    return None
+
+
 def newest_first(records: Iterable[Mapping[str, Any]]) -> list[Release]:
     """The readable releases among `records`, newest first."""
     releases = []

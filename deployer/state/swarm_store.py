@@ -134,3 +134,13 @@ class SwarmStore:
         return self.client.configs(
             [f"{KIND_LABEL}={RENEWAL}", f"{PROJECT_LABEL}={self.project}", f"{TOKEN_LABEL}={token}"]
         )
+
+
+def records_of_every_project(client: EngineClient, kind: str) -> dict[str, list[dict[str, Any]]]:
+    """The readable records of `kind` of every project on the swarm, by project."""
+    found: dict[str, list[dict[str, Any]]] = {}
+    for config in client.configs([f"{KIND_LABEL}={kind}"]):
+        record = read_record(config.data)
+        if record is not None:
+            found.setdefault(config.labels.get(PROJECT_LABEL, ""), []).append(record)
+    return found

@@ -33,6 +33,7 @@ from deployer.core.results import (
     Diff,
     Divergence,
     HostOutcome,
+    Prunable,
     Rendering,
     Restarted,
     Rollout,
@@ -334,6 +335,12 @@ class Target(ABC, Generic[DesiredT, PlannedT]):
     def status(self, redact: Redactor) -> Statuses | SwarmStatus:
         """What runs, against what is declared."""
 
+    @abstractmethod
+    def running(self, redact: Redactor) -> Statuses:
+        """What runs on each host against what is declared, each container (or task) with the
+        exact image it runs (`pinned`) and the release that put it there: what `deploy
+        promote` takes from its source."""
+
     def divergences(self, releases: Sequence[Release]) -> list[Divergence]:
         """The hosts whose running services are not those their newest release recorded."""
         return []
@@ -377,13 +384,14 @@ class Place(Target[DesiredState, PlannedT]):
         """Remove it, and wait until it is gone."""
 
     # Image hygiene: a place that keeps no images of its own refuses it, by its capabilities.
-    def prunable(self, desired: DesiredState, aggressive: bool) -> list[Candidate]:
+    def prunable(self, desired: DesiredState, aggressive: bool) -> Prunable:
         """The images that may go: dangling ones; with `aggressive`, this environment's unused
         ones too."""
         raise self.capabilities.refusal(PRUNE)
 
-    def remove_images(self, candidates: Sequence[Candidate], stopped: str) -> int:
-        """Remove the images; returns the bytes of layers the engine no longer holds."""
+    def remove_images(self, candidates: Sequence[Candidate], stopped: str) -> dict[str, int]:
+        """Remove the images; returns the bytes of layers each engine no longer holds, by the
+        node of the candidates ("" for one engine)."""
         raise self.capabilities.refusal(PRUNE)
 
     def running_images(self) -> dict[str, str]:

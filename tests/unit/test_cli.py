@@ -152,27 +152,23 @@ def test_env_lists_values_masks_secrets_and_names_sources(
     assert "tok-canary" not in out
 
 
-@pytest.mark.parametrize("command", [["prune"], ["promote", "good"]])
-def test_a_swarm_environment_refuses_what_is_not_built_yet(
-    command: list[str], environments: Path, capsys: pytest.CaptureFixture[str]
+def test_engine_nodes_outside_a_swarm_is_refused_where_it_is_written(
+    environments: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     (environments / "cluster.yml").write_text(
         "project: cluster\ncompose_files: [app/compose.yml]\nenv_files: [app/.env]\n"
-        "engine: {host: 'unix:///nonexistent/manager.sock', orchestrator: swarm}\n"
+        "engine:\n  host: 'unix:///nonexistent/engine.sock'\n"
+        "  nodes: {dh4: 'unix:///run/dh4/docker.sock'}\n"
     )
-    before = sorted(p.name for p in environments.parent.rglob("*"))
 
-    code, out, err = run(capsys, *command, "cluster")
+    code, out, err = run(capsys, "prune", "cluster")
 
     assert (code, out, err) == (
         1,
         "",
-        "error: cluster targets a swarm (engine.orchestrator: swarm): `deploy promote` and "
-        "`prune` do not work on a swarm yet (see docs/swarm.md)\n",
+        "error: environments/cluster.yml:6: engine.nodes: only a swarm has nodes "
+        "(engine.orchestrator: swarm)\n",
     )
-    assert sorted(p.name for p in environments.parent.rglob("*")) == before
-    code, out, _ = run(capsys, "env", "cluster")
-    assert (code, out.splitlines()[0]) == (0, "NAME       VALUE  SOURCE")
 
 
 def test_down_volumes_on_a_swarm_is_refused_before_any_engine_is_reached(

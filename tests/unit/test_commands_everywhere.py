@@ -15,9 +15,9 @@ from deployer import cli
 from tests.unit.test_cli import run
 from tests.unit.worlds import DIGESTS, HOSTS, WORLDS, OneEngine, OnSwarm, SeveralHosts, World, model
 
-SWARM_REFUSES = (
-    "error: test targets a swarm (engine.orchestrator: swarm): `deploy promote` and `prune` do "
-    "not work on a swarm yet (see docs/swarm.md)\n"
+SWARM_NODE_UNLISTED = (
+    "error: cannot prune test: node dh4 of the swarm has no engine in engine.nodes (prune "
+    "removes images on every node, through each node's engine): nothing removed\n"
 )
 
 
@@ -135,15 +135,18 @@ def test_restart_and_down(world: World, capsys: pytest.CaptureFixture[str]) -> N
     assert (code, out) == (0, DOWN[type(world)])
 
 
-@pytest.mark.parametrize("command", [["prune", "test"], ["promote", "test", "test"]])
-def test_what_a_swarm_cannot_do_is_refused_by_its_capabilities(
-    command: list[str],
+@pytest.mark.parametrize("dry_run", [[], ["--dry-run"]])
+def test_prune_of_a_swarm_refuses_a_node_it_cannot_visit_before_anything_is_removed(
+    dry_run: list[str],
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     swarm = OnSwarm(tmp_path)
+    swarm.deploy("1")
+    ran = list(swarm.swarm.ran)
     monkeypatch.setattr(cli, "load", lambda *args, **kwargs: swarm.target)
 
-    assert run(capsys, *command) == (1, "", SWARM_REFUSES)
-    assert swarm.swarm.ran == []  # nothing reached the swarm
+    assert run(capsys, "prune", "test", "--yes", *dry_run) == (1, "", SWARM_NODE_UNLISTED)
+    assert swarm.swarm.ran == ran  # no command run
+    assert not swarm.locked()

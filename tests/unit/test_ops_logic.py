@@ -14,8 +14,8 @@ from deployer.core.status import ContainerStatus, EnvironmentStatus, ServiceStat
 from deployer.infra.engine import Engine
 from deployer.infra.registry import Login, registry_of
 from deployer.state.releases import Release, ServiceRelease
-from deployer.targets.host.prune import prunable
 from deployer.targets.host.status import status
+from deployer.targets.prune import prunable
 
 ENGINE = Engine("unix:///var/run/docker.sock")
 PROJECT = ComposeProject(ComposeFiles("shop", (Path("/srv/compose.yml"),), {"A": "1"}), ENGINE)

@@ -11,7 +11,7 @@ from deployer.core.errors import ConfigError
 from deployer.core.results import Candidate, Trimmed
 from deployer.core.spec import load_spec
 from deployer.state.retention import expired_audit, expired_releases
-from deployer.targets.host.prune import kept_by_releases, prunable
+from deployer.targets.prune import kept_by_releases, prunable
 
 
 def release(number: int, **images: str) -> dict[str, Any]:

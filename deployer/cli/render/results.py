@@ -199,15 +199,47 @@ def line_prefixes(hosts: Sequence[str]) -> dict[str, str]:
 
 
 def prune_document(pruned: Pruned) -> dict[str, Any]:
-    return {
+    """On one engine as ever; a swarm's images each with its `node`, and `nodes`: each node
+    read, with the images it had to remove and the bytes it freed."""
+    document = {
         "dry_run": pruned.dry_run,
-        "images": [asdict(c) for c in pruned.candidates],
+        "images": [
+            {k: v for k, v in asdict(c).items() if k != "node" or pruned.nodes}
+            for c in pruned.candidates
+        ],
         "freed_bytes": pruned.freed,
         "records_removed": asdict(pruned.trimmed),
     }
+    if pruned.nodes:
+        document["nodes"] = [
+            {
+                "node": node,
+                "images": sum(1 for c in pruned.candidates if c.node == node),
+                "freed_bytes": freed,
+            }
+            for node, freed in pruned.nodes
+        ]
+    return document
 
 
 def prune_text(pruned: Pruned) -> str:
+    """The images removed (or that would be), and the space freed; a swarm's node by node,
+    then in total."""
+    if not pruned.nodes:
+        return _prune_lines(pruned)
+    lines = list(pruned.trimmed.lines())
+    for node, freed in pruned.nodes:
+        on_node = tuple(c for c in pruned.candidates if c.node == node)
+        done = Pruned(on_node, pruned.dry_run, freed)
+        lines += [f"{node}:", *(f"  {line}" for line in _prune_lines(done).splitlines())]
+    if pruned.candidates:
+        total = Pruned(pruned.candidates, pruned.dry_run, pruned.freed)
+        summary = _prune_lines(total).splitlines()[-1]
+        lines.append(f"in total on {len(pruned.nodes)} nodes: {summary}")
+    return "\n".join(lines)
+
+
+def _prune_lines(pruned: Pruned) -> str:
     if not pruned.candidates:
         return "\n".join(pruned.trimmed.lines()) or "nothing to remove"
     verb = "would remove" if pruned.dry_run else "removed"

@@ -364,6 +364,9 @@ class FleetTarget(Target[Desired, FleetPlan]):
         outcomes = self.each_host(redact, lambda part, desired: part.status_of(desired))
         return Statuses(self.env.name, self.env.project, tuple(outcomes))
 
+    def running(self, redact: Redactor) -> Statuses:
+        return self.status(redact)
+
     def divergences(self, releases: Sequence[Release]) -> list[Divergence]:
         """Per selected host: how what runs differs from its newest release (none for a host
         that runs what it recorded; the reason for a host that cannot be reached)."""

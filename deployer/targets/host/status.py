@@ -9,16 +9,8 @@ from deployer.core.desired import DesiredState
 from deployer.core.observed import ObservedContainer, ObservedState
 from deployer.core.reference import pinned_reference
 from deployer.core.status import ContainerStatus, EnvironmentStatus, ServiceStatus
-from deployer.state.releases import Release
+from deployer.state.releases import Release, release_of
 from deployer.targets.host.plan import plan
-
-
-def release_of(service: str, image_id: str, releases: Sequence[Release]) -> int | None:
-    for release in releases:  # newest first
-        ran = release.services.get(service)
-        if ran is not None and ran.image_id == image_id:
-            return release.number
-    return None
 
 
 def _container(

@@ -22,6 +22,7 @@ from deployer.core.results import (
     ComposeRendering,
     Diff,
     HostOutcome,
+    Prunable,
     Restarted,
     Statuses,
     TakenDown,
@@ -49,10 +50,10 @@ from deployer.targets.host.observe import (
     running_services,
 )
 from deployer.targets.host.plan import plan
-from deployer.targets.host.prune import kept_by_releases, prunable, repository_of
 from deployer.targets.host.registry import tags_to_check
 from deployer.targets.host.status import status
 from deployer.targets.hosts import stream_by_host
+from deployer.targets.prune import kept_by_releases, prunable, remove_images, repository_of
 
 _ANONYMOUS_VOLUME = re.compile(r"^[0-9a-f]{64}$")  # the name the engine gives an anonymous volume
 
@@ -234,6 +235,9 @@ class HostTarget(Place[HostPlan]):
             running = self.status_of(desired)
         return Statuses(self.env.name, self.env.project, (HostOutcome(self.host, running),))
 
+    def running(self, redact: Redactor) -> Statuses:
+        return self.status(redact)
+
     def status_of(self, desired: Callable[[], DesiredState]) -> EnvironmentStatus:
         """What runs here against `desired()`, with the releases that put it there."""
         observed = self.observe()
@@ -308,7 +312,7 @@ class HostTarget(Place[HostPlan]):
         return sorted(named | anonymous)
 
     # Image hygiene
-    def prunable(self, desired: DesiredState, aggressive: bool) -> list[Candidate]:
+    def prunable(self, desired: DesiredState, aggressive: bool) -> Prunable:
         """Dangling images; with `aggressive`, also this environment's unused ones. Never an
         image a container uses, nor one of the last `deploy.keep_releases` releases of any
         environment on the engine (they share it, and images), nor one the spec names."""
@@ -323,15 +327,11 @@ class HostTarget(Place[HostPlan]):
         repositories |= {repository_of(s.image) for r in recorded for s in r.services.values()}
         images = client.dangling_images() + (local if aggressive else [])
         unique = list({i["Id"]: i for i in images}.values())
-        return prunable(unique, client.images_in_use(), keep, repositories, aggressive)
+        found = prunable(unique, client.images_in_use(), keep, repositories, aggressive)
+        return Prunable(tuple(found))
 
-    def remove_images(self, candidates: Sequence[Candidate], stopped: str) -> int:
-        """Remove the images; returns the bytes of layers the engine no longer holds."""
-        before = self.client.layers_size()
-        with Interrupted.leaving(stopped):
-            for candidate in candidates:
-                self.client.remove_image(candidate.image_id)
-        return max(0, before - self.client.layers_size())
+    def remove_images(self, candidates: Sequence[Candidate], stopped: str) -> dict[str, int]:
+        return {"": remove_images(self.client, candidates, stopped)}
 
     def running_images(self) -> dict[str, str]:
         return {n: s.image_id for n, s in running_services(self.observe()).items()}

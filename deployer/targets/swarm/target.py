@@ -15,6 +15,7 @@ from deployer.core.errors import (
     ConfigIssue,
     DeployerError,
     Interrupted,
+    SwarmNodesError,
     SwarmNotConvergedError,
     TagNotInRegistryError,
 )
@@ -22,21 +23,32 @@ from deployer.core.observed import ObservedStack
 from deployer.core.plan import Change, Plan
 from deployer.core.progress import Progress
 from deployer.core.results import (
+    Candidate,
     Diff,
     HostOutcome,
+    Prunable,
     StackRendering,
+    Statuses,
     SwarmApplied,
     TakenDown,
 )
 from deployer.core.status import SwarmStatus
 from deployer.core.variables import Redactor
 from deployer.infra import runner
+from deployer.infra.engine import Engine, EngineClient
 from deployer.infra.registry import Login, resolve_digests
-from deployer.state.releases import HostRelease, Release, ServiceRelease, configured
+from deployer.state.engine_store import records_of_every_project
+from deployer.state.releases import (
+    HostRelease,
+    Release,
+    ServiceRelease,
+    configured,
+    history,
+    newest_first,
+)
 from deployer.state.store import Store
+from deployer.state.swarm_store import records_of_every_project as swarm_records_of_every_project
 from deployer.targets.base import (
-    PROMOTE,
-    PRUNE,
     REMOVE_VOLUMES,
     Capabilities,
     Check,
@@ -46,6 +58,7 @@ from deployer.targets.base import (
     Teardown,
     Undone,
 )
+from deployer.targets.prune import kept_by_releases, remove_images, repository_of
 from deployer.targets.swarm import apply as swarm_apply
 from deployer.targets.swarm.commands import (
     log_line,
@@ -55,6 +68,7 @@ from deployer.targets.swarm.commands import (
     service_rollback,
     stack_rm,
 )
+from deployer.targets.swarm.images import digest_of, node_candidates, running_status
 from deployer.targets.swarm.observe import (
     observe_stack,
     stack_leftovers,
@@ -101,14 +115,8 @@ class SwarmTarget(Place[StackPlan]):
     @property
     def capabilities(self) -> Capabilities:
         name = self.env.name
-        not_yet = (
-            f"{name} targets a swarm (engine.orchestrator: swarm): `deploy promote` and `prune` "
-            "do not work on a swarm yet (see docs/swarm.md)"
-        )
         return Capabilities(
             {
-                PROMOTE: not_yet,
-                PRUNE: not_yet,
                 REMOVE_VOLUMES: f"{name} is a swarm stack: its volumes are on each node that ran "
                 "its tasks, out of reach of `deploy down --volumes`; nothing changed "
                 f"(`deploy down {name}`, then `docker volume rm` on each node)",
@@ -257,6 +265,11 @@ class SwarmTarget(Place[StackPlan]):
             planned = self.plan(desired, redact, Check.SKIP)
         return SwarmStatus(self.env.name, planned.before, planned.plan)
 
+    def running(self, redact: Redactor) -> Statuses:
+        """Each service's current tasks, running the digest its spec pins."""
+        found = running_status(self.status(redact), history(self.store(reading=True)))
+        return Statuses(self.env.name, self.env.project, (HostOutcome(self.host, found),))
+
     def logs(
         self,
         services: Sequence[str],
@@ -344,3 +357,78 @@ class SwarmTarget(Place[StackPlan]):
                     f"has {', '.join(left)}"
                 )
             time.sleep(0.25)
+
+    # Image hygiene: images are per node, each node's engine visited (engine.nodes)
+    def node_engines(self) -> list[tuple[str, EngineClient]]:
+        """Each node of the swarm, by hostname, with its own engine as engine.nodes names it,
+        checked to be that node's. Every node, or none: a node prune cannot reach is an error
+        before anything is removed."""
+        name, listed = self.env.name, self.env.spec.engine_nodes
+        nodes = {n["Description"]["Hostname"]: n["ID"] for n in self.client.nodes()}
+        unlisted = sorted(set(nodes) - set(listed))
+        if unlisted:
+            raise SwarmNodesError(
+                name,
+                unlisted,
+                f"of the swarm {'has' if len(unlisted) == 1 else 'have'} no engine in "
+                "engine.nodes (prune removes images on every node, through each node's engine)",
+            )
+        strangers = sorted(set(listed) - set(nodes))
+        if strangers:
+            raise SwarmNodesError(
+                name, strangers, "in engine.nodes: not a node of the swarm (`docker node ls`)"
+            )
+        engines = []
+        for hostname, node_id in sorted(nodes.items()):
+            url = listed[hostname]
+            try:
+                client = self.env.outside.connect(Engine(url))
+                found = client.swarm_node_id()
+            except DeployerError as e:
+                raise SwarmNodesError(name, [hostname], f"cannot be reached: {e.message}") from e
+            if found != node_id:
+                raise SwarmNodesError(
+                    name, [hostname], f"is not the engine at {url} (engine.nodes.{hostname})"
+                )
+            engines.append((hostname, client))
+        return engines
+
+    def prunable(self, desired: DesiredState, aggressive: bool) -> Prunable:
+        """On every node: dangling images; with `aggressive`, this environment's unused ones.
+        Never an image a container uses on any node, one a service of the swarm pins, one of
+        the last `deploy.keep_releases` releases of any stack of the swarm (or of any project
+        on the node's engine), nor one the spec names."""
+        engines = self.node_engines()
+        keep_releases = self.env.spec.keep_releases
+        swarm_records = swarm_records_of_every_project(self.client, "release")
+        keep_digests = kept_by_releases(swarm_records, keep_releases)
+        keep_digests |= {d for d in map(digest_of, self.client.service_images()) if d}
+        named = {s.image for s in desired.services.values()}
+        repositories = {repository_of(image) for image in named}
+        recorded = newest_first(swarm_records.get(self.env.project, []))
+        repositories |= {repository_of(s.image) for r in recorded for s in r.services.values()}
+        in_use = {image for _, client in engines for image in client.images_in_use()}
+        candidates: list[Candidate] = []
+        for hostname, client in engines:
+            local = client.images()
+            keep_ids = kept_by_releases(records_of_every_project(client, "release"), keep_releases)
+            keep_ids |= {i["Id"] for i in local if named & set(i.get("RepoTags") or ())}
+            images = client.dangling_images() + (local if aggressive else [])
+            unique = list({i["Id"]: i for i in images}.values())
+            candidates += node_candidates(
+                hostname, unique, in_use, keep_ids, keep_digests, repositories, aggressive
+            )
+        return Prunable(tuple(candidates), tuple(hostname for hostname, _ in engines))
+
+    def remove_images(self, candidates: Sequence[Candidate], stopped: str) -> dict[str, int]:
+        """Node by node, each its own candidates; the bytes each node's engine freed."""
+        engines = dict(self.node_engines())
+        return {
+            node: remove_images(engines[node], [c for c in candidates if c.node == node], stopped)
+            for node in sorted({c.node for c in candidates})
+        }
+
+    def running_images(self) -> dict[str, str]:
+        """Per service, the digest its spec pins: what a swarm's release records."""
+        services = observe_stack(self.client, self.env.project).services
+        return {name: s.digest or "" for name, s in services.items()}

@@ -1,12 +1,15 @@
-"""Image hygiene: which images may go. Pure; the engine is read before and written after."""
+"""Image hygiene, on every target that keeps images: which images may go (pure; the engine is
+read before), and their removal from one engine."""
 
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
 
+from deployer.core.errors import Interrupted
 from deployer.core.reference import ImageReference
 from deployer.core.results import Candidate
+from deployer.infra.engine import EngineClient
 from deployer.state.releases import newest_first
 
 
@@ -49,3 +52,12 @@ def prunable(
         elif aggressive and any(repository_of(t) in repositories for t in tags):
             found.append(Candidate(image_id, tags, size, "unused image of this environment"))
     return sorted(found, key=lambda c: (c.why, c.references, c.image_id))
+
+
+def remove_images(client: EngineClient, candidates: Iterable[Candidate], stopped: str) -> int:
+    """Remove the images from the engine; returns the bytes of layers it no longer holds."""
+    before = client.layers_size()
+    with Interrupted.leaving(stopped):
+        for candidate in candidates:
+            client.remove_image(candidate.image_id)
+    return max(0, before - client.layers_size())
