@@ -207,6 +207,8 @@ class FakeCompose:
                     service[key] = {**service[key], **value}
                 else:
                     service[key] = value
+        if "--no-interpolate" in command.argv:
+            return model
         text = _REFERENCE.sub(lambda m: command.env.get(m.group(1), ""), json.dumps(model))
         return dict(json.loads(text))
 
