@@ -54,13 +54,7 @@ def test_a_live_deploy_of_another_machine_with_the_same_host_name_is_not_stale(
     workspace: Workspace, tmp_path: Path
 ) -> None:
     space = workspace
-    space.write("app/compose.yml", SLOW_HEALTH_COMPOSE)
-    space.write("app/.env", f"REGISTRY={REGISTRY}\n")
-    space.write(
-        "test.yml",
-        f"project: {space.project}\ncompose_files: [app/compose.yml]\nenv_files: [app/.env]\n"
-        "deploy: {wait_timeout: 120}\n",
-    )
+    space.environment(SLOW_HEALTH_COMPOSE, f"REGISTRY={REGISTRY}\n", wait_timeout=120)
     assert not Path(f"/proc/{OTHER_PID}").exists()
     other = other_machine_deploy(space, tmp_path)
     try:

@@ -226,12 +226,8 @@ def test_a_weak_secret_inside_other_values_does_not_move_them_on_a_rollback(
     the volume's target and the user stay as written when the password is rotated, and the
     data written before is still there after the rollback."""
     space = workspace
-    space.write("app/compose.yml", WEAK_SECRET_COMPOSE)
-    space.write("app/.env", f"REGISTRY={REGISTRY}\nPOSTGRES_PASSWORD=postgres\nLOG_LEVEL=info\n")
-    space.write(
-        "test.yml",
-        f"project: {space.project}\ncompose_files: [app/compose.yml]\nenv_files: [app/.env]\n"
-        "deploy: {wait_timeout: 30}\n",
+    space.environment(
+        WEAK_SECRET_COMPOSE, f"REGISTRY={REGISTRY}\nPOSTGRES_PASSWORD=postgres\nLOG_LEVEL=info\n"
     )
     ok(space.deploy("test", "--yes"))
     [db] = space.containers("db")
