@@ -51,7 +51,10 @@ def resolve(spec: Spec, variables: Variables, engine: Engine, run: Runner) -> De
     model = with_overrides(model, entries)
     services = desired_services(model, spec.is_secret)
     check_images(spec, services)
-    return DesiredState(spec.name, project.files, entries, services, model, spec.wait_timeout)
+    written = _written(project.with_override(environment), run) if variables.secret_values() else {}
+    return DesiredState(
+        spec.name, project.files, entries, services, model, spec.wait_timeout, written
+    )
 
 
 def _config(spec: Spec, project: ComposeProject, run: Runner) -> dict[str, Any]:
@@ -60,6 +63,15 @@ def _config(spec: Spec, project: ComposeProject, run: Runner) -> dict[str, Any]:
     except CommandFailedError as e:
         raise ConfigError([compose_issue(spec, e.output)]) from e
     model: dict[str, Any] = json.loads(result.stdout)
+    return model
+
+
+def _written(project: ComposeProject, run: Runner) -> dict[str, Any]:
+    """The project's model as written, `${NAME}` not interpolated: which values refer to which
+    secret, so that a release records references only where the compose files make them."""
+    model: dict[str, Any] = json.loads(
+        run(project.command("config", "--no-interpolate", "--format", "json")).stdout
+    )
     return model
 
 
@@ -125,8 +137,8 @@ def restore_state(
         name: Replacement({**_configuration(target, services[name]), "image": target.pinned})
         for name, target in sorted(targets.items())
     }
-    override = dump_compose({"services": replacements})
-    resolved = json.loads(run(config_json(ComposeProject(current.files, engine, override))).stdout)
+    project = ComposeProject(current.files, engine, dump_compose({"services": replacements}))
+    resolved = json.loads(run(config_json(project)).stdout)
     model = {
         **current.model,
         "services": {**services, **{n: resolved["services"][n] for n in replacements}},
@@ -139,6 +151,7 @@ def restore_state(
         desired_services(model, secrets.is_secret),
         model,
         current.wait_timeout,
+        _written(project, run) if secrets.values else {},
     )
 
 

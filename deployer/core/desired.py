@@ -15,7 +15,7 @@ import hashlib
 import json
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -69,6 +69,9 @@ class DesiredState:
     services: Mapping[str, DesiredService]
     model: Mapping[str, Any]  # the resolved compose model (values as Compose prints them)
     wait_timeout: float
+    # The same model before interpolation (`${NAME}` as written): where a secret is referenced.
+    # Empty when the environment has no secret variable.
+    written: Mapping[str, Any] = field(default_factory=dict)
 
     @cached_property
     def override(self) -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -15,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from deployer.core.errors import DeployerError, LockBusyError, LockedError, LockLostError
-from deployer.state.store import Actor, Store, StoredLock, iso
+from deployer.state.store import Actor, Store, StoredLock, iso, this_machine
 
 # A deploy renews its lock every RENEW_SECONDS (by the engine's clock); a lock not renewed within
 # its time to live is stale, even where its holder's processes cannot be seen (another host).
@@ -45,10 +44,16 @@ class Lock:
     renewed: float = 0.0
     id: str = ""
     engine: str = ""  # where an environment has several hosts: the engine it was found on
+    # The machine it was taken on (store.this_machine); "" in a lock taken before it was kept,
+    # whose processes are then never looked for: a host name does not tell machines apart.
+    machine: str = ""
 
     @classmethod
     def new(cls, actor: Actor, reason: str, kind: str, ttl: float) -> Lock:
-        return cls(actor.performer, actor.host, actor.pid, reason, kind, secrets.token_hex(8), ttl)
+        token = secrets.token_hex(8)
+        return cls(
+            actor.performer, actor.host, actor.pid, reason, kind, token, ttl, machine=actor.machine
+        )
 
     @classmethod
     def from_stored(cls, stored: StoredLock) -> Lock:
@@ -67,6 +72,7 @@ class Lock:
             renewed=stored.renewed,
             id=stored.id,
             engine=stored.engine,
+            machine=str(record.get("machine", "")),
         )
 
     @property
@@ -75,7 +81,7 @@ class Lock:
 
     def record(self) -> dict[str, Any]:
         """What the lock's container carries; times come from the engine."""
-        keys = ("holder", "host", "pid", "reason", "kind", "token", "ttl")
+        keys = ("holder", "host", "pid", "reason", "kind", "token", "ttl", "machine")
         return {key: getattr(self, key) for key in keys}
 
     def describe(self) -> str:
@@ -115,13 +121,14 @@ def started_under(token: str) -> list[tuple[int, str]]:
 
 def working(
     lock: Lock,
-    host: str,
+    machine: str,
     alive: Callable[[int], bool] = pid_alive,
     started: Callable[[str], list[tuple[int, str]]] = started_under,
 ) -> list[str] | None:
-    """The processes of the lock's holder still at work on this host, described; None when the
-    lock was taken on another host, where that cannot be known."""
-    if lock.host != host:
+    """The processes of the lock's holder still at work on this machine (`machine`, its
+    identity), described; None when the lock was taken on another machine (or one not known),
+    where that cannot be known."""
+    if not lock.machine or lock.machine != machine:
         return None
     running = (
         [f"process {lock.pid} (the holder)"] if lock.kind == "process" and alive(lock.pid) else []
@@ -142,9 +149,9 @@ def stale_reason(lock: Lock, at: float, running: Sequence[str] | None) -> str | 
     return None
 
 
-def held_note(lock: Lock, host: str) -> str:
-    """What `host` can know of a lock that is not stale."""
-    if lock.host == host or lock.kind != "process":
+def held_note(lock: Lock, machine: str) -> str:
+    """What this machine (`machine`, its identity) can know of a lock that is not stale."""
+    if (lock.machine and lock.machine == machine) or lock.kind != "process":
         return "held"
     return (
         f"held; taken on {lock.host}, whose processes cannot be seen from here: "
@@ -158,7 +165,7 @@ def status(store: Store) -> tuple[Lock | None, str | None]:
     if stored is None:
         return None, None
     lock = Lock.from_stored(stored)
-    return lock, stale_reason(lock, store.clock(), working(lock, socket.gethostname()))
+    return lock, stale_reason(lock, store.clock(), working(lock, this_machine()))
 
 
 def acquire(
@@ -217,7 +224,7 @@ def release(store: Store, lock: Lock) -> None:
 def break_lock(store: Store, environment: str, held: Lock) -> None:
     """Remove exactly the lock `held` (the one inspected), unless its holder's processes still
     change the environment on this host."""
-    running = working(held, socket.gethostname())
+    running = working(held, this_machine())
     if running:
         raise LockBusyError(environment, held.describe(), running)
     store.remove_lock(held.id, held.token)

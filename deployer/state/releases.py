@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from deployer.core.desired import DesiredState
 from deployer.core.errors import DeployerError
 from deployer.core.results import SUCCESS
 from deployer.core.spec import Spec
-from deployer.core.variables import MASK, MIN_REDACTED_LENGTH, SecretPolicy, Variables
+from deployer.core.variables import MASK, SecretPolicy, Variables
 from deployer.state.store import Actor, Store, iso, now
 
 
@@ -164,54 +166,102 @@ class Secrets:
         values = {n: v.value for n, v in variables.items.items() if v.secret}
         return cls(values, spec.is_secret)
 
-    def referenced(self, text: str) -> str:
-        """`text` (as Compose prints it, `$` doubled) with each secret value as `${NAME}`."""
-        for name, value in sorted(self.values.items(), key=lambda item: -len(item[1])):
-            escaped = value.replace("$", "$$")
-            if text == escaped or (len(value) >= MIN_REDACTED_LENGTH and escaped in text):
-                text = text.replace(escaped, f"${{{name}}}")
-        return text
+    def referenced(self, text: str, written: str | None) -> str:
+        """`text` (as Compose prints it, `$` doubled) with secret values as `${NAME}`: where
+        `written` (the same value before interpolation) refers to a secret variable, that
+        reference; where the value's source is not known, only a text that is exactly a
+        secret's value. Never any text that merely contains one: with `PW=postgres`,
+        `/var/lib/postgresql/data` and `user: postgres` stay as written."""
+        if written is not None:
+            return _as_written(text, written, self.values) or text
+        exact = (n for n, v in self.values.items() if text == v.replace("$", "$$"))
+        return next((f"${{{name}}}" for name in sorted(exact)), text)
+
+
+# In a value as written: `$$` (a literal `$`), or a reference `${NAME...}` or `$NAME`.
+_INTERPOLATION = re.compile(r"\$\$|\$\{(\w+)[^}]*\}|\$(\w+)")
+
+
+def _as_written(text: str, written: str, secrets: Mapping[str, str]) -> str | None:
+    """`text` with each reference of `written` to a secret variable put back, the other
+    references as interpolated; None if `text` is not `written` interpolated with the secrets'
+    values (Compose normalised it)."""
+    pattern: list[str] = []
+    parts: list[str | None] = []
+    position = 0
+    for match in _INTERPOLATION.finditer(written):
+        literal = written[position : match.start()] + ("$$" if match[0] == "$$" else "")
+        pattern.append(re.escape(literal))
+        parts.append(literal)
+        name = match[1] or match[2]
+        if name in secrets:
+            pattern.append(re.escape(secrets[name].replace("$", "$$")))
+            parts.append(f"${{{name}}}")
+        elif name:
+            pattern.append("(.*?)")
+            parts.append(None)
+        position = match.end()
+    pattern.append(re.escape(written[position:]))
+    parts.append(written[position:])
+    interpolated = re.fullmatch("".join(pattern), text, re.DOTALL)
+    if interpolated is None:
+        return None
+    others = iter(interpolated.groups())
+    return "".join(part if part is not None else next(others) for part in parts)
 
 
 NO_SECRETS = Secrets({})
 
 
-def recorded_config(service: Mapping[str, Any], secrets: Secrets) -> dict[str, Any]:
-    """A resolved service as a release keeps it, with no secret value in it. A secret from a
-    variable becomes a reference, so that going back uses the secret's current value; a secret
-    entry from elsewhere (`env_file:`) is kept as *** and going back takes its current value."""
+def recorded_config(state: DesiredState, name: str, secrets: Secrets) -> dict[str, Any]:
+    """Service `name` of `state` as a release keeps it, with no secret value in it. A secret
+    from a variable becomes a reference where the compose files refer to it (`state.written`),
+    so that going back uses the secret's current value; a secret entry from elsewhere
+    (`env_file:`) is kept as *** and going back takes its current value."""
+    service = state.model["services"][name]
+    source = _mapping(_mapping(state.written.get("services")).get(name))
     config: dict[str, Any] = {}
     for key, value in service.items():
         if key == "environment":
+            sources = _mapping(source.get(key))
             config[key] = {
-                name: _recorded_secret(name, entry, secrets)
+                name: _recorded_secret(name, entry, sources.get(name), secrets)
                 for name, entry in (value or {}).items()
             }
         elif key == "labels":
+            sources = _mapping(source.get(key))
             config[key] = {
-                k: _referenced(v, secrets)
+                k: _referenced(v, sources.get(k), secrets)
                 for k, v in (value or {}).items()
                 if not k.startswith("dev.deployer.")
             }
         else:
-            config[key] = _referenced(value, secrets)
+            config[key] = _referenced(value, source.get(key), secrets)
     return config
 
 
-def _recorded_secret(name: str, value: Any, secrets: Secrets) -> Any:
-    referenced = _referenced(value, secrets)
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _recorded_secret(name: str, value: Any, written: Any, secrets: Secrets) -> Any:
+    referenced = _referenced(value, written, secrets)
     if referenced == value and value and secrets.is_secret(name):
         return MASK
     return referenced
 
 
-def _referenced(value: Any, secrets: Secrets) -> Any:
+def _referenced(value: Any, written: Any, secrets: Secrets) -> Any:
+    """`value` with its secrets as references, `written` its counterpart before interpolation
+    (None where the two differ in shape: Compose parses some values only once interpolated)."""
     if isinstance(value, str):
-        return secrets.referenced(value)
+        return secrets.referenced(value, written if isinstance(written, str) else None)
     if isinstance(value, list):
-        return [_referenced(v, secrets) for v in value]
+        same = isinstance(written, list) and len(written) == len(value)
+        return [_referenced(v, written[i] if same else None, secrets) for i, v in enumerate(value)]
     if isinstance(value, dict):
-        return {k: _referenced(v, secrets) for k, v in value.items()}
+        sources = _mapping(written)
+        return {k: _referenced(v, sources.get(k), secrets) for k, v in value.items()}
     return value
 
 

@@ -6,6 +6,7 @@ where every operator of it sees them. `Store` is where they live: on an engine
 from __future__ import annotations
 
 import getpass
+import hashlib
 import json
 import os
 import secrets
@@ -13,6 +14,7 @@ import socket
 import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 from deployer.core.command import Command
@@ -33,6 +35,7 @@ class Actor:
     performer: str
     host: str
     pid: int
+    machine: str = ""  # which machine, beyond its name: see this_machine
 
     @classmethod
     def current(cls) -> Actor:
@@ -42,7 +45,32 @@ class Actor:
             name = ""
         if not name:
             name = os.environ.get("USER") or _login() or "unknown"
-        return cls(name, socket.gethostname(), os.getpid())
+        return cls(name, socket.gethostname(), os.getpid(), this_machine())
+
+
+# What tells this machine's processes from another's: its machine ID, this boot (PIDs mean
+# nothing across a reboot) and its PID namespace (containers share a boot).
+MACHINE_FILES = ("/etc/machine-id", "/proc/sys/kernel/random/boot_id")
+
+
+def this_machine() -> str:
+    """An identity of the machine whose processes this one can see: a hash of its host name,
+    machine ID, boot ID and PID namespace. Two CI runners with one host name differ. Where none
+    of the three can be read (not Linux), the host name alone."""
+    parts = []
+    for path in MACHINE_FILES:
+        try:
+            parts.append(Path(path).read_text(encoding="ascii").strip())
+        except OSError:
+            parts.append("")
+    try:
+        parts.append(os.readlink("/proc/self/ns/pid"))
+    except OSError:
+        parts.append("")
+    hostname = socket.gethostname()
+    if not any(parts):
+        return hostname
+    return hashlib.sha256("\0".join([hostname, *parts]).encode()).hexdigest()[:16]
 
 
 def _login() -> str | None:

@@ -185,6 +185,16 @@ class Workspace:
         path.write_text(text, encoding="utf-8")
         return path
 
+    def environment(self, compose: str, variables: str, wait_timeout: int = 30) -> None:
+        """An environment `test` of one compose file (app/compose.yml) and one .env."""
+        self.write("app/compose.yml", compose)
+        self.write("app/.env", variables)
+        self.write(
+            "test.yml",
+            f"project: {self.project}\ncompose_files: [app/compose.yml]\nenv_files: [app/.env]\n"
+            f"deploy: {{wait_timeout: {wait_timeout}}}\n",
+        )
+
     def append(self, relative: str, text: str) -> None:
         """Add `text` at the end of a file under environments/ (e.g. overrides to a spec)."""
         path = self.environments / relative

@@ -202,3 +202,58 @@ def test_a_new_service_that_fails_is_removed_by_the_rollback(app: Workspace) -> 
     assert app.ids() == before
     assert [r["result"] for r in releases(app)] == ["rolled back", "success"]
     assert app.deploy("diff", "test").returncode == 2  # api is still to create
+
+
+WEAK_SECRET_COMPOSE = """\
+services:
+  db:
+    image: ${REGISTRY}/testapp:1.0.0
+    environment:
+      POSTGRES_USER: postgres
+      POSTGRES_PASSWORD: ${POSTGRES_PASSWORD}
+      LOG_LEVEL: ${LOG_LEVEL}
+    volumes:
+      - data:/var/lib/postgresql/data
+volumes:
+  data:
+"""
+
+
+def test_a_weak_secret_inside_other_values_does_not_move_them_on_a_rollback(
+    workspace: Workspace,
+) -> None:
+    """A secret as weak as `postgres` is only a reference where the compose file refers to it:
+    the volume's target and the user stay as written when the password is rotated, and the
+    data written before is still there after the rollback."""
+    space = workspace
+    space.environment(
+        WEAK_SECRET_COMPOSE, f"REGISTRY={REGISTRY}\nPOSTGRES_PASSWORD=postgres\nLOG_LEVEL=info\n"
+    )
+    ok(space.deploy("test", "--yes"))
+    [db] = space.containers("db")
+    assert db.exec_run(["sh", "-c", "echo kept > /var/lib/postgresql/data/marker"]).exit_code == 0
+    set_env(space, "POSTGRES_PASSWORD", "rotated-4712")
+    set_env(space, "LOG_LEVEL", "debug")
+    ok(space.deploy("test", "--yes"))
+
+    ok(space.deploy("rollback", "test", "--yes", "--to", "1"))
+
+    [db] = space.containers("db")
+    env = dict(e.split("=", 1) for e in db.attrs["Config"]["Env"])
+    assert {k: env[k] for k in ("POSTGRES_USER", "POSTGRES_PASSWORD", "LOG_LEVEL")} == {
+        "POSTGRES_USER": "postgres",
+        "POSTGRES_PASSWORD": "rotated-4712",  # a rotated secret is not rolled back
+        "LOG_LEVEL": "info",
+    }
+    assert [m["Destination"] for m in db.attrs["Mounts"]] == ["/var/lib/postgresql/data"]
+    marker = db.exec_run(["cat", "/var/lib/postgresql/data/marker"])
+    assert (marker.exit_code, marker.output) == (0, b"kept\n")
+    first = releases(space)[-1]
+    assert first["services"]["db"]["config"]["environment"] == {
+        "POSTGRES_USER": "postgres",
+        "POSTGRES_PASSWORD": "${POSTGRES_PASSWORD}",
+        "LOG_LEVEL": "info",
+    }
+    assert [v["target"] for v in first["services"]["db"]["config"]["volumes"]] == [
+        "/var/lib/postgresql/data"
+    ]

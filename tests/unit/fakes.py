@@ -225,6 +225,8 @@ class FakeCompose:
                     service[key] = {**service[key], **value}
                 else:
                     service[key] = value
+        if "--no-interpolate" in command.argv:
+            return model
         variables = _env_file_values(command)
         text = _REFERENCE.sub(lambda m: variables.get(m.group(1), ""), json.dumps(model))
         return dict(json.loads(text))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -21,6 +22,7 @@ from deployer.state.lock import (
     verify_held,
     working,
 )
+from deployer.state.store import StoredLock
 from tests.unit.fakes import FakeStore
 
 ELSEWHERE = "another-host"  # a lock taken on another host: its processes cannot be seen from here
@@ -153,32 +155,47 @@ def test_holding_renews_the_lock_and_marks_every_process_started_meanwhile() -> 
     assert store.renewals[0] == ("token-alice", 1)
 
 
-def test_what_of_a_holder_still_works_on_this_host() -> None:
-    here = lock_module.Lock("alice", "host-a", 4242, "deploy", "process", "t", 600.0)
+def test_what_of_a_holder_still_works_on_this_machine() -> None:
+    here = lock_module.Lock("alice", "host-a", 4242, "deploy", "process", "t", 600.0, machine="m-a")
     compose = [(5000, "docker compose --project-name shop up --detach web")]
 
-    assert working(here, "host-a", lambda pid: True, lambda token: []) == [
-        "process 4242 (the holder)"
-    ]
-    assert working(here, "host-a", lambda pid: False, lambda token: compose) == [
+    assert working(here, "m-a", lambda pid: True, lambda token: []) == ["process 4242 (the holder)"]
+    assert working(here, "m-a", lambda pid: False, lambda token: compose) == [
         "process 5000 (docker compose --project-name shop up --detach web)"
     ]
-    assert working(here, "host-a", lambda pid: False, lambda token: []) == []
-    assert working(here, "host-b", lambda pid: True, lambda token: compose) is None
+    assert working(here, "m-a", lambda pid: False, lambda token: []) == []
+    # Another machine (of the same host name, as two CI runners): its processes are not ours.
+    assert working(here, "m-b", lambda pid: False, lambda token: []) is None
+    # A lock taken before machines were told apart (a host name only): not known either.
+    old = replace(here, machine="")
+    assert working(old, "m-a", lambda pid: False, lambda token: []) is None
 
 
-def test_status_says_what_cannot_be_known_of_a_lock_taken_on_another_host() -> None:
-    lock = Lock("alice", "host-a", 4242, "deploy staging", "process", "t", 600.0, 1000.0, 1060.0)
-
-    assert lock_text("staging", lock, None, here="host-a") == (
-        "staging: locked by alice on host-a (pid 4242) since 1970-01-01T00:16:40Z: deploy staging\n"
-        "  kind process, expires 1970-01-01T00:27:40Z; held"
+def test_a_lock_read_from_a_record_without_a_machine_is_of_a_machine_not_known() -> None:
+    record = {"holder": "alice", "host": "host-a", "pid": 4242, "kind": "process", "ttl": 600}
+    assert Lock.from_stored(StoredLock(record, "id", 1000.0, 1000.0)).machine == ""
+    assert Lock.from_stored(StoredLock({**record, "machine": "m-a"}, "id", 1.0, 1.0)).machine == (
+        "m-a"
     )
-    assert lock_text("staging", lock, None, here="host-b") == (
+
+
+def test_status_says_what_cannot_be_known_of_a_lock_taken_on_another_machine() -> None:
+    lock = Lock(
+        "alice", "host-a", 4242, "deploy staging", "process", "t", 600.0, 1000.0, 1060.0,
+        machine="m-a",
+    )  # fmt: skip
+    held_elsewhere = (
         "staging: locked by alice on host-a (pid 4242) since 1970-01-01T00:16:40Z: deploy staging\n"
         "  kind process, expires 1970-01-01T00:27:40Z; held; taken on host-a, whose processes "
         "cannot be seen from here: stale if not renewed by 1970-01-01T00:27:40Z"
     )
+
+    assert lock_text("staging", lock, None, here="m-a") == (
+        "staging: locked by alice on host-a (pid 4242) since 1970-01-01T00:16:40Z: deploy staging\n"
+        "  kind process, expires 1970-01-01T00:27:40Z; held"
+    )
+    assert lock_text("staging", lock, None, here="m-b") == held_elsewhere
+    assert lock_text("staging", replace(lock, machine=""), None, here="m-a") == held_elsewhere
 
 
 def test_a_lock_that_cannot_be_released_does_not_hide_what_ended_the_command() -> None:

@@ -3,8 +3,12 @@ configurations, record keys claimed on the engine."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import pytest
 
+from deployer.core.desired import ComposeFiles, DesiredState
 from deployer.core.errors import DeployerError, LockedError
 from deployer.core.reference import pinned_reference
 from deployer.core.variables import SecretPolicy
@@ -93,6 +97,14 @@ def test_pinned_reference_prefers_a_digest_of_the_same_repository() -> None:
     assert pinned_reference("reg:5000/web:1.0", "sha256:2", digests) == "sha256:2"
 
 
+def recorded(service: dict[str, Any], written: dict[str, Any] | None, secrets: Secrets) -> Any:
+    """`service` as a release records it, `written` its model before interpolation."""
+    files = ComposeFiles("shop", (Path("compose.yml"),), {})
+    sources = {"services": {"web": written}} if written is not None else {}
+    state = DesiredState("staging", files, {}, {}, {"services": {"web": service}}, 1.0, sources)
+    return recorded_config(state, "web", secrets)
+
+
 def test_a_recorded_configuration_holds_secrets_by_reference_only() -> None:
     secrets = Secrets({"PW": "p$w", "TOKEN": "t0ken-1"}, SecretPolicy(frozenset({"API_KEY"})))
     service = {
@@ -106,12 +118,52 @@ def test_a_recorded_configuration_holds_secrets_by_reference_only() -> None:
         "image": "reg/web:1.0",
         "labels": {"team": "x", "dev.deployer.fingerprint": "{}"},
     }
+    written = {
+        "command": ["app", "--token", "${TOKEN:?}"],
+        "environment": {"DSN": "db://u:$PW@db", "PW": "${PW}", "API_KEY": "from-env-file"},
+        "image": "reg/web:1.0",
+    }
 
-    assert recorded_config(service, secrets) == {
+    assert recorded(service, written, secrets) == {
         "command": ["app", "--token", "${TOKEN}"],
         "environment": {"DSN": "db://u:${PW}@db", "PW": "${PW}", "API_KEY": "***", "A": "1"},
         "image": "reg/web:1.0",
         "labels": {"team": "x"},
+    }
+
+
+def test_a_weak_secret_is_a_reference_only_where_the_compose_file_refers_to_it() -> None:
+    """Issue 18, 6: with `PW=postgres`, the volume's target and the user stay as written (a
+    rotated password must not move them); only the values that refer to PW become `${PW}`."""
+    secrets = Secrets({"PW": "postgres"})
+    service = {
+        "environment": {"POSTGRES_PASSWORD": "postgres", "URL": "pg://postgres:postgres@db"},
+        "user": "postgres",
+        "volumes": [{"type": "volume", "source": "data", "target": "/var/lib/postgresql/data"}],
+        "ports": [{"target": 5432, "published": "5432"}],
+        "healthcheck": {"test": ["CMD", "pg_isready", "-U", "postgres"]},
+    }
+    written = {
+        "environment": {"POSTGRES_PASSWORD": "${PW}", "URL": "pg://postgres:${PW}@db"},
+        "user": "postgres",
+        "volumes": [{"type": "volume", "source": "data", "target": "/var/lib/postgresql/data"}],
+        "ports": ["${PORT:-5432}:5432"],  # parsed by Compose only once interpolated
+        "healthcheck": {"test": ["CMD", "pg_isready", "-U", "postgres"]},
+    }
+
+    assert recorded(service, written, secrets) == {
+        "environment": {"POSTGRES_PASSWORD": "${PW}", "URL": "pg://postgres:${PW}@db"},
+        "user": "postgres",
+        "volumes": [{"type": "volume", "source": "data", "target": "/var/lib/postgresql/data"}],
+        "ports": [{"target": 5432, "published": "5432"}],
+        "healthcheck": {"test": ["CMD", "pg_isready", "-U", "postgres"]},
+    }
+    # Where the source is not known (a model recorded without it), only an exact value.
+    assert recorded(service, None, secrets) == {
+        **service,
+        "environment": {"POSTGRES_PASSWORD": "${PW}", "URL": "pg://postgres:postgres@db"},
+        "user": "${PW}",
+        "healthcheck": {"test": ["CMD", "pg_isready", "-U", "${PW}"]},
     }
 
 

@@ -42,8 +42,8 @@ UP_FAILED = (
 
 
 def model(command: list[str], log_level: str = "info") -> dict[str, Any]:
-    """The project as Compose resolves it: one service, its secret's value resolved."""
-    environment = {"LOG_LEVEL": log_level, "DB_PASSWORD": "hunter22"}
+    """The project as written: one service, its secret a reference to the variable."""
+    environment = {"LOG_LEVEL": log_level, "DB_PASSWORD": "${DB_PASSWORD}"}
     return {
         "name": "shop",
         "services": {

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Sequence
 from typing import Any
 
@@ -10,7 +9,7 @@ from deployer.cli.render.table import counted, per_host
 from deployer.core.results import HostOutcome
 from deployer.core.variables import Redactor
 from deployer.state.lock import Lock, held_note
-from deployer.state.store import iso
+from deployer.state.store import iso, this_machine
 
 
 def lock_document(environment: str, lock: Lock | None, stale: str | None) -> dict[str, Any]:
@@ -75,7 +74,7 @@ def lock_text(
     state = (
         f"STALE ({stale}); break it with `deploy lock release {environment} --force`"
         if stale
-        else held_note(lock, here or socket.gethostname())
+        else held_note(lock, here or this_machine())
     )
     return (
         f"{where}: locked by {lock.describe()} since {iso(lock.since)}: {lock.reason}\n"

@@ -86,7 +86,7 @@ def running_services(
             continue
         pinned = pinned_reference(container.image, container.image_id, observed.digests)
         configs = (
-            recorded_config(state.model["services"][container.service], secrets)
+            recorded_config(state, container.service, secrets)
             for state in states
             if container.service in state.services
             and state.services[container.service].fingerprint == container.fingerprint

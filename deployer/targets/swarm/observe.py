@@ -153,7 +153,7 @@ def stack_services(
         digest = service.digest or ""
         pinned = ImageReference.parse(service.image).pinned(digest) if digest else service.image
         configs = (
-            recorded_config(state.model["services"][name], secrets)
+            recorded_config(state, name, secrets)
             for state, prints in fingerprints
             if prints.get(name) is not None and prints.get(name) == service.fingerprint
         )
