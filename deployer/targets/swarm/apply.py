@@ -20,15 +20,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from deployer.core.command import Command, Completed
-from deployer.core.errors import Interrupted, SwarmServiceError
+from deployer.core.errors import DeployerError, Interrupted, SwarmServiceError
 from deployer.core.observed import ObservedService, ObservedStack
 from deployer.core.plan import Plan
 from deployer.core.progress import Progress
 from deployer.core.results import SwarmApplied
 from deployer.infra.engine import EngineClient
 from deployer.infra.registry import Login
-from deployer.targets.swarm.commands import service_remove
-from deployer.targets.swarm.observe import read_stack
+from deployer.targets.swarm.commands import files_remove, service_remove
+from deployer.targets.swarm.observe import mounted_files, read_stack
 from deployer.targets.swarm.stack import StackFile, stack_deploy
 
 POLL_SECONDS = 1.0
@@ -103,12 +103,50 @@ def apply(
     removing = removed_services(plan)
     if removing:
         run(service_remove(engine, project, removing))
+    remove_unused_files(client, project, stack, run, progress)
     return SwarmApplied(
         plan,
         time.monotonic() - started,
         tuple(observed.services[s] for s in deploying if s in observed.services),
         tuple(unavailable),
     )
+
+
+def remove_unused_files(
+    client: EngineClient,
+    project: str,
+    stack: StackFile,
+    run: Callable[[Command], Completed],
+    progress: Progress,
+) -> None:
+    """Remove the stack's configs and secrets that no service mounts any more, nor would roll
+    back to (an older content of a file, one the spec no longer declares); failing to tidy up
+    is said, never fatal."""
+    unused = unused_files(client.stack_files(project), client.stack_services(project), stack)
+    for kind, names in sorted(unused.items()):
+        try:
+            run(files_remove(client.engine, kind, names))
+        except DeployerError as e:
+            progress.done(kind, f"note: unused {kind} not removed: {e.message}")
+            continue
+        progress.done(kind, f"removed unused {kind}: {', '.join(names)}")
+
+
+def unused_files(
+    listed: Sequence[tuple[str, str]], services: Sequence[Mapping[str, Any]], stack: StackFile
+) -> dict[str, list[str]]:
+    """Of the stack's configs and secrets (kind, name), per kind those that neither the stack
+    file declares nor any service's spec or previous spec (Swarm's rollback target) mounts."""
+    used: set[str] = set()
+    for service in services:
+        for spec in (service.get("Spec"), service.get("PreviousSpec")):
+            used |= mounted_files(spec or {})
+    unused: dict[str, list[str]] = {}
+    for kind, name in sorted(listed):
+        declared = {entry.get("name") for entry in (stack.document.get(kind) or {}).values()}
+        if name not in used and name not in declared:
+            unused.setdefault(kind, []).append(name)
+    return unused
 
 
 def unavailable_nodes(nodes: Sequence[Mapping[str, Any]]) -> list[str]:

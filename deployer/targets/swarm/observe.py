@@ -86,7 +86,16 @@ def _service(
         update_message=update.get("Message", ""),
         tasks=tuple(current),
         last_error=errors[0] if errors else "",
+        file_names=mounted_files(spec),
     )
+
+
+def mounted_files(spec: Mapping[str, Any]) -> frozenset[str]:
+    """The names of the configs and secrets a service spec mounts."""
+    container = (spec.get("TaskTemplate") or {}).get("ContainerSpec") or {}
+    configs = (c.get("ConfigName", "") for c in container.get("Configs") or [])
+    secrets = (s.get("SecretName", "") for s in container.get("Secrets") or [])
+    return frozenset([*configs, *secrets]) - {""}
 
 
 def _task(

@@ -9,18 +9,23 @@ back), remove (a service of the stack the file no longer declares: `--prune` rem
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
 from deployer.core.observed import ObservedService, ObservedStack
 from deployer.core.plan import Change, Plan, image_change
 from deployer.targets.swarm.stack import (
+    CONTENT_DIGEST_LENGTH,
+    FILE_KINDS,
     StackFile,
     key_fingerprints,
     service_fingerprint,
     without_fingerprint,
 )
 
+# A name of a file's content, after the name it is made from.
+_CONTENT_NAME = re.compile(rf"_[0-9a-f]{{{CONTENT_DIGEST_LENGTH}}}")
 ACTIONS = ("create", "update", "converge", "remove")
 # UpdateStatus states that leave a service not as deployed (Swarm's own words). A rolled back
 # service is back on its previous spec: in sync if that is what the spec declares.
@@ -36,7 +41,7 @@ def plan(environment: str, stack: StackFile, observed: ObservedStack) -> Plan:
         if running is None:
             changes.append(Change(name, "create", ("not on the swarm",)))
             continue
-        causes = _update_causes(service, running)
+        causes = _update_causes(stack, service, running)
         if causes:
             changes.append(Change(name, "update", tuple(causes)))
         warnings = _convergence(running)
@@ -48,7 +53,9 @@ def plan(environment: str, stack: StackFile, observed: ObservedStack) -> Plan:
     return Plan(environment, observed.project, tuple(changes))
 
 
-def _update_causes(service: Mapping[str, Any], running: ObservedService) -> list[str]:
+def _update_causes(
+    stack: StackFile, service: Mapping[str, Any], running: ObservedService
+) -> list[str]:
     deploy = service.get("deploy") or {}
     desired_fingerprint = service_fingerprint(service)
     causes = []
@@ -64,9 +71,29 @@ def _update_causes(service: Mapping[str, Any], running: ObservedService) -> list
         causes.append(f"replicas {running.replicas} -> {replicas}")
     if not causes and running.fingerprint != desired_fingerprint:
         causes.append("configuration changed")  # written by another version of deployer
+    causes += _file_causes(stack, service, running)
     if causes and running.update_state == _ROLLED_BACK:
         # It runs the spec it had before its last update: that update is still to make.
         causes.append(f"its last update was rolled back ({running.update_message})")
+    return causes
+
+
+def _file_causes(
+    stack: StackFile, service: Mapping[str, Any], running: ObservedService
+) -> list[str]:
+    """The configs and secrets made from files that the service mounts under another name
+    than their content's now: a file that changed is a new config or secret."""
+    causes = []
+    for path, name in sorted(stack.file_names(service).items()):
+        base = name[: -CONTENT_DIGEST_LENGTH - 1]
+        kind, _, key = path.partition(".")
+        said = f"{FILE_KINDS[kind]} {key}: file {stack.files[path]}"
+        if base in running.file_names:  # deployed before its name said its content
+            causes.append(f"{said} mounted by its content's name now")
+        elif name not in running.file_names and any(
+            _CONTENT_NAME.fullmatch(mounted.removeprefix(base)) for mounted in running.file_names
+        ):
+            causes.append(f"{said} changed")
     return causes
 
 

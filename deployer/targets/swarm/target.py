@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 from deployer.compose.resolve import restore_state
 from deployer.core.desired import DesiredState, named_services
@@ -65,6 +66,7 @@ from deployer.targets.swarm.stack import (
     StackFile,
     convert,
     located_issues,
+    named_by_content,
     slow_updates,
     stack_deploy,
 )
@@ -90,9 +92,22 @@ class StackPlan(PlacePlan):
 
 
 def stack_file(desired: DesiredState) -> StackFile:
-    """The stack file of a desired state, with warnings for updates a deploy would not wait
-    for to the end."""
-    return slow_updates(convert(desired.model), desired.wait_timeout)
+    """The stack file of a desired state, its configs and secrets named by their files'
+    content, with warnings for updates a deploy would not wait for to the end."""
+    files = desired.files
+    home = files.paths[0].parent if files.paths else Path.cwd()  # Compose's project folder
+    stack = named_by_content(
+        convert(desired.model),
+        files.project,
+        lambda path: Path(path).read_bytes(),
+        lambda path: shown_path(Path(path), home),
+    )
+    return slow_updates(stack, desired.wait_timeout)
+
+
+def shown_path(path: Path, home: Path) -> str:
+    """A file as the user names it: relative to the project's folder where it is in it."""
+    return str(path.relative_to(home)) if path.is_relative_to(home) else str(path)
 
 
 class SwarmTarget(Place[StackPlan]):
