@@ -8,11 +8,13 @@ from typing import Any
 from deployer.cli.render.plans import plan_text
 from deployer.cli.render.status import swarm_status_document, swarm_status_text
 from deployer.core.observed import ObservedService, ObservedTask
-from deployer.core.plan import Change, Plan
+from deployer.core.plan import Change, MovedTag, Plan
 from deployer.core.status import SwarmStatus
+from deployer.core.variables import Redactor
+from deployer.infra.registry import RegistryDigests
 from deployer.targets.swarm.apply import deployed_services, unused_files
 from deployer.targets.swarm.observe import stack_from
-from deployer.targets.swarm.plan import plan
+from deployer.targets.swarm.plan import plan, tags_to_check
 from deployer.targets.swarm.stack import Finding, StackFile, convert, named_by_content
 
 NODES = [
@@ -147,7 +149,7 @@ def test_a_missing_service_is_created_and_an_unknown_one_has_its_cause() -> None
     )
 
 
-def test_tasks_not_running_and_an_update_left_paused_are_changes() -> None:
+def test_tasks_not_running_and_an_update_left_paused_are_shown_but_no_change_to_make() -> None:
     web, worker = in_sync_services()
     web["ServiceStatus"]["RunningTasks"] = 1
     worker["UpdateStatus"] = {"State": "rollback_paused", "Message": "rollback paused"}
@@ -162,8 +164,9 @@ def test_tasks_not_running_and_an_update_left_paused_are_changes() -> None:
         ),
         Change("worker", "converge", ("update rollback_paused: rollback paused",)),
     )
+    assert the_plan.in_sync is True
     assert plan_text(the_plan) == (
-        "production (project shop): 2 changes\n"
+        "production (project shop): in sync, nothing to change; Swarm has not converged\n"
         "SERVICE  ACTION    CAUSE\n"
         "web      converge  1/2 tasks running\n"
         "                   last task error: No such image: reg/web:1\n"
@@ -197,7 +200,7 @@ def test_status_per_service_and_per_task() -> None:
     status = SwarmStatus("production", stack, plan("production", convert(MODEL), stack))
     assert status.healthy is False
     assert swarm_status_text(status) == (
-        "production (stack shop): NOT healthy, NOT in sync (see `deploy diff`)\n"
+        "production (stack shop): NOT healthy, in sync\n"
         "SERVICE  RUNNING  IMAGE         DIGEST        UPDATE  NODE  STATE      HEALTH  SINCE\n"
         "web      1/2      reg/web:1     abababababab  -       dh4   running    -       2026-11-28T17:01:00Z\n"
         "                                                      dh5   preparing  -       2026-11-28T17:02:00Z\n"
@@ -224,7 +227,7 @@ def test_status_per_service_and_per_task() -> None:
             }
         ],
     }
-    assert (document["in_sync"], document["healthy"]) == (False, False)
+    assert (document["in_sync"], document["healthy"]) == (True, False)
 
 
 # Configs and secrets made from files, named by their content.
@@ -338,3 +341,34 @@ def test_unused_configs_and_secrets_are_those_no_spec_nor_previous_spec_mounts()
         "configs": ["shop_app_conf_0000000000"],
         "secrets": ["shop_old"],
     }
+
+
+def test_a_tag_that_moved_in_the_registry_updates_the_services_pinned_to_its_old_digest() -> None:
+    on_swarm = stack_from("shop", in_sync_services(), [], NODES)
+    stack = convert(MODEL)
+    assert tags_to_check(stack, on_swarm) == ["reg/web:1", "reg/worker:1"]
+    new = "sha256:" + "cd" * 32
+    registry = RegistryDigests({"reg/web:1": new, "reg/worker:1": DIGEST})
+    the_plan = plan("production", stack, on_swarm, registry)
+    cause = "tag 1 moved: sha256:abababababab -> sha256:cdcdcdcdcdcd"
+    assert the_plan.changes == (Change("web", "update", (cause,)),)
+    assert the_plan.moved == (MovedTag("web", "reg/web:1", DIGEST, new),)
+    # A service pinned by digest in the compose file has no tag to move.
+    pinned: dict[str, Any] = {"services": {"web": {"image": f"reg/web:1@{DIGEST}"}}}
+    assert tags_to_check(convert(pinned), stack_from("shop", [deployed(pinned, "web")], [], NODES)) == []  # fmt: skip
+
+
+def test_swarm_words_are_masked_at_their_source() -> None:
+    web, worker = in_sync_services()
+    web["ServiceStatus"]["RunningTasks"] = 1
+    web["UpdateStatus"] = {"State": "paused", "Message": "paused: s3cret-canary in the way"}
+    tasks = [task("web", 1, "n4", "rejected", Err="bind source /srv/s3cret-canary missing")]
+    redact = Redactor()
+    redact.add(["s3cret-canary"])
+    observed = stack_from("shop", [web, worker], tasks, NODES, redact)
+    service = observed.services["web"]
+    assert (service.update_message, service.last_error, service.tasks[0].error) == (
+        "paused: *** in the way",
+        "bind source /srv/*** missing",
+        "bind source /srv/*** missing",
+    )

@@ -28,7 +28,7 @@ from deployer.core.results import SwarmApplied
 from deployer.infra.engine import EngineClient
 from deployer.infra.registry import Login
 from deployer.targets.swarm.commands import files_remove, service_remove
-from deployer.targets.swarm.observe import mounted_files, read_stack
+from deployer.targets.swarm.observe import Mask, mounted_files, read_stack
 from deployer.targets.swarm.stack import StackFile, stack_deploy
 
 POLL_SECONDS = 1.0
@@ -79,6 +79,7 @@ def apply(
     progress: Progress,
     login: Login | None,
     timeout: float,
+    redact: Mask,
 ) -> SwarmApplied:
     """Deploy the plan's created and updated services, remove its removed ones, and wait until
     the deployed ones have converged (SwarmServiceError when one does not)."""
@@ -98,7 +99,7 @@ def apply(
             command = stack_deploy(project, engine, partial, login is not None, prune=False)
             run(command.with_env(config))
     with Interrupted.leaving(f"stopped while waiting: Swarm goes on updating; {left}"):
-        observed = wait(client, project, deploying, timeout, progress)
+        observed = wait(client, project, deploying, timeout, progress, redact)
     # Only once the rest has converged: a failed deploy leaves the removed services running.
     removing = removed_services(plan)
     if removing:
@@ -196,6 +197,7 @@ def wait(
     services: Sequence[str],
     timeout: float,
     progress: Progress,
+    redact: Mask,
     accept: frozenset[str] = frozenset({CONVERGED}),
 ) -> ObservedStack:
     """Watch `services` until each has settled in an `accept`ed state; the first that settles
@@ -204,7 +206,7 @@ def wait(
     pending = list(services)
     reasons: dict[str, str] = {}  # the first thing Swarm said went wrong, per service
     while True:
-        observed = read_stack(client, project)
+        observed = read_stack(client, project, redact)
         for name in list(pending):
             service = observed.services.get(name)
             where = convergence(service)
@@ -215,7 +217,7 @@ def wait(
                 continue
             if where.state not in accept:
                 reason = reasons.get(name) or (service.update_message if service else "")
-                raise failure(client, name, service, where, reason)
+                raise failure(client, name, service, where, reason, redact)
             progress.done(name, f"{name}: {where.text}")
             pending.remove(name)
         if not pending:
@@ -226,7 +228,7 @@ def wait(
             late = Convergence(
                 None, f"not converged within {timeout:g}s: {convergence(service).text}"
             )
-            raise failure(client, name, service, late, reasons.get(name, ""))
+            raise failure(client, name, service, late, reasons.get(name, ""), redact)
         time.sleep(POLL_SECONDS)
 
 
@@ -236,10 +238,11 @@ def failure(
     service: ObservedService | None,
     where: Convergence,
     reason: str,
+    redact: Mask,
 ) -> SwarmServiceError:
     """What went wrong with a service: Swarm's words, its tasks' errors, its last log lines."""
     if service is None:
         return SwarmServiceError(name, where.text, "", [], [])
     errors = sorted(({t.error for t in service.tasks} | {service.last_error}) - {""})
-    logs = client.service_logs(service.id, LOG_LINES)
+    logs = [redact(line) for line in client.service_logs(service.id, LOG_LINES)]
     return SwarmServiceError(name, where.text, reason, errors, logs)

@@ -16,7 +16,6 @@ from deployer.core.errors import (
     ConfigIssue,
     DeployerError,
     Interrupted,
-    SwarmNotConvergedError,
     TagNotInRegistryError,
 )
 from deployer.core.observed import ObservedStack
@@ -32,7 +31,7 @@ from deployer.core.results import (
 from deployer.core.status import SwarmStatus
 from deployer.core.variables import Redactor
 from deployer.infra import runner
-from deployer.infra.registry import Login, resolve_digests
+from deployer.infra.registry import Login, RegistryDigests, resolve_digests
 from deployer.state.releases import HostRelease, Release, ServiceRelease, configured
 from deployer.state.store import Store
 from deployer.targets.base import (
@@ -46,6 +45,7 @@ from deployer.targets.base import (
     PlacePlan,
     Teardown,
     Undone,
+    refuse_moved_tags,
 )
 from deployer.targets.swarm import apply as swarm_apply
 from deployer.targets.swarm.commands import (
@@ -61,7 +61,7 @@ from deployer.targets.swarm.observe import (
     stack_leftovers,
     stack_services,
 )
-from deployer.targets.swarm.plan import plan
+from deployer.targets.swarm.plan import plan, tags_to_check
 from deployer.targets.swarm.stack import (
     StackFile,
     convert,
@@ -83,6 +83,7 @@ class StackPlan(PlacePlan):
 
     stack: StackFile
     before: ObservedStack
+    digests: RegistryDigests  # what the registries said of the tags the services run
 
     @property
     def changes_anything(self) -> bool:
@@ -133,6 +134,18 @@ class SwarmTarget(Place[StackPlan]):
     def parts(self) -> Sequence[SwarmTarget]:
         return [self]
 
+    # What is read from the swarm is masked with the secrets the last `resolve` taught (every
+    # command resolves its desired state before it reads the swarm).
+    _redact: Redactor | None = None
+
+    def resolve(self, redact: Redactor) -> DesiredState:
+        self._redact = redact
+        return super().resolve(redact)
+
+    @property
+    def redact(self) -> Redactor:
+        return self._redact or Redactor()
+
     def store(self, reading: bool = False) -> Store:
         return self.env.outside.swarm_store(self.client, self.env.project)
 
@@ -149,24 +162,33 @@ class SwarmTarget(Place[StackPlan]):
         self, desired: Callable[[], DesiredState], redact: Redactor, check: Check
     ) -> StackPlan:
         try:
-            observed = observe_stack(self.client, self.env.project)
+            observed = observe_stack(self.client, self.env.project, redact)
         except DeployerError:
             desired()  # a problem in the spec is reported before one with the swarm
             raise
         resolved = desired()
         stack, _ = self.stack(resolved)
-        return StackPlan(self.host, plan(self.env.name, stack, observed), resolved, stack, observed)
+        digests = RegistryDigests()
+        if check is not Check.SKIP:
+            images = tags_to_check(stack, observed)
+            login = self.env.login(images, redact) if images else None
+            digests = resolve_digests(self.client, images, login)
+            if check is Check.STRICT and digests.failures:
+                raise next(iter(sorted(digests.failures.items())))[1]
+        the_plan = plan(self.env.name, stack, observed, digests)
+        refuse_moved_tags(self.env, the_plan)
+        return StackPlan(self.host, the_plan, resolved, stack, observed, digests)
 
     def replan(self, planned: StackPlan, redact: Redactor) -> StackPlan:
-        observed = observe_stack(self.client, self.env.project)
-        the_plan = plan(self.env.name, planned.stack, observed)
+        """Against the swarm now; what the registries said a moment ago stands."""
+        observed = observe_stack(self.client, self.env.project, redact)
+        the_plan = plan(self.env.name, planned.stack, observed, planned.digests)
         return replace(planned, plan=the_plan, before=observed)
 
     def unchanged(self, planned: StackPlan) -> Plan:
-        """In sync: the plan. Services that have not converged (tasks down, an update paused)
-        are Swarm's to fix, or a deploy's once something changes: an error, not a success."""
-        if planned.plan.changes:
-            raise SwarmNotConvergedError(planned.plan.environment, planned.plan.lines())
+        """In sync: the plan, with the services that have not converged (tasks down, an update
+        paused), which are Swarm's to fix and not a change to make (`deploy diff` exits 0 on
+        them too; `deploy status` exits 1)."""
         return planned.plan
 
     def prepare(self, planned: StackPlan, redact: Redactor) -> Login | None:
@@ -194,6 +216,7 @@ class SwarmTarget(Place[StackPlan]):
                 progress,
                 login,
                 planned.desired.wait_timeout,
+                self.redact,
             )
         except DeployerError as failure:
             # Whether a service changed is read by the undo, service by service.
@@ -206,7 +229,7 @@ class SwarmTarget(Place[StackPlan]):
         left as they are, and so is one whose own rollback Swarm paused. A service that cannot
         be put back does not stop the others: its error is raised once they are."""
         project, engine, run = self.env.project, self.engine, self.env.outside.run
-        observed = observe_stack(self.client, project)
+        observed = observe_stack(self.client, project, self.redact)
         undone, rolling, failures = [], [], []
         for name in swarm_apply.deployed_services(planned.plan):
             service, earlier = observed.services.get(name), planned.before.services.get(name)
@@ -227,7 +250,13 @@ class SwarmTarget(Place[StackPlan]):
         accepted = frozenset({swarm_apply.CONVERGED, swarm_apply.ROLLED_BACK})
         with Interrupted.leaving(f"stopped while waiting for the rollback of {', '.join(rolling)}"):
             swarm_apply.wait(
-                self.client, project, rolling, planned.desired.wait_timeout, progress, accepted
+                self.client,
+                project,
+                rolling,
+                planned.desired.wait_timeout,
+                progress,
+                self.redact,
+                accepted,
             )
         if failures:
             raise failures[0]
@@ -240,7 +269,7 @@ class SwarmTarget(Place[StackPlan]):
         releases: Sequence[Release],
         redact: Redactor,
     ) -> tuple[dict[str, ServiceRelease], list[HostRelease]]:
-        on_swarm = observe_stack(self.client, self.env.project)
+        on_swarm = observe_stack(self.client, self.env.project, redact)
         services = stack_services(on_swarm, states, self.env.secrets)
         return configured(services, releases, self.host), []
 
@@ -260,11 +289,10 @@ class SwarmTarget(Place[StackPlan]):
 
     # Reading
     def diff(self, redact: Redactor) -> Diff:
+        with self.resolving(redact) as desired:
+            planned = self.plan(desired, redact, Check.WARN)
         return Diff(
-            self.env.name,
-            self.env.project,
-            (HostOutcome(self.host, self.status(redact).plan),),
-            by_host=False,
+            self.env.name, self.env.project, (HostOutcome(self.host, planned.plan),), by_host=False
         )
 
     def status(self, redact: Redactor) -> SwarmStatus:
@@ -285,7 +313,7 @@ class SwarmTarget(Place[StackPlan]):
         desired = self.resolve(redact)  # also teaches `redact` their secrets
         wanted = named_services(desired, services)
         name, project = self.env.name, self.env.project
-        on_swarm = observe_stack(self.client, project).services
+        on_swarm = observe_stack(self.client, project, redact).services
         absent = sorted(set(services) - set(on_swarm))
         if absent:
             them = "them" if len(absent) > 1 else "it"
@@ -321,7 +349,9 @@ class SwarmTarget(Place[StackPlan]):
         for name in services:
             self.env.outside.run(service_restart(self.engine, project, name))
         with Interrupted.leaving("stopped while waiting: Swarm goes on restarting"):
-            after = swarm_apply.wait(self.client, project, services, desired.wait_timeout, progress)
+            after = swarm_apply.wait(
+                self.client, project, services, desired.wait_timeout, progress, self.redact
+            )
         changes = tuple(Change(n, "restart", ("forced update",)) for n in services)
         return SwarmApplied(
             Plan(self.env.name, project, changes),
@@ -332,7 +362,7 @@ class SwarmTarget(Place[StackPlan]):
 
     def teardown(self, volumes: bool, several: bool) -> Teardown:
         project = self.env.project
-        removed = sorted(observe_stack(self.client, project).services)
+        removed = sorted(observe_stack(self.client, project, self.redact).services)
         return Teardown(
             f"Remove the stack {project} of {self.env.name}, its services and networks?",
             [f"service {s} removed" for s in removed],
