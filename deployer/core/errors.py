@@ -366,17 +366,6 @@ class TagNotInRegistryError(DeployerError):
         )
 
 
-class SwarmNotConvergedError(DeployerError):
-    """A swarm deploy with nothing to change while services have not converged."""
-
-    def __init__(self, environment: str, not_converged: Sequence[str]) -> None:
-        self.environment, self.not_converged = environment, list(not_converged)
-        super().__init__(
-            f"{environment}: nothing to deploy, but the swarm has not converged: "
-            f"{'; '.join(self.not_converged)} (`deploy status {environment}` shows the tasks)"
-        )
-
-
 class SwarmServiceError(DeployerError):
     """A service of a swarm deploy that did not converge: rolled back or paused by Swarm, or
     still not there when the wait ran out."""

@@ -107,6 +107,8 @@ class ObservedService:
     update_message: str
     tasks: tuple[ObservedTask, ...]  # the current ones, by slot and node
     last_error: str  # the newest error of any of its tasks, old ones included
+    # The names of the configs and secrets its spec mounts (a file's are named by its content).
+    file_names: frozenset[str] = frozenset()
 
     @property
     def requested_image(self) -> str:

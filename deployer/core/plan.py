@@ -10,6 +10,9 @@ from deployer.core.reference import ImageReference, is_image_id
 # The order actions are listed (and carried out) in, for one service.
 ACTIONS = ("pull", "create", "recreate", "start", "scale", "remove")
 UP_ACTIONS = frozenset({"create", "recreate", "start", "scale"})
+# Not a change to make: a swarm service still on its way to the spec it was given (Swarm's to
+# finish, or the next deploy's), shown with the plan.
+CONVERGE = "converge"
 
 
 @dataclass(frozen=True)
@@ -31,7 +34,9 @@ class Plan:
 
     @property
     def in_sync(self) -> bool:
-        return not self.changes
+        """Nothing to change: `deploy diff` exits 0, `deploy` changes nothing (a service still
+        converging is not a change to make)."""
+        return all(c.action == CONVERGE for c in self.changes)
 
     @property
     def pulls(self) -> list[str]:

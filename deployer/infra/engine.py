@@ -221,6 +221,17 @@ class EngineClient:
         with self._errors():
             return self._api.networks(filters={"label": f"{STACK_LABEL}={project}"})  # type: ignore[no-any-return]
 
+    def stack_files(self, project: str) -> list[tuple[str, str]]:
+        """The configs and secrets of the stack `project` (stack deploy labels them as its
+        services): ("configs" or "secrets", name) each."""
+        label = {"label": f"{STACK_LABEL}={project}"}
+        with self._errors():
+            configs = self._api.configs(filters=label)  # type: ignore[no-untyped-call]
+            secrets = self._api.secrets(filters=label)
+        return [("configs", c["Spec"]["Name"]) for c in configs] + [
+            ("secrets", s["Spec"]["Name"]) for s in secrets
+        ]
+
     def service_tasks(self, service_ids: list[str]) -> list[dict[str, Any]]:
         """The tasks of these services, old ones too (Swarm keeps a few per slot)."""
         if not service_ids:

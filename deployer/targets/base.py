@@ -24,7 +24,13 @@ from deployer.compose.project import docker_login
 from deployer.compose.resolve import resolve, secret_values
 from deployer.core.command import Runner
 from deployer.core.desired import DesiredState
-from deployer.core.errors import ConfigIssue, DeployerError, RolledBackError, UnsupportedError
+from deployer.core.errors import (
+    ConfigIssue,
+    DeployerError,
+    RolledBackError,
+    TagMovedError,
+    UnsupportedError,
+)
 from deployer.core.plan import Plan
 from deployer.core.progress import Progress
 from deployer.core.results import (
@@ -125,6 +131,21 @@ class Capabilities:
 
     def refusal(self, capability: str) -> UnsupportedError:
         return UnsupportedError(capability, self.missing[capability])
+
+
+def refuse_moved_tags(env: Environment, the_plan: Plan) -> None:
+    """A tag that moved in its registry is an error where the environment's tags are immutable
+    (`deploy.immutable_tags`)."""
+    if env.spec.immutable_tags and the_plan.moved:
+        moved = the_plan.moved[0]
+        raise TagMovedError(
+            moved.image,
+            moved.tag,
+            moved.old,
+            moved.new,
+            f"{env.name} has immutable tags (deploy.immutable_tags): nothing changed; "
+            "deploy a new tag, or pin the digest to run (image: repo:tag@sha256:...)",
+        )
 
 
 class Check(Enum):

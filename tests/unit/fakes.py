@@ -459,6 +459,9 @@ class FakeSwarm:
             found.append(raw)
         return found
 
+    def stack_files(self, project: str) -> list[tuple[str, str]]:
+        return []
+
     def service_tasks(self, service_ids: list[str]) -> list[dict[str, Any]]:
         tasks = []
         for service in self.services.values():

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from deployer.cli.render.plans import plan_text
 from deployer.cli.render.status import swarm_status_document, swarm_status_text
 from deployer.core.observed import ObservedService, ObservedTask
-from deployer.core.plan import Change, Plan
+from deployer.core.plan import Change, MovedTag, Plan
 from deployer.core.status import SwarmStatus
+from deployer.core.variables import Redactor
+from deployer.infra.registry import RegistryDigests
+from deployer.targets.swarm.apply import deployed_services, unused_files
 from deployer.targets.swarm.observe import stack_from
-from deployer.targets.swarm.plan import plan
-from deployer.targets.swarm.stack import convert
+from deployer.targets.swarm.plan import plan, tags_to_check
+from deployer.targets.swarm.stack import Finding, StackFile, convert, named_by_content
 
 NODES = [
     {"ID": "n4", "Description": {"Hostname": "dh4"}},
@@ -145,7 +149,7 @@ def test_a_missing_service_is_created_and_an_unknown_one_has_its_cause() -> None
     )
 
 
-def test_tasks_not_running_and_an_update_left_paused_are_changes() -> None:
+def test_tasks_not_running_and_an_update_left_paused_are_shown_but_no_change_to_make() -> None:
     web, worker = in_sync_services()
     web["ServiceStatus"]["RunningTasks"] = 1
     worker["UpdateStatus"] = {"State": "rollback_paused", "Message": "rollback paused"}
@@ -160,8 +164,9 @@ def test_tasks_not_running_and_an_update_left_paused_are_changes() -> None:
         ),
         Change("worker", "converge", ("update rollback_paused: rollback paused",)),
     )
+    assert the_plan.in_sync is True
     assert plan_text(the_plan) == (
-        "production (project shop): 2 changes\n"
+        "production (project shop): in sync, nothing to change; Swarm has not converged\n"
         "SERVICE  ACTION    CAUSE\n"
         "web      converge  1/2 tasks running\n"
         "                   last task error: No such image: reg/web:1\n"
@@ -195,7 +200,7 @@ def test_status_per_service_and_per_task() -> None:
     status = SwarmStatus("production", stack, plan("production", convert(MODEL), stack))
     assert status.healthy is False
     assert swarm_status_text(status) == (
-        "production (stack shop): NOT healthy, NOT in sync (see `deploy diff`)\n"
+        "production (stack shop): NOT healthy, in sync\n"
         "SERVICE  RUNNING  IMAGE         DIGEST        UPDATE  NODE  STATE      HEALTH  SINCE\n"
         "web      1/2      reg/web:1     abababababab  -       dh4   running    -       2026-11-28T17:01:00Z\n"
         "                                                      dh5   preparing  -       2026-11-28T17:02:00Z\n"
@@ -222,4 +227,148 @@ def test_status_per_service_and_per_task() -> None:
             }
         ],
     }
-    assert (document["in_sync"], document["healthy"]) == (False, False)
+    assert (document["in_sync"], document["healthy"]) == (True, False)
+
+
+# Configs and secrets made from files, named by their content.
+FILES_MODEL: dict[str, Any] = {
+    "name": "shop",
+    "services": {
+        "web": {
+            "image": "reg/web:1",
+            "configs": [{"source": "app_conf", "target": "/etc/app.conf"}],
+            "secrets": [{"source": "key", "target": "/run/secrets/key"}],
+        },
+        "worker": {"image": "reg/worker:1"},
+    },
+    "configs": {"app_conf": {"name": "shop_app_conf", "file": "/srv/shop/conf/app.conf"}},
+    "secrets": {
+        "key": {"file": "/srv/shop/key.txt"},
+        "outside": {"name": "shared_key", "external": True},
+    },
+}
+V1 = {"/srv/shop/conf/app.conf": b"a = 1\n", "/srv/shop/key.txt": b"k1"}
+
+
+def files_stack(contents: dict[str, bytes]) -> StackFile:
+    def read(path: str) -> bytes:
+        if path not in contents:
+            raise FileNotFoundError(2, "No such file or directory")
+        return contents[path]
+
+    return named_by_content(
+        convert(FILES_MODEL), "shop", read, lambda path: path.removeprefix("/srv/shop/")
+    )
+
+
+def mounting(stack: StackFile) -> list[dict[str, Any]]:
+    """web and worker as stack deploy of `stack` leaves them: web mounts its config and secret."""
+    web, worker = deployed(FILES_MODEL, "web"), deployed(FILES_MODEL, "worker")
+    container = web["Spec"]["TaskTemplate"]["ContainerSpec"]
+    container["Configs"] = [{"ConfigName": stack.document["configs"]["app_conf"]["name"]}]
+    container["Secrets"] = [{"SecretName": stack.document["secrets"]["key"]["name"]}]
+    return [web, worker]
+
+
+def test_configs_and_secrets_from_files_are_named_by_their_content() -> None:
+    stack = files_stack(V1)
+    config, key = hashlib.sha256(b"a = 1\n").hexdigest(), hashlib.sha256(b"k1").hexdigest()
+    assert stack.document["configs"] == {
+        "app_conf": {"name": f"shop_app_conf_{config[:10]}", "file": "/srv/shop/conf/app.conf"}
+    }
+    assert stack.document["secrets"] == {
+        "key": {"name": f"shop_key_{key[:10]}", "file": "/srv/shop/key.txt"},
+        "outside": {"name": "shared_key", "external": True},
+    }
+    assert stack.files == {"configs.app_conf": "conf/app.conf", "secrets.key": "key.txt"}
+    assert stack.findings == ()
+    # A file that cannot be read, and a name too long for Swarm with its digest, are refused.
+    long_name: dict[str, Any] = {**FILES_MODEL, "configs": {"app_conf": {"name": "n" * 60, "file": "/srv/shop/conf/app.conf"}}}  # fmt: skip
+    refused = named_by_content(convert(long_name), "shop", lambda path: b"", str)
+    assert refused.findings == (
+        Finding(
+            "configs.app_conf.name",
+            f"{'n' * 60}_{hashlib.sha256(b'').hexdigest()[:10]} is longer than the 64 characters "
+            "Swarm allows a config's name (with the digest of its content): give it a shorter name",
+            True,
+        ),
+    )
+    assert files_stack({}).findings == (
+        Finding(
+            "configs.app_conf.file",
+            "cannot read /srv/shop/conf/app.conf: No such file or directory",
+            True,
+        ),
+        Finding("secrets.key.file", "cannot read /srv/shop/key.txt: No such file or directory", True),
+    )  # fmt: skip
+
+
+def test_a_changed_file_updates_the_services_that_mount_it_naming_the_file() -> None:
+    before = files_stack(V1)
+    on_swarm = stack_from("shop", mounting(before), [], NODES)
+    assert plan("production", before, on_swarm).changes == ()
+    after = files_stack({**V1, "/srv/shop/conf/app.conf": b"a = 2\n"})
+    the_plan = plan("production", after, on_swarm)
+    assert the_plan.changes == (
+        Change("web", "update", ("config app_conf: file conf/app.conf changed",)),
+    )
+    assert deployed_services(the_plan) == ["web"]
+    # Deployed before names said the content: the same name without its digest.
+    older = mounting(before)
+    older[0]["Spec"]["TaskTemplate"]["ContainerSpec"]["Configs"] = [{"ConfigName": "shop_app_conf"}]
+    assert plan("production", before, stack_from("shop", older, [], NODES)).changes == (
+        Change(
+            "web",
+            "update",
+            ("config app_conf: file conf/app.conf mounted by its content's name now",),
+        ),
+    )
+
+
+def test_unused_configs_and_secrets_are_those_no_spec_nor_previous_spec_mounts() -> None:
+    stack = files_stack({**V1, "/srv/shop/conf/app.conf": b"a = 3\n"})
+    current = stack.document["configs"]["app_conf"]["name"]
+    web, worker = mounting(files_stack({**V1, "/srv/shop/conf/app.conf": b"a = 2\n"}))
+    web["PreviousSpec"] = mounting(files_stack(V1))[0]["Spec"]
+    second, first = (
+        mounted["Spec"]["TaskTemplate"]["ContainerSpec"]["Configs"][0]["ConfigName"]
+        for mounted in (web, {"Spec": web["PreviousSpec"]})
+    )
+    listed = [
+        ("configs", name) for name in ("shop_app_conf_0000000000", first, second, current)
+    ] + [("secrets", stack.document["secrets"]["key"]["name"]), ("secrets", "shop_old")]
+    assert unused_files(listed, [web, worker], stack) == {
+        "configs": ["shop_app_conf_0000000000"],
+        "secrets": ["shop_old"],
+    }
+
+
+def test_a_tag_that_moved_in_the_registry_updates_the_services_pinned_to_its_old_digest() -> None:
+    on_swarm = stack_from("shop", in_sync_services(), [], NODES)
+    stack = convert(MODEL)
+    assert tags_to_check(stack, on_swarm) == ["reg/web:1", "reg/worker:1"]
+    new = "sha256:" + "cd" * 32
+    registry = RegistryDigests({"reg/web:1": new, "reg/worker:1": DIGEST})
+    the_plan = plan("production", stack, on_swarm, registry)
+    cause = "tag 1 moved: sha256:abababababab -> sha256:cdcdcdcdcdcd"
+    assert the_plan.changes == (Change("web", "update", (cause,)),)
+    assert the_plan.moved == (MovedTag("web", "reg/web:1", DIGEST, new),)
+    # A service pinned by digest in the compose file has no tag to move.
+    pinned: dict[str, Any] = {"services": {"web": {"image": f"reg/web:1@{DIGEST}"}}}
+    assert tags_to_check(convert(pinned), stack_from("shop", [deployed(pinned, "web")], [], NODES)) == []  # fmt: skip
+
+
+def test_swarm_words_are_masked_at_their_source() -> None:
+    web, worker = in_sync_services()
+    web["ServiceStatus"]["RunningTasks"] = 1
+    web["UpdateStatus"] = {"State": "paused", "Message": "paused: s3cret-canary in the way"}
+    tasks = [task("web", 1, "n4", "rejected", Err="bind source /srv/s3cret-canary missing")]
+    redact = Redactor()
+    redact.add(["s3cret-canary"])
+    observed = stack_from("shop", [web, worker], tasks, NODES, redact)
+    service = observed.services["web"]
+    assert (service.update_message, service.last_error, service.tasks[0].error) == (
+        "paused: *** in the way",
+        "bind source /srv/*** missing",
+        "bind source /srv/*** missing",
+    )

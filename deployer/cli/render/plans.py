@@ -27,13 +27,15 @@ def _plan_fields(plan: Plan) -> dict[str, Any]:
 
 def plan_text(plan: Plan, host: str | None = None) -> str:
     header = heading(plan.environment, plan.project, host)
-    if plan.in_sync:
+    if not plan.changes:
         return f"{header}: in sync, nothing to change"
-    count = len(plan.changes)
     rows = [("SERVICE", "ACTION", "CAUSE")]
     for change in plan.changes:
         for index, cause in enumerate(change.causes or ("",)):
             rows.append((change.service, change.action, cause) if index == 0 else ("", "", cause))
+    if plan.in_sync:
+        return f"{header}: in sync, nothing to change; Swarm has not converged\n" + table(rows)
+    count = len(plan.changes)
     return f"{header}: {count} change{'s' if count != 1 else ''}\n" + table(rows)
 
 

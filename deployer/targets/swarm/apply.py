@@ -20,15 +20,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from deployer.core.command import Command, Completed
-from deployer.core.errors import Interrupted, SwarmServiceError
+from deployer.core.errors import DeployerError, Interrupted, SwarmServiceError
 from deployer.core.observed import ObservedService, ObservedStack
 from deployer.core.plan import Plan
 from deployer.core.progress import Progress
 from deployer.core.results import SwarmApplied
 from deployer.infra.engine import EngineClient
 from deployer.infra.registry import Login
-from deployer.targets.swarm.commands import service_remove
-from deployer.targets.swarm.observe import read_stack
+from deployer.targets.swarm.commands import files_remove, service_remove
+from deployer.targets.swarm.observe import Mask, mounted_files, read_stack
 from deployer.targets.swarm.stack import StackFile, stack_deploy
 
 POLL_SECONDS = 1.0
@@ -79,6 +79,7 @@ def apply(
     progress: Progress,
     login: Login | None,
     timeout: float,
+    redact: Mask,
 ) -> SwarmApplied:
     """Deploy the plan's created and updated services, remove its removed ones, and wait until
     the deployed ones have converged (SwarmServiceError when one does not)."""
@@ -98,17 +99,55 @@ def apply(
             command = stack_deploy(project, engine, partial, login is not None, prune=False)
             run(command.with_env(config))
     with Interrupted.leaving(f"stopped while waiting: Swarm goes on updating; {left}"):
-        observed = wait(client, project, deploying, timeout, progress)
+        observed = wait(client, project, deploying, timeout, progress, redact)
     # Only once the rest has converged: a failed deploy leaves the removed services running.
     removing = removed_services(plan)
     if removing:
         run(service_remove(engine, project, removing))
+    remove_unused_files(client, project, stack, run, progress)
     return SwarmApplied(
         plan,
         time.monotonic() - started,
         tuple(observed.services[s] for s in deploying if s in observed.services),
         tuple(unavailable),
     )
+
+
+def remove_unused_files(
+    client: EngineClient,
+    project: str,
+    stack: StackFile,
+    run: Callable[[Command], Completed],
+    progress: Progress,
+) -> None:
+    """Remove the stack's configs and secrets that no service mounts any more, nor would roll
+    back to (an older content of a file, one the spec no longer declares); failing to tidy up
+    is said, never fatal."""
+    unused = unused_files(client.stack_files(project), client.stack_services(project), stack)
+    for kind, names in sorted(unused.items()):
+        try:
+            run(files_remove(client.engine, kind, names))
+        except DeployerError as e:
+            progress.done(kind, f"note: unused {kind} not removed: {e.message}")
+            continue
+        progress.done(kind, f"removed unused {kind}: {', '.join(names)}")
+
+
+def unused_files(
+    listed: Sequence[tuple[str, str]], services: Sequence[Mapping[str, Any]], stack: StackFile
+) -> dict[str, list[str]]:
+    """Of the stack's configs and secrets (kind, name), per kind those that neither the stack
+    file declares nor any service's spec or previous spec (Swarm's rollback target) mounts."""
+    used: set[str] = set()
+    for service in services:
+        for spec in (service.get("Spec"), service.get("PreviousSpec")):
+            used |= mounted_files(spec or {})
+    unused: dict[str, list[str]] = {}
+    for kind, name in sorted(listed):
+        declared = {entry.get("name") for entry in (stack.document.get(kind) or {}).values()}
+        if name not in used and name not in declared:
+            unused.setdefault(kind, []).append(name)
+    return unused
 
 
 def unavailable_nodes(nodes: Sequence[Mapping[str, Any]]) -> list[str]:
@@ -158,6 +197,7 @@ def wait(
     services: Sequence[str],
     timeout: float,
     progress: Progress,
+    redact: Mask,
     accept: frozenset[str] = frozenset({CONVERGED}),
 ) -> ObservedStack:
     """Watch `services` until each has settled in an `accept`ed state; the first that settles
@@ -166,7 +206,7 @@ def wait(
     pending = list(services)
     reasons: dict[str, str] = {}  # the first thing Swarm said went wrong, per service
     while True:
-        observed = read_stack(client, project)
+        observed = read_stack(client, project, redact)
         for name in list(pending):
             service = observed.services.get(name)
             where = convergence(service)
@@ -177,7 +217,7 @@ def wait(
                 continue
             if where.state not in accept:
                 reason = reasons.get(name) or (service.update_message if service else "")
-                raise failure(client, name, service, where, reason)
+                raise failure(client, name, service, where, reason, redact)
             progress.done(name, f"{name}: {where.text}")
             pending.remove(name)
         if not pending:
@@ -188,7 +228,7 @@ def wait(
             late = Convergence(
                 None, f"not converged within {timeout:g}s: {convergence(service).text}"
             )
-            raise failure(client, name, service, late, reasons.get(name, ""))
+            raise failure(client, name, service, late, reasons.get(name, ""), redact)
         time.sleep(POLL_SECONDS)
 
 
@@ -198,10 +238,11 @@ def failure(
     service: ObservedService | None,
     where: Convergence,
     reason: str,
+    redact: Mask,
 ) -> SwarmServiceError:
     """What went wrong with a service: Swarm's words, its tasks' errors, its last log lines."""
     if service is None:
         return SwarmServiceError(name, where.text, "", [], [])
     errors = sorted(({t.error for t in service.tasks} | {service.last_error}) - {""})
-    logs = client.service_logs(service.id, LOG_LINES)
+    logs = [redact(line) for line in client.service_logs(service.id, LOG_LINES)]
     return SwarmServiceError(name, where.text, reason, errors, logs)

@@ -55,3 +55,8 @@ def service_restart(engine: Engine, project: str, service: str) -> Command:
     """A rolling restart: a forced update replaces every task, as the update_config says."""
     argv = ("docker", "service", "update", "--force", "--detach", "--quiet", f"{project}_{service}")
     return Command(argv, engine.cli_environment())
+
+
+def files_remove(engine: Engine, kind: str, names: Sequence[str]) -> Command:
+    """`docker config rm` or `docker secret rm` (kind: configs, secrets) of these names."""
+    return Command(("docker", kind.removesuffix("s"), "rm", *names), engine.cli_environment())

@@ -7,7 +7,7 @@ engine's answers in, the observed stack out); `observe_stack` asks the engine (d
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from deployer.core.desired import DesiredState
@@ -21,17 +21,21 @@ from deployer.targets.swarm.stack import convert, service_fingerprint
 _LIVE_DESIRED = frozenset({"running", "ready", "accepted"})
 
 
-def observe_stack(client: EngineClient, project: str) -> ObservedStack:
+# Masks the secret values in Swarm's free text (update messages, task errors, log lines).
+Mask = Callable[[str], str]
+
+
+def observe_stack(client: EngineClient, project: str, redact: Mask) -> ObservedStack:
     """The stack as a manager sees it. The engine must be a swarm manager."""
     client.swarm_manager()
-    return read_stack(client, project)
+    return read_stack(client, project, redact)
 
 
-def read_stack(client: EngineClient, project: str) -> ObservedStack:
+def read_stack(client: EngineClient, project: str, redact: Mask) -> ObservedStack:
     """The stack, read from an engine known to be a manager (watching it converge)."""
     services = client.stack_services(project)
     tasks = client.service_tasks(sorted(s["ID"] for s in services))
-    return stack_from(project, services, tasks, client.nodes())
+    return stack_from(project, services, tasks, client.nodes(), redact)
 
 
 def stack_from(
@@ -39,20 +43,27 @@ def stack_from(
     services: list[dict[str, Any]],
     tasks: list[dict[str, Any]],
     nodes: list[dict[str, Any]],
+    redact: Mask = str,
 ) -> ObservedStack:
+    """The observed stack from the engine's answers; Swarm's words (update messages, task
+    errors) masked with `redact`, at their source."""
     hostnames = {n["ID"]: n.get("Description", {}).get("Hostname", "") for n in nodes}
     by_service: dict[str, list[dict[str, Any]]] = {}
     for task in tasks:
         by_service.setdefault(task["ServiceID"], []).append(task)
     observed = {}
     for raw in services:
-        service = _service(project, raw, by_service.get(raw["ID"], []), hostnames)
+        service = _service(project, raw, by_service.get(raw["ID"], []), hostnames, redact)
         observed[service.name] = service
     return ObservedStack(project, dict(sorted(observed.items())))
 
 
 def _service(
-    project: str, raw: dict[str, Any], tasks: list[dict[str, Any]], hostnames: Mapping[str, str]
+    project: str,
+    raw: dict[str, Any],
+    tasks: list[dict[str, Any]],
+    hostnames: Mapping[str, str],
+    redact: Mask,
 ) -> ObservedService:
     spec = raw["Spec"]
     container = spec.get("TaskTemplate", {}).get("ContainerSpec", {})
@@ -63,7 +74,7 @@ def _service(
     template = spec.get("TaskTemplate") or {}
     current = sorted(
         (
-            _task(t, hostnames, checked, template)
+            _task(t, hostnames, checked, template, redact)
             for t in tasks
             if t.get("DesiredState") in _LIVE_DESIRED
         ),
@@ -72,7 +83,7 @@ def _service(
     newest_first = sorted(
         tasks, key=lambda t: t.get("Status", {}).get("Timestamp", ""), reverse=True
     )
-    errors = [_error(t) for t in newest_first if _error(t)]
+    errors = [redact(_error(t)) for t in newest_first if _error(t)]
     return ObservedService(
         name=spec["Name"].removeprefix(f"{project}_"),
         id=raw["ID"],
@@ -83,14 +94,27 @@ def _service(
         running=int(status.get("RunningTasks", 0)),
         desired_tasks=int(status.get("DesiredTasks", 0)),
         update_state=update.get("State"),
-        update_message=update.get("Message", ""),
+        update_message=redact(update.get("Message", "")),
         tasks=tuple(current),
         last_error=errors[0] if errors else "",
+        file_names=mounted_files(spec),
     )
 
 
+def mounted_files(spec: Mapping[str, Any]) -> frozenset[str]:
+    """The names of the configs and secrets a service spec mounts."""
+    container = (spec.get("TaskTemplate") or {}).get("ContainerSpec") or {}
+    configs = (c.get("ConfigName", "") for c in container.get("Configs") or [])
+    secrets = (s.get("SecretName", "") for s in container.get("Secrets") or [])
+    return frozenset([*configs, *secrets]) - {""}
+
+
 def _task(
-    raw: dict[str, Any], hostnames: Mapping[str, str], checked: bool, template: Mapping[str, Any]
+    raw: dict[str, Any],
+    hostnames: Mapping[str, str],
+    checked: bool,
+    template: Mapping[str, Any],
+    redact: Mask,
 ) -> ObservedTask:
     status = raw.get("Status") or {}
     state = status.get("State", "")
@@ -105,7 +129,7 @@ def _task(
         state=state,
         health=health,
         since=status.get("Timestamp", ""),
-        error=_error(raw),
+        error=redact(_error(raw)),
         current=_made_from(raw.get("Spec") or {}, template),
     )
 

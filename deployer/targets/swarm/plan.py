@@ -9,18 +9,25 @@ back), remove (a service of the stack the file no longer declares: `--prune` rem
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
 from deployer.core.observed import ObservedService, ObservedStack
-from deployer.core.plan import Change, Plan, image_change
+from deployer.core.plan import Change, MovedTag, Plan, image_change
+from deployer.core.reference import ImageReference, is_image_id
+from deployer.infra.registry import RegistryDigests
 from deployer.targets.swarm.stack import (
+    CONTENT_DIGEST_LENGTH,
+    FILE_KINDS,
     StackFile,
     key_fingerprints,
     service_fingerprint,
     without_fingerprint,
 )
 
+# A name of a file's content, after the name it is made from.
+_CONTENT_NAME = re.compile(rf"_[0-9a-f]{{{CONTENT_DIGEST_LENGTH}}}")
 ACTIONS = ("create", "update", "converge", "remove")
 # UpdateStatus states that leave a service not as deployed (Swarm's own words). A rolled back
 # service is back on its previous spec: in sync if that is what the spec declares.
@@ -28,15 +35,25 @@ _UNSETTLED = frozenset({"updating", "paused", "rollback_started", "rollback_paus
 _ROLLED_BACK = "rollback_completed"
 
 
-def plan(environment: str, stack: StackFile, observed: ObservedStack) -> Plan:
+def plan(
+    environment: str,
+    stack: StackFile,
+    observed: ObservedStack,
+    registry: RegistryDigests | None = None,
+) -> Plan:
+    """`registry`: the digests the tags of `tags_to_check` point to in their registries now; a
+    service pinned to another digest of its tag is updated to the new one (stack deploy
+    resolves the tag again)."""
+    registry = registry or RegistryDigests()
     declared: Mapping[str, Any] = stack.document.get("services") or {}
+    moved = {m.service: m for m in moved_tags(stack, observed, registry)}
     changes: list[Change] = []
     for name, service in sorted(declared.items()):
         running = observed.services.get(name)
         if running is None:
             changes.append(Change(name, "create", ("not on the swarm",)))
             continue
-        causes = _update_causes(service, running)
+        causes = _update_causes(stack, service, running, moved.get(name))
         if causes:
             changes.append(Change(name, "update", tuple(causes)))
         warnings = _convergence(running)
@@ -45,16 +62,52 @@ def plan(environment: str, stack: StackFile, observed: ObservedStack) -> Plan:
     for name in sorted(set(observed.services) - set(declared)):
         changes.append(Change(name, "remove", ("not in the spec: --prune removes it",)))
     changes.sort(key=lambda c: (c.service, ACTIONS.index(c.action)))
-    return Plan(environment, observed.project, tuple(changes))
+    unchecked = tuple(e.message for _, e in sorted(registry.failures.items()))
+    return Plan(environment, observed.project, tuple(changes), tuple(moved.values()), unchecked)
 
 
-def _update_causes(service: Mapping[str, Any], running: ObservedService) -> list[str]:
+def _pinned_by_tag(stack: StackFile, observed: ObservedStack) -> dict[str, tuple[str, str]]:
+    """Per declared service that runs the tag it declares, pinned to a digest by stack deploy:
+    that image and digest (a reference pinned by digest, or an image ID, has no tag to move)."""
+    pinned = {}
+    for name, service in sorted((stack.document.get("services") or {}).items()):
+        running, image = observed.services.get(name), str(service.get("image"))
+        if running is None or running.digest is None or running.requested_image != image:
+            continue
+        if is_image_id(image) or ImageReference.parse(image).digest:
+            continue
+        pinned[name] = (image, running.digest)
+    return pinned
+
+
+def tags_to_check(stack: StackFile, observed: ObservedStack) -> list[str]:
+    """The images whose tag a service of the stack runs pinned to a digest, sorted."""
+    return sorted({image for image, _ in _pinned_by_tag(stack, observed).values()})
+
+
+def moved_tags(
+    stack: StackFile, observed: ObservedStack, registry: RegistryDigests
+) -> list[MovedTag]:
+    """The services whose tag points to another digest in the registry than they run."""
+    moved = []
+    for name, (image, digest) in _pinned_by_tag(stack, observed).items():
+        new = registry.digests.get(image)
+        if new is not None and new != digest:
+            moved.append(MovedTag(name, image, digest, new))
+    return moved
+
+
+def _update_causes(
+    stack: StackFile, service: Mapping[str, Any], running: ObservedService, moved: MovedTag | None
+) -> list[str]:
     deploy = service.get("deploy") or {}
     desired_fingerprint = service_fingerprint(service)
     causes = []
     image = str(service.get("image"))
     if running.requested_image != image:
         causes.append(f"image {image_change(running.requested_image, image)}")
+    if moved is not None:
+        causes.append(moved.cause)
     if running.fingerprint is None:
         causes.append("not deployed by deployer (no fingerprint label)")
     elif running.fingerprint != desired_fingerprint:
@@ -64,9 +117,29 @@ def _update_causes(service: Mapping[str, Any], running: ObservedService) -> list
         causes.append(f"replicas {running.replicas} -> {replicas}")
     if not causes and running.fingerprint != desired_fingerprint:
         causes.append("configuration changed")  # written by another version of deployer
+    causes += _file_causes(stack, service, running)
     if causes and running.update_state == _ROLLED_BACK:
         # It runs the spec it had before its last update: that update is still to make.
         causes.append(f"its last update was rolled back ({running.update_message})")
+    return causes
+
+
+def _file_causes(
+    stack: StackFile, service: Mapping[str, Any], running: ObservedService
+) -> list[str]:
+    """The configs and secrets made from files that the service mounts under another name
+    than their content's now: a file that changed is a new config or secret."""
+    causes = []
+    for path, name in sorted(stack.file_names(service).items()):
+        base = name[: -CONTENT_DIGEST_LENGTH - 1]
+        kind, _, key = path.partition(".")
+        said = f"{FILE_KINDS[kind]} {key}: file {stack.files[path]}"
+        if base in running.file_names:  # deployed before its name said its content
+            causes.append(f"{said} mounted by its content's name now")
+        elif name not in running.file_names and any(
+            _CONTENT_NAME.fullmatch(mounted.removeprefix(base)) for mounted in running.file_names
+        ):
+            causes.append(f"{said} changed")
     return causes
 
 

@@ -14,8 +14,8 @@ import copy
 import hashlib
 import json
 import re
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,10 @@ from deployer.core.spec import Spec
 from deployer.infra.engine import Engine
 
 STACK_VERSION = "3.8"
+# Swarmkit's longest name of a config or secret, and the hex digits of its content's SHA-256
+# that a config or secret made from a file ends with.
+NAME_LIMIT, CONTENT_DIGEST_LENGTH = 64, 10
+FILE_KINDS = {"configs": "config", "secrets": "secret"}
 # Swarm's own update monitor; kept where no health check says how long a task needs.
 SWARM_MONITOR = 5.0
 # Docker's health check defaults, where a compose health check leaves them out.
@@ -103,6 +107,9 @@ class StackFile:
 
     document: dict[str, Any]
     findings: tuple[Finding, ...]
+    # The configs and secrets made from files, named by their content: per `configs.KEY` or
+    # `secrets.KEY`, the file as the user reads its path (for the plan's causes).
+    files: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def errors(self) -> tuple[Finding, ...]:
@@ -119,7 +126,18 @@ class StackFile:
         """The same file with only `services` (and every top-level network, volume, secret
         and config, which stack deploy creates where missing)."""
         kept = {n: s for n, s in self.document["services"].items() if n in services}
-        return StackFile({**self.document, "services": kept}, self.findings)
+        return replace(self, document={**self.document, "services": kept})
+
+    def file_names(self, service: Mapping[str, Any]) -> dict[str, str]:
+        """Per `configs.KEY` / `secrets.KEY` made from a file that `service` mounts, the name
+        of its content."""
+        names = {}
+        for kind in FILE_KINDS:
+            for reference in service.get(kind) or []:
+                key = reference["source"] if isinstance(reference, Mapping) else reference
+                if f"{kind}.{key}" in self.files:
+                    names[f"{kind}.{key}"] = self.document[kind][key]["name"]
+        return names
 
 
 def stack_deploy(
@@ -646,7 +664,47 @@ def slow_updates(stack: StackFile, wait_timeout: float) -> StackFile:
                     False,
                 )
             )
-    return StackFile(stack.document, tuple(sorted((*stack.findings, *slow), key=lambda f: f.path)))
+    return replace(stack, findings=tuple(sorted((*stack.findings, *slow), key=lambda f: f.path)))
+
+
+def named_by_content(
+    stack: StackFile, project: str, read: Callable[[str], bytes], shown: Callable[[str], str]
+) -> StackFile:
+    """The stack with each config and secret made from a file named by its content:
+    `<name>_<first hex digits of its SHA-256>` (the name Compose gives it, `PROJECT_KEY`, kept
+    in front). Swarm cannot change a config or secret: a changed file is then a new one, which
+    the services mounting it are updated to (the old one stays until none uses it). A file
+    that cannot be read is an error; `shown` is how the plan names a file."""
+    document = copy.deepcopy(stack.document)
+    findings, files = list(stack.findings), {}
+    for kind, singular in FILE_KINDS.items():
+        for key, entry in (document.get(kind) or {}).items():
+            path = entry.get("file")
+            if entry.get("external") or not isinstance(path, str):
+                continue
+            try:
+                content = read(path)
+            except OSError as e:
+                findings.append(
+                    Finding(f"{kind}.{key}.file", f"cannot read {path}: {e.strerror or e}", True)
+                )
+                continue
+            digest = hashlib.sha256(content).hexdigest()[:CONTENT_DIGEST_LENGTH]
+            name = f"{entry.get('name') or f'{project}_{key}'}_{digest}"
+            if len(name) > NAME_LIMIT:
+                findings.append(
+                    Finding(
+                        f"{kind}.{key}.name",
+                        f"{name} is longer than the {NAME_LIMIT} characters Swarm allows a "
+                        f"{singular}'s name (with the digest of its content): give it a shorter "
+                        "name",
+                        True,
+                    )
+                )
+                continue
+            entry["name"] = name
+            files[f"{kind}.{key}"] = shown(path)
+    return StackFile(document, tuple(sorted(findings, key=lambda f: f.path)), files)
 
 
 def parse_duration(text: str) -> float:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 from deployer.compose.resolve import restore_state
 from deployer.core.desired import DesiredState, named_services
@@ -16,7 +17,6 @@ from deployer.core.errors import (
     DeployerError,
     Interrupted,
     SwarmNodesError,
-    SwarmNotConvergedError,
     TagNotInRegistryError,
 )
 from deployer.core.observed import ObservedStack
@@ -36,7 +36,7 @@ from deployer.core.status import SwarmStatus
 from deployer.core.variables import Redactor
 from deployer.infra import runner
 from deployer.infra.engine import Engine, EngineClient
-from deployer.infra.registry import Login, resolve_digests
+from deployer.infra.registry import Login, RegistryDigests, resolve_digests
 from deployer.state.engine_store import records_of_every_project
 from deployer.state.releases import (
     HostRelease,
@@ -57,6 +57,7 @@ from deployer.targets.base import (
     PlacePlan,
     Teardown,
     Undone,
+    refuse_moved_tags,
 )
 from deployer.targets.prune import kept_by_releases, remove_images, repository_of
 from deployer.targets.swarm import apply as swarm_apply
@@ -74,11 +75,12 @@ from deployer.targets.swarm.observe import (
     stack_leftovers,
     stack_services,
 )
-from deployer.targets.swarm.plan import plan
+from deployer.targets.swarm.plan import plan, tags_to_check
 from deployer.targets.swarm.stack import (
     StackFile,
     convert,
     located_issues,
+    named_by_content,
     slow_updates,
     stack_deploy,
 )
@@ -95,6 +97,7 @@ class StackPlan(PlacePlan):
 
     stack: StackFile
     before: ObservedStack
+    digests: RegistryDigests  # what the registries said of the tags the services run
 
     @property
     def changes_anything(self) -> bool:
@@ -104,9 +107,22 @@ class StackPlan(PlacePlan):
 
 
 def stack_file(desired: DesiredState) -> StackFile:
-    """The stack file of a desired state, with warnings for updates a deploy would not wait
-    for to the end."""
-    return slow_updates(convert(desired.model), desired.wait_timeout)
+    """The stack file of a desired state, its configs and secrets named by their files'
+    content, with warnings for updates a deploy would not wait for to the end."""
+    files = desired.files
+    home = files.paths[0].parent if files.paths else Path.cwd()  # Compose's project folder
+    stack = named_by_content(
+        convert(desired.model),
+        files.project,
+        lambda path: Path(path).read_bytes(),
+        lambda path: shown_path(Path(path), home),
+    )
+    return slow_updates(stack, desired.wait_timeout)
+
+
+def shown_path(path: Path, home: Path) -> str:
+    """A file as the user names it: relative to the project's folder where it is in it."""
+    return str(path.relative_to(home)) if path.is_relative_to(home) else str(path)
 
 
 class SwarmTarget(Place[StackPlan]):
@@ -126,6 +142,18 @@ class SwarmTarget(Place[StackPlan]):
     def parts(self) -> Sequence[SwarmTarget]:
         return [self]
 
+    # What is read from the swarm is masked with the secrets the last `resolve` taught (every
+    # command resolves its desired state before it reads the swarm).
+    _redact: Redactor | None = None
+
+    def resolve(self, redact: Redactor) -> DesiredState:
+        self._redact = redact
+        return super().resolve(redact)
+
+    @property
+    def redact(self) -> Redactor:
+        return self._redact or Redactor()
+
     def store(self, reading: bool = False) -> Store:
         return self.env.outside.swarm_store(self.client, self.env.project)
 
@@ -142,24 +170,33 @@ class SwarmTarget(Place[StackPlan]):
         self, desired: Callable[[], DesiredState], redact: Redactor, check: Check
     ) -> StackPlan:
         try:
-            observed = observe_stack(self.client, self.env.project)
+            observed = observe_stack(self.client, self.env.project, redact)
         except DeployerError:
             desired()  # a problem in the spec is reported before one with the swarm
             raise
         resolved = desired()
         stack, _ = self.stack(resolved)
-        return StackPlan(self.host, plan(self.env.name, stack, observed), resolved, stack, observed)
+        digests = RegistryDigests()
+        if check is not Check.SKIP:
+            images = tags_to_check(stack, observed)
+            login = self.env.login(images, redact) if images else None
+            digests = resolve_digests(self.client, images, login)
+            if check is Check.STRICT and digests.failures:
+                raise next(iter(sorted(digests.failures.items())))[1]
+        the_plan = plan(self.env.name, stack, observed, digests)
+        refuse_moved_tags(self.env, the_plan)
+        return StackPlan(self.host, the_plan, resolved, stack, observed, digests)
 
     def replan(self, planned: StackPlan, redact: Redactor) -> StackPlan:
-        observed = observe_stack(self.client, self.env.project)
-        the_plan = plan(self.env.name, planned.stack, observed)
+        """Against the swarm now; what the registries said a moment ago stands."""
+        observed = observe_stack(self.client, self.env.project, redact)
+        the_plan = plan(self.env.name, planned.stack, observed, planned.digests)
         return replace(planned, plan=the_plan, before=observed)
 
     def unchanged(self, planned: StackPlan) -> Plan:
-        """In sync: the plan. Services that have not converged (tasks down, an update paused)
-        are Swarm's to fix, or a deploy's once something changes: an error, not a success."""
-        if planned.plan.changes:
-            raise SwarmNotConvergedError(planned.plan.environment, planned.plan.lines())
+        """In sync: the plan, with the services that have not converged (tasks down, an update
+        paused), which are Swarm's to fix and not a change to make (`deploy diff` exits 0 on
+        them too; `deploy status` exits 1)."""
         return planned.plan
 
     def prepare(self, planned: StackPlan, redact: Redactor) -> Login | None:
@@ -187,6 +224,7 @@ class SwarmTarget(Place[StackPlan]):
                 progress,
                 login,
                 planned.desired.wait_timeout,
+                self.redact,
             )
         except DeployerError as failure:
             # Whether a service changed is read by the undo, service by service.
@@ -199,7 +237,7 @@ class SwarmTarget(Place[StackPlan]):
         left as they are, and so is one whose own rollback Swarm paused. A service that cannot
         be put back does not stop the others: its error is raised once they are."""
         project, engine, run = self.env.project, self.engine, self.env.outside.run
-        observed = observe_stack(self.client, project)
+        observed = observe_stack(self.client, project, self.redact)
         undone, rolling, failures = [], [], []
         for name in swarm_apply.deployed_services(planned.plan):
             service, earlier = observed.services.get(name), planned.before.services.get(name)
@@ -220,7 +258,13 @@ class SwarmTarget(Place[StackPlan]):
         accepted = frozenset({swarm_apply.CONVERGED, swarm_apply.ROLLED_BACK})
         with Interrupted.leaving(f"stopped while waiting for the rollback of {', '.join(rolling)}"):
             swarm_apply.wait(
-                self.client, project, rolling, planned.desired.wait_timeout, progress, accepted
+                self.client,
+                project,
+                rolling,
+                planned.desired.wait_timeout,
+                progress,
+                self.redact,
+                accepted,
             )
         if failures:
             raise failures[0]
@@ -233,7 +277,7 @@ class SwarmTarget(Place[StackPlan]):
         releases: Sequence[Release],
         redact: Redactor,
     ) -> tuple[dict[str, ServiceRelease], list[HostRelease]]:
-        on_swarm = observe_stack(self.client, self.env.project)
+        on_swarm = observe_stack(self.client, self.env.project, redact)
         services = stack_services(on_swarm, states, self.env.secrets)
         return configured(services, releases, self.host), []
 
@@ -253,11 +297,10 @@ class SwarmTarget(Place[StackPlan]):
 
     # Reading
     def diff(self, redact: Redactor) -> Diff:
+        with self.resolving(redact) as desired:
+            planned = self.plan(desired, redact, Check.WARN)
         return Diff(
-            self.env.name,
-            self.env.project,
-            (HostOutcome(self.host, self.status(redact).plan),),
-            by_host=False,
+            self.env.name, self.env.project, (HostOutcome(self.host, planned.plan),), by_host=False
         )
 
     def status(self, redact: Redactor) -> SwarmStatus:
@@ -283,7 +326,7 @@ class SwarmTarget(Place[StackPlan]):
         desired = self.resolve(redact)  # also teaches `redact` their secrets
         wanted = named_services(desired, services)
         name, project = self.env.name, self.env.project
-        on_swarm = observe_stack(self.client, project).services
+        on_swarm = observe_stack(self.client, project, redact).services
         absent = sorted(set(services) - set(on_swarm))
         if absent:
             them = "them" if len(absent) > 1 else "it"
@@ -319,7 +362,9 @@ class SwarmTarget(Place[StackPlan]):
         for name in services:
             self.env.outside.run(service_restart(self.engine, project, name))
         with Interrupted.leaving("stopped while waiting: Swarm goes on restarting"):
-            after = swarm_apply.wait(self.client, project, services, desired.wait_timeout, progress)
+            after = swarm_apply.wait(
+                self.client, project, services, desired.wait_timeout, progress, self.redact
+            )
         changes = tuple(Change(n, "restart", ("forced update",)) for n in services)
         return SwarmApplied(
             Plan(self.env.name, project, changes),
@@ -330,7 +375,7 @@ class SwarmTarget(Place[StackPlan]):
 
     def teardown(self, volumes: bool, several: bool) -> Teardown:
         project = self.env.project
-        removed = sorted(observe_stack(self.client, project).services)
+        removed = sorted(observe_stack(self.client, project, self.redact).services)
         return Teardown(
             f"Remove the stack {project} of {self.env.name}, its services and networks?",
             [f"service {s} removed" for s in removed],
@@ -430,5 +475,5 @@ class SwarmTarget(Place[StackPlan]):
 
     def running_images(self) -> dict[str, str]:
         """Per service, the digest its spec pins: what a swarm's release records."""
-        services = observe_stack(self.client, self.env.project).services
+        services = observe_stack(self.client, self.env.project, self.redact).services
         return {name: s.digest or "" for name, s in services.items()}
