@@ -13,7 +13,7 @@ from deployer.core.command import Command
 from deployer.core.desired import ComposeFiles, DesiredState
 from deployer.core.errors import DeployerError, Interrupted, TagMovedError
 from deployer.core.observed import ObservedContainer, ObservedState
-from deployer.core.plan import Plan
+from deployer.core.plan import BUILT, Plan
 from deployer.core.progress import Progress
 from deployer.core.reference import lookup_key
 from deployer.core.results import (
@@ -48,9 +48,9 @@ from deployer.targets.host.observe import (
     observe_containers,
     running_services,
 )
-from deployer.targets.host.plan import plan
+from deployer.targets.host.plan import as_deployed, plan
 from deployer.targets.host.prune import kept_by_releases, prunable, repository_of
-from deployer.targets.host.registry import tags_to_check
+from deployer.targets.host.registry import from_registry, tags_to_check
 from deployer.targets.host.status import status
 from deployer.targets.hosts import stream_by_host
 
@@ -68,6 +68,15 @@ class HostPlan(PlacePlan):
     @property
     def changes_anything(self) -> bool:
         return not self.plan.in_sync
+
+    @property
+    def deployed(self) -> DesiredState:
+        """The desired state as `up` gets it (plan.as_deployed)."""
+        return as_deployed(self.desired, self.before, self.plan)
+
+    @property
+    def states(self) -> list[DesiredState]:
+        return [self.deployed]
 
 
 def replaced(
@@ -120,8 +129,10 @@ class HostTarget(Place[HostPlan]):
             images = tags_to_check(desired, observed)
             login = self.env.login(images, redact) if images else None
             digests = resolve_digests(self.client, images, login)
-            if check is Check.STRICT and digests.failures:
-                raise next(iter(sorted(digests.failures.items())))[1]
+            trusted = from_registry(desired, observed)
+            failures = [e for image, e in sorted(digests.failures.items()) if image in trusted]
+            if check is Check.STRICT and failures:
+                raise failures[0]
         the_plan = plan(desired, observed, digests)
         if self.env.spec.immutable_tags and the_plan.moved:
             moved = the_plan.moved[0]
@@ -132,6 +143,7 @@ class HostTarget(Place[HostPlan]):
                 moved.new,
                 f"{self.env.name} has immutable tags (deploy.immutable_tags): nothing changed; "
                 "deploy a new tag, or pin the digest to run (image: repo:tag@sha256:...)",
+                moved.kind == BUILT,
             )
         return HostPlan(self.host, the_plan, desired, observed, digests)
 
@@ -148,11 +160,12 @@ class HostTarget(Place[HostPlan]):
         return self.env.login(planned.plan.pulls, redact)
 
     def apply(self, planned: HostPlan, progress: Progress, login: Login | None) -> Applied:
-        project = compose.deploying(planned.desired, self.engine)
+        deployed = planned.deployed
+        project = compose.deploying(deployed, self.engine)
         try:
             return apply(
                 planned.plan,
-                planned.desired,
+                deployed,
                 project,
                 self.client,
                 self.env.outside.run,
@@ -183,14 +196,16 @@ class HostTarget(Place[HostPlan]):
             state = restore_state(
                 planned.desired, targets, self.env.secrets, self.engine, self.env.outside.run
             )
-            states.append(state)
-            restoring = plan(state, self.observe())
+            observed = self.observe()
+            restoring = plan(state, observed)
             # Only what is put back: a service the deploy created is removed below, not started.
             only = replace(
                 restoring, changes=tuple(c for c in restoring.changes if c.service in targets)
             )
-            project = compose.deploying(state, self.engine)
-            apply(only, state, project, self.client, self.env.outside.run, progress)
+            deployed = as_deployed(state, observed, only)
+            states.append(deployed)
+            project = compose.deploying(deployed, self.engine)
+            apply(only, deployed, project, self.client, self.env.outside.run, progress)
         if created:
             project = compose.deploying(planned.desired, self.engine)
             self.env.outside.run(compose.remove(project, created))
