@@ -131,6 +131,12 @@ def promote(promoted: Promotion, target: Target[Any, Any], ui: Interaction) -> N
     if not promoted.changes:
         return
     path = promoted.spec
+    # Everything the write needs is checked first: the audit entry goes to TARGET's engines.
+    try:
+        store = target.store()
+        store.clock()
+    except DeployerError as e:
+        raise DeployerError(f"{e.message}; nothing written") from e
     confirmed(target, ui, f"Pin {len(promoted.services)} image(s) in {path.name}?")
     if path.read_text(encoding="utf-8") != promoted.original:
         raise DeployerError(f"{path.name} changed while promote ran; nothing written, run it again")
@@ -145,7 +151,7 @@ def promote(promoted: Promotion, target: Target[Any, Any], ui: Interaction) -> N
         raise DeployerError(f"cannot write {path}: {e.strerror}; nothing written") from e
     release = f" release {promoted.source_release}" if promoted.source_release else ""
     audit.write(
-        target.store(),
+        store,
         target.env.outside.actor(),
         target.env.name,
         f"promote from {promoted.source}{release}",

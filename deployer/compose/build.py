@@ -6,6 +6,7 @@ no push at all, other content is refused before anything is pushed."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from deployer.compose import project as compose
@@ -56,6 +57,7 @@ def build(
     built = []
     for name in services:
         image = desired.services[name].image
+        before = client.local_image(image)
         progress.update(name, f"{name}: building {image}")
         try:
             run(compose.build(project, [name]))
@@ -65,7 +67,8 @@ def build(
         if found is None:
             raise DeployerError(f"the build of {name} made no image {image}")
         progress.done(name, f"{name}: built {image} ({short_id(found['Id'])})")
-        built.append(Built(name, image, str(found["Id"])))
+        before_id = str(before["Id"]) if before else None
+        built.append(Built(name, image, str(found["Id"]), before=before_id))
     return built
 
 
@@ -76,20 +79,36 @@ def check_tag(built: Built, found: Mapping[str, Any], registry_digest: str | Non
         return built
     reference = ImageReference.parse(built.image)
     if digest_in(found.get("RepoDigests") or [], reference.repository) == registry_digest:
-        return Built(built.service, built.image, built.image_id, registry_digest, True)
+        return replace(built, pushed=registry_digest, already_there=True)
     raise TagTakenError(built.image, reference.tag or "latest", registry_digest, built.image_id)
+
+
+def _tag_put_back(refused: TagTakenError, built: Built, client: EngineClient) -> TagTakenError:
+    """The local tag back on the image it named before the build (a deploy then runs what it
+    ran); a tag that named none stays on the image built, and the refusal says so."""
+    if built.before is None:
+        left = f"the local tag {refused.tag} now names the image built, not the registry's"
+    else:
+        client.tag(built.before, built.image)
+        left = f"the local tag is left on {built.before}"
+    return TagTakenError(refused.image, refused.tag, refused.registry_digest, refused.built, left)
 
 
 def push(
     built: Sequence[Built], client: EngineClient, login: Login | None, progress: Progress
 ) -> list[Built]:
     """Check every tag first, then push those the registry does not hold: one refused tag
-    pushes nothing."""
-    checked = []
+    pushes nothing, and its local tag goes back to the image it named before the build."""
+    checked, refusals = [], []
     for image in built:
         auth = login.auth_for(image.image) if login else None
         found = client.local_image(image.image) or {}
-        checked.append(check_tag(image, found, client.registry_digest(image.image, auth)))
+        try:
+            checked.append(check_tag(image, found, client.registry_digest(image.image, auth)))
+        except TagTakenError as refused:
+            refusals.append(_tag_put_back(refused, image, client))
+    if refusals:
+        raise refusals[0]
     pushed = []
     for image in checked:
         if image.already_there:

@@ -15,7 +15,7 @@ import hashlib
 import json
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -231,6 +231,30 @@ def dump_compose(document: Mapping[str, Any]) -> str:
 def _digest(value: Any) -> str:
     text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def with_image(
+    desired: DesiredState, name: str, image: str, fingerprint: Mapping[str, str]
+) -> DesiredState:
+    """`desired` with service `name` deployed as `image` under `fingerprint`: the same
+    configuration otherwise (its override entry, its model)."""
+    entry = desired.overrides.get(name, {})
+    entry = (Replacement if isinstance(entry, Replacement) else dict)({**entry, "image": image})
+    model_services = dict(desired.model.get("services", {}))
+    if name in model_services:
+        model_services[name] = {**model_services[name], "image": image}
+    service = replace(desired.services[name], image=image, fingerprint=fingerprint)
+    return replace(
+        desired,
+        overrides={**desired.overrides, name: entry},
+        services={**desired.services, name: service},
+        model={**desired.model, "services": model_services},
+    )
+
+
+def image_part(image: str) -> str:
+    """The fingerprint's part for a service's `image:`."""
+    return _digest(image)
 
 
 def replicas_of(service: Mapping[str, Any]) -> int:

@@ -299,9 +299,15 @@ class TagMovedError(DeployerError):
     """A tag points to another digest in the registry than the one deployer ran or built, and
     the environment's tags are immutable (`deploy.immutable_tags`)."""
 
-    def __init__(self, image: str, tag: str, old: str, new: str, why: str) -> None:
-        self.image, self.tag, self.old, self.new = image, tag, old, new
-        super().__init__(f"tag {tag} of {image} moved: {old} -> {new}; {why}")
+    def __init__(self, image: str, tag: str, old: str, new: str, why: str, built: bool) -> None:
+        self.image, self.tag, self.old, self.new, self.built = image, tag, old, new, built
+        if built:  # `old` is the ID of an image built or tagged here, never pushed
+            super().__init__(
+                f"the image under tag {tag} of {image} here ({old}) is not the registry's "
+                f"({new}); {why}"
+            )
+        else:
+            super().__init__(f"tag {tag} of {image} moved: {old} -> {new}; {why}")
 
 
 class PushError(DeployerError):
@@ -327,12 +333,15 @@ class BuildError(DeployerError):
 class TagTakenError(DeployerError):
     """A push would move a tag the registry holds with other content: tags are immutable."""
 
-    def __init__(self, image: str, tag: str, registry_digest: str, built: str) -> None:
+    def __init__(
+        self, image: str, tag: str, registry_digest: str, built: str, left: str = ""
+    ) -> None:
         self.image, self.tag = image, tag
-        self.registry_digest, self.built = registry_digest, built
+        self.registry_digest, self.built, self.left = registry_digest, built, left
         super().__init__(
             f"tag {tag} of {image} exists in the registry as {registry_digest}, and the image "
             f"built is another one ({built}): not pushed; build under a new tag"
+            + (f"; {left}" if left else "")
         )
 
 

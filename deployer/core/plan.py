@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from deployer.core.reference import ImageReference, is_image_id
+from deployer.core.reference import ImageReference, is_image_id, short_id
 
 # The order actions are listed (and carried out) in, for one service.
 ACTIONS = ("pull", "create", "recreate", "start", "scale", "remove")
@@ -59,8 +59,11 @@ class Plan:
 class MovedTag:
     service: str
     image: str  # as the spec names it
-    old: str  # the digest the running container's image came from
+    old: str  # the digest the image here came by (its ID where it came by none: BUILT)
     new: str  # the digest the tag points to in the registry now
+    # Where `old` is: a running container's image (RUNNING), the image under the tag here that
+    # came by the registry (PULLED) or that was built or tagged here (BUILT).
+    kind: str = "running"
 
     @property
     def tag(self) -> str:
@@ -68,7 +71,15 @@ class MovedTag:
 
     @property
     def cause(self) -> str:
+        if self.kind == BUILT:
+            return (
+                f"the image under tag {self.tag} here ({short_id(self.old)}) is not the "
+                f"registry's ({short_digest(self.new)})"
+            )
         return f"tag {self.tag} moved: {short_digest(self.old)} -> {short_digest(self.new)}"
+
+
+RUNNING, PULLED, BUILT = "running", "pulled", "built"
 
 
 def short_digest(digest: str) -> str:

@@ -131,6 +131,7 @@ class Built:
     image_id: str
     pushed: str | None = None  # the digest in the registry, once pushed (or found there)
     already_there: bool = False  # the registry held this very image under the tag: no push
+    before: str | None = None  # the image the tag named here before the build (None: none)
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ import os
 import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -308,6 +308,13 @@ class EngineClient:
                 return self._api.inspect_image(image)  # type: ignore[no-any-return,no-untyped-call]
             except docker.errors.ImageNotFound:
                 return None
+
+    def tag(self, image_id: str, image: str) -> None:
+        """Tag the local image `image_id` as `image` (moving the tag if it names another)."""
+        reference = ImageReference.parse(image)
+        repository = str(replace(reference, tag=None, digest=None))
+        with self._errors():
+            self._api.tag(image_id, repository, reference.tag or "latest", force=True)
 
     def push(self, image: str, auth: Mapping[str, str] | None = None) -> Iterator[dict[str, Any]]:
         """Push `image` (a tag), yielding the engine's progress events; `auth` goes to the

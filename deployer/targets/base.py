@@ -31,7 +31,7 @@ from deployer.core.errors import (
     TagMovedError,
     UnsupportedError,
 )
-from deployer.core.plan import Plan
+from deployer.core.plan import BUILT, Plan
 from deployer.core.progress import Progress
 from deployer.core.results import (
     Applied,
@@ -145,6 +145,7 @@ def refuse_moved_tags(env: Environment, the_plan: Plan) -> None:
             moved.new,
             f"{env.name} has immutable tags (deploy.immutable_tags): nothing changed; "
             "deploy a new tag, or pin the digest to run (image: repo:tag@sha256:...)",
+            moved.kind == BUILT,
         )
 
 

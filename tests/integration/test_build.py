@@ -21,6 +21,7 @@ from tests.integration.conftest import (
     REGISTRY,
     TEST_REGISTRY,
     Workspace,
+    ok,
     untag,
 )
 
@@ -185,12 +186,22 @@ def test_build_push_of_the_same_content_is_a_no_op_and_of_other_content_refused(
         f"tool: {image} is in the registry already ({pushed})\n",
     )
     assert (other.returncode, other.stdout) == (1, "")
+    built_id = space.engine.images.get(built_short_id(other.stderr, image)).id
     assert other.stderr.splitlines()[-1] == (
         f"error: tag 1.0 of {image} exists in the registry as {pushed}, and the image built is "
-        f"another one ({other_id}): not pushed; build under a new tag"
+        f"another one ({built_id}): not pushed; build under a new tag; the local tag is left "
+        f"on {first_id}"
     )
-    assert other_id != first_id
+    assert built_id != first_id
+    # The refused push leaves the local tag where it was: on the registry's image.
+    assert other_id == first_id
     assert registry_digest(space.engine, image) == pushed
+
+
+def built_short_id(stderr: str, image: str) -> str:
+    """The short ID `deploy build` reported for the image it built as `image`."""
+    (line,) = [line for line in stderr.splitlines() if line.startswith(f"tool: built {image} (")]
+    return line.rsplit("(", 1)[1].rstrip(")")
 
 
 def test_build_without_push_only_tags_the_image_locally(buildable: tuple[Workspace, str]) -> None:
@@ -328,3 +339,64 @@ def test_an_unreachable_registry_is_a_warning_for_diff_and_an_error_for_deploy(
     assert (warned.returncode, warned.stderr) == (0, f"warning: {line}; its tag may have moved\n")
     assert warned.stdout.endswith(": in sync, nothing to change\n")
     assert (refused.returncode, refused.stdout, refused.stderr) == (1, "", f"error: {line}\n")
+
+
+@pytest.fixture
+def served(workspace: Workspace) -> Iterator[tuple[Workspace, str]]:
+    """An environment `test` whose one service `site` is built FROM the test app with a file of
+    its own (/www/hello.txt, served on 8080) as REPO:1.0, REPO in a repository of this test's
+    own; the spec's tags are immutable where the variable IMMUTABLE says so."""
+    repository = f"{TEST_REGISTRY}/served-{uuid.uuid4().hex[:8]}/site"
+    base = f"{REGISTRY}/testapp:1.0.0"
+    workspace.write("app/Dockerfile", f"FROM {base}\nCOPY hello.txt /www/hello.txt\n")
+    workspace.write(
+        "app/compose.yml",
+        f"services:\n  site:\n    build: .\n    image: {repository}:1.0\n"
+        "    ports: ['127.0.0.1::8080']\n",
+    )
+    try:
+        yield workspace, repository
+    finally:
+        workspace.deploy("down", "test", "--yes")
+        remove_repository(workspace.engine, repository)
+        untag(workspace.engine, base)
+
+
+def test_a_refused_push_then_a_deploy_runs_the_registry_image_or_is_refused_naming_both(
+    served: tuple[Workspace, str],
+) -> None:
+    space, repository = served
+    image = f"{repository}:1.0"
+    write_spec(space, "{wait_timeout: 30}")
+    space.write("app/hello.txt", "registry\n")
+    ok(space.deploy("build", "test", "--push"))
+    pushed = registry_digest(space.engine, image)
+    # Another machine pushed that tag: here there is no image under it.
+    remove_repository(space.engine, repository)
+    space.write("app/hello.txt", "local\n")
+
+    refused = space.deploy("build", "test", "--push")
+    local_id = space.engine.images.get(image).id
+    write_spec(space, "{wait_timeout: 30, immutable_tags: true}")
+    immutable = space.deploy("test", "--yes")
+    created = space.ids()
+    write_spec(space, "{wait_timeout: 30}")
+    mutable = space.deploy("test", "--yes")
+
+    assert refused.returncode == 1
+    assert refused.stderr.splitlines()[-1] == (
+        f"error: tag 1.0 of {image} exists in the registry as {pushed}, and the image built is "
+        f"another one ({local_id}): not pushed; build under a new tag; the local tag 1.0 now "
+        "names the image built, not the registry's"
+    )
+    assert (immutable.returncode, immutable.stdout, immutable.stderr) == (
+        1,
+        "",
+        f"error: the image under tag 1.0 of {image} here ({local_id}) is not the registry's "
+        f"({pushed}); test has immutable tags (deploy.immutable_tags): nothing changed; deploy "
+        "a new tag, or pin the digest to run (image: repo:tag@sha256:...)\n",
+    )
+    assert created == {}
+    assert mutable.returncode == 0, mutable.stderr
+    assert space.http("site", "/hello.txt") == "registry"
+    assert f"{repository}@{pushed}" in space.containers("site")[0].image.attrs["RepoDigests"]

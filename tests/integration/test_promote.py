@@ -211,3 +211,68 @@ def test_promote_refuses_undeclared_services_other_repositories_and_unusual_yaml
         "error:     release: 1",
     ]
     assert path.read_text() == flow
+
+
+def test_promote_then_deploy_recreates_nothing_whose_image_is_unchanged(
+    example: Workspace,
+) -> None:
+    # web depends on worker: `up web` makes Compose converge worker too, by its config hash.
+    compose = example.environments / "shop" / "compose.yml"
+    compose.write_text(
+        compose.read_text().replace(
+            "    restart: unless-stopped\n  worker:",
+            "    restart: unless-stopped\n    depends_on: [worker]\n  worker:",
+        )
+    )
+    ok(example.deploy("staging", "--yes"))
+    ok(example.deploy("production", "--yes"))
+    production = f"{example.project}-production"
+    before = container_ids(example, production)
+
+    promoted = ok(example.deploy("promote", "staging", "production", "--yes", "--json")).json()
+    assert isinstance(promoted, dict)
+    pinned = {p["service"]: p["pinned"] for p in promoted["services"]}
+    pending = example.deploy("diff", "production", "--json")
+    ok(example.deploy("production", "--yes"))
+    after = container_ids(example, production)
+    in_sync = example.deploy("diff", "production")
+
+    assert pending.returncode == 2, pending.stderr
+    document = pending.json()
+    assert isinstance(document, dict)
+    assert document["changes"] == [
+        {
+            "service": "web",
+            "action": "recreate",
+            "causes": [f"image {REGISTRY}/shop-web:1.0.0 -> {pinned['web']}"],
+        }
+    ]
+    assert after["worker"] == before["worker"]
+    assert after["web"] != before["web"]
+    assert (in_sync.returncode, in_sync.stderr) == (0, "")
+
+
+def container_ids(example: Workspace, project: str) -> dict[str, list[str]]:
+    containers = example.engine.containers.list(
+        all=True, filters={"label": f"com.docker.compose.project={project}"}, ignore_removed=True
+    )
+    ids: dict[str, list[str]] = {}
+    for container in containers:
+        ids.setdefault(container.labels["com.docker.compose.service"], []).append(container.id)
+    return {service: sorted(found) for service, found in ids.items()}
+
+
+def test_promote_to_an_unreachable_target_engine_writes_nothing(example: Workspace) -> None:
+    ok(example.deploy("staging", "--yes"))
+    path = example.environments / "production.yml"
+    # An engine that does not answer: no daemon listens on this socket.
+    socket = example.root / "stopped-engine.sock"
+    path.write_text(path.read_text() + f"engine: {{host: 'unix://{socket}'}}\n")
+    original = path.read_bytes()
+
+    result = example.deploy("promote", "staging", "production", "--yes")
+
+    assert (result.returncode, path.read_bytes()) == (1, original)
+    assert result.stderr.startswith(f"error: Docker engine at unix://{socket} is unreachable: ")
+    assert result.stderr.endswith("; nothing written\n")
+    assert len(result.stderr.splitlines()) == 1

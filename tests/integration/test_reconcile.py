@@ -212,27 +212,31 @@ def test_container_removed_by_hand_is_created(app: Workspace) -> None:
     assert_redeploy_fixes(app)
 
 
-def test_tag_moved_locally_to_another_image(app: Workspace) -> None:
+def test_tag_moved_locally_to_another_image_is_pulled_back_from_the_registry(
+    app: Workspace,
+) -> None:
+    # The registry holds 1.0.0: what runs must be the registry's image, not the local retag.
     deployed(app)
+    before = app.ids()
     [web] = app.containers("web")
     old_id = web.image.id
     app.engine.images.pull(f"{REGISTRY}/testapp", tag="2.0.0")
-    app.engine.images.get(f"{REGISTRY}/testapp:2.0.0").tag(f"{REGISTRY}/testapp", "1.0.0")
-    new_id = app.engine.images.get(f"{REGISTRY}/testapp:1.0.0").id
+    retagged = app.engine.images.get(f"{REGISTRY}/testapp:2.0.0")
+    retagged.tag(f"{REGISTRY}/testapp", "1.0.0")
+    repository = REGISTRY + "/testapp@"
+    (local,) = [d.split("@")[1] for d in retagged.attrs["RepoDigests"] if d.startswith(repository)]
+    (pushed,) = [
+        d.split("@")[1] for d in web.image.attrs["RepoDigests"] if d.startswith(repository)
+    ]
 
     code, changes = diff(app)
 
-    short = lambda image_id: image_id.removeprefix("sha256:")[:12]  # noqa: E731
-    cause = f"image {REGISTRY}/testapp:1.0.0 now points to {short(new_id)} (container runs {short(old_id)})"
-    assert (code, changes) == (
-        2,
-        [
-            {"service": "web", "action": "recreate", "causes": [cause]},
-            {"service": "worker", "action": "recreate", "causes": [cause]},
-        ],
-    )
+    cause = f"tag 1.0.0 moved: {local[:19]} -> {pushed[:19]}"
+    assert (code, changes) == (2, [{"service": "web", "action": "pull", "causes": [cause]}])
     assert_redeploy_fixes(app)
-    assert app.http("web", "/version") == "2.0.0"
+    assert app.ids() == before
+    assert app.engine.images.get(f"{REGISTRY}/testapp:1.0.0").id == old_id
+    assert app.http("web", "/version") == "1.0.0"
 
 
 def test_service_removed_from_compose_file_is_an_orphan_and_removed(app: Workspace) -> None:

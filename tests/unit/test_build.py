@@ -6,10 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from deployer.compose.build import buildable, check_tag
+from deployer.compose.build import buildable, check_tag, push
 from deployer.core.desired import ComposeFiles, DesiredService, DesiredState
 from deployer.core.errors import DeployerError, TagTakenError
 from deployer.core.results import Built
+from tests.unit.test_operations import Silent
 
 IMAGE = "ghcr.io/acme/tool:1.0"
 PUSHED = "sha256:" + "a" * 64
@@ -89,3 +90,51 @@ def test_another_image_under_a_tag_the_registry_holds_is_refused() -> None:
         f"tag 1.0 of {IMAGE} exists in the registry as {PUSHED}, and the image built is another "
         f"one ({IMAGE_ID}): not pushed; build under a new tag"
     )
+
+
+class _Engine:
+    """The engine calls `push` makes: local images by tag, the registry's digests, tags moved."""
+
+    def __init__(self, local: dict[str, str], registry: dict[str, str]) -> None:
+        self.local, self.registry = local, registry
+        self.pushed: list[str] = []
+
+    def local_image(self, image: str) -> dict[str, object] | None:
+        return {"Id": self.local[image], "RepoDigests": []} if image in self.local else None
+
+    def registry_digest(self, image: str, auth: object = None) -> str | None:
+        return self.registry.get(image)
+
+    def tag(self, image_id: str, image: str) -> None:
+        self.local[image] = image_id
+
+    def push(self, image: str, auth: object = None) -> list[dict[str, object]]:
+        self.pushed.append(image)
+        return []
+
+
+BEFORE = "sha256:" + "b" * 64
+
+
+@pytest.mark.parametrize(
+    ("before", "left", "tag_after"),
+    [
+        (BEFORE, f"the local tag is left on {BEFORE}", BEFORE),
+        (None, "the local tag 1.0 now names the image built, not the registry's", IMAGE_ID),
+    ],
+)
+def test_a_refused_push_puts_the_local_tag_back_or_says_it_moved(
+    before: str | None, left: str, tag_after: str
+) -> None:
+    engine = _Engine({IMAGE: IMAGE_ID}, {IMAGE: PUSHED})
+    api = "ghcr.io/acme/api:2"
+    built = [Built("api", api, "sha256:" + "d" * 64), Built("tool", IMAGE, IMAGE_ID, before=before)]
+
+    with pytest.raises(TagTakenError) as raised:
+        push(built, engine, None, Silent())  # type: ignore[arg-type]
+
+    assert raised.value.message == (
+        f"tag 1.0 of {IMAGE} exists in the registry as {PUSHED}, and the image built is another "
+        f"one ({IMAGE_ID}): not pushed; build under a new tag; {left}"
+    )
+    assert (engine.local[IMAGE], engine.pushed) == (tag_after, [])

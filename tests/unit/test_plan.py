@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from deployer.cli.render.plans import plan_document, plan_text
-from deployer.core.desired import ComposeFiles, DesiredService, DesiredState
+from deployer.core.desired import ComposeFiles, DesiredService, DesiredState, image_part
 from deployer.core.observed import ObservedContainer, ObservedState
 from deployer.core.plan import Change, Plan
-from deployer.targets.host.plan import plan
+from deployer.targets.host.plan import as_deployed, plan
 
 REG = "ghcr.io/acme"
 WEB_PRINT = {
@@ -210,3 +211,71 @@ def test_a_service_whose_only_container_was_created_and_never_started_is_started
         "SERVICE  ACTION  CAUSE\n"
         "worker   start   no running container: shop-worker-1 created"
     )
+
+
+# The same image under another reference: the spec pins by digest what ran by tag.
+PINNED_DIGEST = "sha256:" + "e" * 64
+PINNED_WORKER = f"{REG}/worker:2.0@{PINNED_DIGEST}"
+
+
+def _pinned_world() -> tuple[DesiredState, ObservedState]:
+    """worker pinned (its fingerprint's image part changes), web at a new tag."""
+    worker = DesiredService(
+        "worker",
+        PINNED_WORKER,
+        1,
+        {**WORKER_PRINT, "image": image_part(PINNED_WORKER)},
+        frozenset(),
+    )
+    web = DesiredService("web", f"{REG}/web:1.5.0", 2, {**WEB_PRINT, "image": "i-150"}, frozenset())
+    made = {**WORKER_PRINT, "image": image_part(f"{REG}/worker:2.0")}
+    containers = (
+        container("web", 1, WEB_PRINT),
+        container("web", 2, WEB_PRINT),
+        container("worker", 1, made),
+    )
+    images = {
+        **IMAGES,
+        f"{REG}/web:1.5.0": "sha256:web-150",
+        f"{REG}/worker@{PINNED_DIGEST}": "sha256:worker-id",
+    }
+    return desired(web=web, worker=worker), ObservedState("shop", containers, images)
+
+
+def test_a_reference_pinned_to_the_image_that_runs_is_no_change() -> None:
+    wanted, observed = _pinned_world()
+
+    assert plan_text(plan(wanted, observed)) == (
+        "staging (project shop): 1 change\n"
+        "SERVICE  ACTION    CAUSE\n"
+        f"web      recreate  image {REG}/web:1.4.2 -> 1.5.0"
+    )
+
+
+def test_a_pinned_reference_to_another_image_is_a_recreate() -> None:
+    wanted, observed = _pinned_world()
+    other = ObservedState(
+        "shop",
+        observed.containers,
+        {**observed.image_ids, f"{REG}/worker@{PINNED_DIGEST}": "sha256:worker-new"},
+    )
+
+    assert plan_text(plan(wanted, other)).splitlines()[-1] == (
+        f"worker   recreate  image {REG}/worker:2.0 -> {PINNED_WORKER}"
+    )
+
+
+def test_up_gets_an_unchanged_service_as_its_containers_were_made() -> None:
+    # Compose hashes the reference: `up web` must not make it recreate worker (a dependency).
+    wanted, observed = _pinned_world()
+
+    deployed = as_deployed(wanted, observed, plan(wanted, observed))
+
+    assert deployed.services["worker"] == replace(
+        wanted.services["worker"],
+        image=f"{REG}/worker:2.0",
+        fingerprint={**WORKER_PRINT, "image": image_part(f"{REG}/worker:2.0")},
+    )
+    assert deployed.services["web"] == wanted.services["web"]
+    assert deployed.overrides == {"worker": {"image": f"{REG}/worker:2.0"}}
+    assert plan(deployed, observed) == plan(wanted, observed)

@@ -17,7 +17,7 @@ from deployer.core.reference import digest_in
 from deployer.core.variables import Redactor
 from deployer.infra.registry import RegistryDigests
 from deployer.targets.host.plan import plan
-from deployer.targets.host.registry import moved_tags, tags_to_check
+from deployer.targets.host.registry import from_registry, moved_tags, tags_to_check
 from tests.unit.fakes import FakeEngine
 from tests.unit.test_operations import DIGEST, GOOD, World, make_world
 from tests.unit.test_plan import IMAGES, IN_SYNC, REG, WEB_PRINT, desired
@@ -32,28 +32,38 @@ def observed(digests: dict[str, tuple[str, ...]] = PULLED) -> ObservedState:
     return ObservedState("shop", IN_SYNC, IMAGES, digests)
 
 
-def test_only_tags_a_running_container_came_from_through_the_registry_are_looked_up() -> None:
-    assert tags_to_check(desired(), observed()) == [f"{REG}/web:1.4.2"]
+def test_tags_a_running_container_came_by_or_that_name_an_image_here_are_looked_up() -> None:
+    # worker's image was built here: the registry may hold its tag with other content.
+    assert tags_to_check(desired(), observed()) == [f"{REG}/web:1.4.2", f"{REG}/worker:2.0"]
+    assert from_registry(desired(), observed()) == {f"{REG}/web:1.4.2"}
 
 
 def test_an_image_pinned_by_digest_needs_no_lookup() -> None:
     pinned = f"{REG}/web:1.4.2@{OLD}"
     web = DesiredService("web", pinned, 2, WEB_PRINT, frozenset())
 
-    assert tags_to_check(desired(web=web), observed()) == []
+    assert tags_to_check(desired(web=web), observed()) == [f"{REG}/worker:2.0"]
 
 
-def test_an_image_that_carries_another_tag_of_the_repository_is_not_checked() -> None:
-    # Its digest may have come by that other tag (pulled as 2.0, tagged 1.4.2 here).
-    retagged = {**IMAGES, f"{REG}/web:2.0": "sha256:web-id"}
+def test_an_image_that_carries_another_tag_of_the_repository_is_no_moved_tag() -> None:
+    # Its digest may have come by that other tag (pulled as 2.0, tagged 1.4.2 here): the tag is
+    # checked as one that names an image here, not as the running container's.
+    retagged = ObservedState("shop", IN_SYNC, {**IMAGES, f"{REG}/web:2.0": "sha256:web-id"}, PULLED)
+    registry = RegistryDigests({f"{REG}/web:1.4.2": NEW})
 
-    assert tags_to_check(desired(), ObservedState("shop", IN_SYNC, retagged, PULLED)) == []
+    assert moved_tags(desired(), retagged, registry) == []
+    assert plan_text(plan(desired(), retagged, registry)) == (
+        "staging (project shop): 2 changes\n"
+        "SERVICE  ACTION    CAUSE\n"
+        "web      pull      tag 1.4.2 moved: sha256:aaaaaaaaaaaa -> sha256:bbbbbbbbbbbb\n"
+        "web      recreate  tag 1.4.2 moved: sha256:aaaaaaaaaaaa -> sha256:bbbbbbbbbbbb"
+    )
 
 
 def test_a_service_whose_image_changes_anyway_needs_no_lookup() -> None:
     web = DesiredService("web", f"{REG}/web:1.5.0", 2, {**WEB_PRINT, "image": "i-150"}, frozenset())
 
-    assert tags_to_check(desired(web=web), observed()) == []
+    assert tags_to_check(desired(web=web), observed()) == [f"{REG}/worker:2.0"]
 
 
 def test_a_tag_at_the_same_digest_changes_nothing() -> None:
@@ -143,6 +153,7 @@ def test_a_moved_tag_is_refused_where_tags_are_immutable_and_nothing_changes(
 ) -> None:
     world, engine = _world_with_registry(tmp_path, immutable=True)
     engine.registry["reg/web:1.0"] = MOVED
+    engine.lookups.clear()
     ups, running = world.compose.ups, world.running()
 
     with pytest.raises(TagMovedError) as raised:
@@ -193,3 +204,46 @@ def test_an_image_that_lost_its_tags_lists_none_as_its_repository_and_is_skipped
     pinned = ["<none>@sha256:" + "a" * 64, "127.0.0.1:5000/web@sha256:" + "b" * 64]
     assert digest_in(pinned, "127.0.0.1:5000/web") == "sha256:" + "b" * 64
     assert digest_in(pinned[:1], "127.0.0.1:5000/web") is None
+
+
+def test_a_tag_built_here_that_the_registry_holds_with_other_content_is_pulled_over() -> None:
+    # worker's image was built here, never pushed; the registry holds worker:2.0 as NEW.
+    registry = RegistryDigests({f"{REG}/web:1.4.2": OLD, f"{REG}/worker:2.0": NEW})
+    cause = "the image under tag 2.0 here (worker-id) is not the registry's (sha256:bbbbbbbbbbbb)"
+
+    the_plan = plan(desired(), observed(), registry)
+
+    assert the_plan.moved == (
+        MovedTag("worker", f"{REG}/worker:2.0", "sha256:worker-id", NEW, "built"),
+    )
+    assert plan_text(the_plan) == (
+        "staging (project shop): 2 changes\n"
+        "SERVICE  ACTION    CAUSE\n"
+        f"worker   pull      {cause}\n"
+        f"worker   recreate  {cause}"
+    )
+
+
+def test_a_local_tag_moved_off_the_registry_image_that_runs_is_pulled_back_only() -> None:
+    # web runs the registry's image (web-id, at OLD); a build here moved the tag to web-built.
+    images = {**IMAGES, f"{REG}/web:1.4.2": "sha256:web-built", f"{REG}/web@{OLD}": "sha256:web-id"}
+    here = ObservedState("shop", IN_SYNC, images, {**PULLED, "sha256:web-built": ()})
+    registry = RegistryDigests({f"{REG}/web:1.4.2": OLD})
+
+    assert tags_to_check(desired(), here) == [f"{REG}/web:1.4.2", f"{REG}/worker:2.0"]
+    assert plan_text(plan(desired(), here, registry)) == (
+        "staging (project shop): 1 change\n"
+        "SERVICE  ACTION  CAUSE\n"
+        "web      pull    the image under tag 1.4.2 here (web-built) is not the registry's "
+        "(sha256:aaaaaaaaaaaa)"
+    )
+
+
+def test_a_registry_that_cannot_be_asked_about_a_tag_built_here_is_a_warning_only() -> None:
+    down = RegistryError("ghcr.io", f"{REG}/worker:2.0", "connection refused")
+    registry = RegistryDigests({f"{REG}/web:1.4.2": OLD}, {f"{REG}/worker:2.0": down})
+
+    the_plan = plan(desired(), observed(), registry)
+
+    assert (the_plan.changes, the_plan.unchecked) == ((), (down.message,))
+    assert f"{REG}/worker:2.0" not in from_registry(desired(), observed())

@@ -121,7 +121,7 @@ class FleetPlan:
 
     @property
     def states(self) -> list[DesiredState]:
-        return [run.planned.desired for run in self.changing]
+        return [state for run in self.changing for state in run.planned.states]
 
     def lines(self) -> list[str]:
         return [f"{run.host}: {line}" for run in self.changing for line in run.changes]

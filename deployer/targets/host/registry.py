@@ -8,9 +8,11 @@ pinned by digest, an image ID, or an image only ever built or loaded here needs 
 
 from __future__ import annotations
 
+from collections.abc import Set
+
 from deployer.core.desired import DesiredService, DesiredState
 from deployer.core.observed import ObservedState
-from deployer.core.plan import MovedTag
+from deployer.core.plan import BUILT, PULLED, MovedTag
 from deployer.core.reference import ImageReference, digest_in, is_image_id
 from deployer.infra.registry import RegistryDigests
 
@@ -50,11 +52,43 @@ def _running_digests(name: str, service: DesiredService, observed: ObservedState
     }
 
 
+def _is_tag(image: str) -> bool:
+    return not is_image_id(image) and ImageReference.parse(image).digest is None
+
+
+def _local_digests(observed: ObservedState, image: str) -> set[str]:
+    """The digests in its repository of the image the tag `image` names here."""
+    repository = ImageReference.parse(image).repository
+    return {
+        digest
+        for pinned in observed.digests.get(observed.image_id(image) or "", ())
+        if (digest := digest_in([pinned], repository))
+    }
+
+
 def tags_to_check(desired: DesiredState, observed: ObservedState) -> list[str]:
-    """The images whose tag a running container came by through its registry, sorted."""
+    """The images whose tag a running container came by through its registry, or that name an
+    image here (the registry's, or not: a deploy must run the registry's), sorted."""
     return sorted(
-        {s.image for name, s in desired.services.items() if _running_digests(name, s, observed)}
+        {
+            s.image
+            for name, s in desired.services.items()
+            if _running_digests(name, s, observed)
+            or (_is_tag(s.image) and observed.image_id(s.image) is not None)
+        }
     )
+
+
+def from_registry(desired: DesiredState, observed: ObservedState) -> set[str]:
+    """The images whose tag came by the registry here (a running container's, or the local
+    image's): a registry that cannot be asked about them may hide a moved tag. A tag only built
+    or loaded here runs as it is when its registry does not answer."""
+    return {
+        s.image
+        for name, s in desired.services.items()
+        if _running_digests(name, s, observed)
+        or (_is_tag(s.image) and _local_digests(observed, s.image))
+    }
 
 
 def moved_tags(
@@ -68,3 +102,22 @@ def moved_tags(
         if new is not None and olds:
             moved.append(MovedTag(name, service.image, olds[0], new))
     return moved
+
+
+def foreign_tags(
+    desired: DesiredState, observed: ObservedState, registry: RegistryDigests, skip: Set[str]
+) -> list[MovedTag]:
+    """The services (but those in `skip`) whose tag names an image here that is not the one
+    the registry holds under it: pulled before the tag moved (PULLED), or built or tagged here
+    (BUILT, by its ID)."""
+    foreign = []
+    for name, service in sorted(desired.services.items()):
+        new = registry.digests.get(service.image)
+        local_id = observed.image_id(service.image)
+        if name in skip or new is None or local_id is None:
+            continue
+        digests = _local_digests(observed, service.image)
+        if new not in digests:
+            old, kind = (min(digests), PULLED) if digests else (local_id, BUILT)
+            foreign.append(MovedTag(name, service.image, old, new, kind))
+    return foreign

@@ -11,7 +11,7 @@ from deployer.compose import project as compose
 from deployer.compose.resolve import restore_state
 from deployer.core.command import Command
 from deployer.core.desired import ComposeFiles, DesiredState
-from deployer.core.errors import DeployerError, Interrupted, TagMovedError
+from deployer.core.errors import DeployerError, Interrupted
 from deployer.core.observed import ObservedContainer, ObservedState
 from deployer.core.plan import Plan
 from deployer.core.progress import Progress
@@ -41,7 +41,15 @@ from deployer.state.releases import (
     newest_first,
 )
 from deployer.state.store import Store
-from deployer.targets.base import Check, Failed, Place, PlacePlan, Teardown, Undone
+from deployer.targets.base import (
+    Check,
+    Failed,
+    Place,
+    PlacePlan,
+    Teardown,
+    Undone,
+    refuse_moved_tags,
+)
 from deployer.targets.host.apply import apply, wait_ready
 from deployer.targets.host.observe import (
     image_ids,
@@ -49,8 +57,8 @@ from deployer.targets.host.observe import (
     observe_containers,
     running_services,
 )
-from deployer.targets.host.plan import plan
-from deployer.targets.host.registry import tags_to_check
+from deployer.targets.host.plan import as_deployed, plan
+from deployer.targets.host.registry import from_registry, tags_to_check
 from deployer.targets.host.status import status
 from deployer.targets.hosts import stream_by_host
 from deployer.targets.prune import kept_by_releases, prunable, remove_images, repository_of
@@ -69,6 +77,15 @@ class HostPlan(PlacePlan):
     @property
     def changes_anything(self) -> bool:
         return not self.plan.in_sync
+
+    @property
+    def deployed(self) -> DesiredState:
+        """The desired state as `up` gets it (plan.as_deployed)."""
+        return as_deployed(self.desired, self.before, self.plan)
+
+    @property
+    def states(self) -> list[DesiredState]:
+        return [self.deployed]
 
 
 def replaced(
@@ -121,19 +138,12 @@ class HostTarget(Place[HostPlan]):
             images = tags_to_check(desired, observed)
             login = self.env.login(images, redact) if images else None
             digests = resolve_digests(self.client, images, login)
-            if check is Check.STRICT and digests.failures:
-                raise next(iter(sorted(digests.failures.items())))[1]
+            trusted = from_registry(desired, observed)
+            failures = [e for image, e in sorted(digests.failures.items()) if image in trusted]
+            if check is Check.STRICT and failures:
+                raise failures[0]
         the_plan = plan(desired, observed, digests)
-        if self.env.spec.immutable_tags and the_plan.moved:
-            moved = the_plan.moved[0]
-            raise TagMovedError(
-                moved.image,
-                moved.tag,
-                moved.old,
-                moved.new,
-                f"{self.env.name} has immutable tags (deploy.immutable_tags): nothing changed; "
-                "deploy a new tag, or pin the digest to run (image: repo:tag@sha256:...)",
-            )
+        refuse_moved_tags(self.env, the_plan)
         return HostPlan(self.host, the_plan, desired, observed, digests)
 
     def replan(self, planned: HostPlan, redact: Redactor) -> HostPlan:
@@ -149,11 +159,12 @@ class HostTarget(Place[HostPlan]):
         return self.env.login(planned.plan.pulls, redact)
 
     def apply(self, planned: HostPlan, progress: Progress, login: Login | None) -> Applied:
-        project = compose.deploying(planned.desired, self.engine)
+        deployed = planned.deployed
+        project = compose.deploying(deployed, self.engine)
         try:
             return apply(
                 planned.plan,
-                planned.desired,
+                deployed,
                 project,
                 self.client,
                 self.env.outside.run,
@@ -184,14 +195,16 @@ class HostTarget(Place[HostPlan]):
             state = restore_state(
                 planned.desired, targets, self.env.secrets, self.engine, self.env.outside.run
             )
-            states.append(state)
-            restoring = plan(state, self.observe())
+            observed = self.observe()
+            restoring = plan(state, observed)
             # Only what is put back: a service the deploy created is removed below, not started.
             only = replace(
                 restoring, changes=tuple(c for c in restoring.changes if c.service in targets)
             )
-            project = compose.deploying(state, self.engine)
-            apply(only, state, project, self.client, self.env.outside.run, progress)
+            deployed = as_deployed(state, observed, only)
+            states.append(deployed)
+            project = compose.deploying(deployed, self.engine)
+            apply(only, deployed, project, self.client, self.env.outside.run, progress)
         if created:
             project = compose.deploying(planned.desired, self.engine)
             self.env.outside.run(compose.remove(project, created))
