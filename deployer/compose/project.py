@@ -80,10 +80,19 @@ def config_json(project: ComposeProject) -> Command:
     return project.command("config", "--format", "json")
 
 
-def up(project: ComposeProject, services: Sequence[str], remove_orphans: bool) -> Command:
+def up(
+    project: ComposeProject,
+    services: Sequence[str],
+    remove_orphans: bool,
+    force_recreate: bool = False,
+) -> Command:
+    """`force_recreate`: new containers for `services` even where Compose sees no change (their
+    dependencies are recreated only where they changed)."""
     args = ["up", "--detach", "--pull", "never"]
     if remove_orphans:
         args.append("--remove-orphans")
+    if force_recreate:
+        args.append("--force-recreate")
     return project.command(*args, *services)
 
 

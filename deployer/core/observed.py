@@ -47,6 +47,11 @@ class ObservedContainer:
     def ready(self) -> bool:
         return is_ready(self.state, self.health)
 
+    @property
+    def never_started(self) -> bool:
+        """Created and never started: the engine's state "created" is a zero State.StartedAt."""
+        return self.state == "created"
+
     def done(self, restart: str) -> bool:
         """Ready, or a one-shot container of a service with restart policy `restart` that completed."""
         return self.ready or is_completed(self.state, self.exit_code, restart)

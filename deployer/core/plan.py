@@ -8,8 +8,11 @@ from dataclasses import dataclass
 from deployer.core.reference import ImageReference, is_image_id, short_id
 
 # The order actions are listed (and carried out) in, for one service.
-ACTIONS = ("pull", "create", "recreate", "start", "scale", "remove")
-UP_ACTIONS = frozenset({"create", "recreate", "start", "scale"})
+ACTIONS = ("pull", "create", "recreate", "replace", "start", "scale", "remove")
+UP_ACTIONS = frozenset({"create", "recreate", "replace", "start", "scale"})
+# Recreated even where Compose sees nothing to change (`up --force-recreate`): a container that
+# cannot be started, such as one an engine restart left created and never started.
+REPLACE = "replace"
 # Not a change to make: a swarm service still on its way to the spec it was given (Swarm's to
 # finish, or the next deploy's), shown with the plan.
 CONVERGE = "converge"
@@ -45,6 +48,10 @@ class Plan:
     @property
     def services_to_up(self) -> list[str]:
         return sorted({c.service for c in self.changes if c.action in UP_ACTIONS})
+
+    @property
+    def services_to_replace(self) -> list[str]:
+        return sorted({c.service for c in self.changes if c.action == REPLACE})
 
     @property
     def removes_orphans(self) -> bool:

@@ -174,6 +174,7 @@ class FakeCompose:
     dead: bool = False
     up_order: list[tuple[int, list[str]]] = field(default_factory=list)
     restarted: list[str] = field(default_factory=list)  # services `restart` named, in order
+    up_args: list[tuple[str, ...]] = field(default_factory=list)  # each `up`'s, after the files
 
     def __call__(self, command: Command, check: bool = True) -> Completed:
         args = list(command.argv[command.argv.index("--env-file") + 2 :])
@@ -193,6 +194,7 @@ class FakeCompose:
             return Completed(0, "", "")
         assert args[0] == "up", command.argv
         self.ups += 1
+        self.up_args.append(tuple(args))
         if self.raise_on_up is not None:
             raise self.raise_on_up
         services = [a for a in args[1:] if not a.startswith("--") and a != "never"]

@@ -192,13 +192,16 @@ def test_one_pull_per_image_shared_by_services() -> None:
     ]
 
 
-def test_a_service_whose_only_container_was_created_and_never_started_is_started() -> None:
-    # What a recreate cut short leaves: the new container created, the old one already gone.
+def test_a_container_created_and_never_started_is_replaced_not_started() -> None:
+    # What an engine restarted during a deploy leaves: new containers created, never started; the
+    # engine may keep their half-made task, so that starting them fails ("task ... already
+    # exists"). Containers it stopped are started again (Exited (255): killed with the engine).
     observed = ObservedState(
         "shop",
         (
+            container("cron", 1, {"image": "x"}, state="created", status="Created"),
             container("web", 1, WEB_PRINT),
-            container("web", 2, WEB_PRINT),
+            container("web", 2, WEB_PRINT, state="created", status="Created"),
             container("worker", 1, WORKER_PRINT, state="created", status="Created"),
         ),
         IMAGES,
@@ -207,10 +210,54 @@ def test_a_service_whose_only_container_was_created_and_never_started_is_started
     the_plan = plan(desired(), observed)
 
     assert plan_text(the_plan) == (
-        "staging (project shop): 1 change\n"
-        "SERVICE  ACTION  CAUSE\n"
-        "worker   start   no running container: shop-worker-1 created"
+        "staging (project shop): 3 changes\n"
+        "SERVICE  ACTION   CAUSE\n"
+        "cron     remove   orphan: not in the spec\n"
+        "web      replace  shop-web-2 created, never started (a deploy cut short or failed)\n"
+        "worker   replace  shop-worker-1 created, never started (a deploy cut short or failed)"
     )
+    assert the_plan.services_to_replace == ["web", "worker"]
+    assert the_plan.services_to_up == ["web", "worker"]
+
+    stopped = (
+        container("web", 1, WEB_PRINT, state="exited", status="Exited (255) 2 seconds ago"),
+        container("web", 2, WEB_PRINT),
+        container("worker", 1, WORKER_PRINT, state="exited", status="Exited (137) 2 seconds ago"),
+    )
+    the_plan = plan(desired(), ObservedState("shop", stopped, IMAGES))
+
+    assert plan_text(the_plan) == (
+        "staging (project shop): 2 changes\n"
+        "SERVICE  ACTION  CAUSE\n"
+        "web      start   shop-web-1 exited (255) 2 seconds ago\n"
+        "worker   start   no running container: shop-worker-1 exited (137) 2 seconds ago"
+    )
+    assert the_plan.services_to_replace == []
+
+
+def test_a_replace_also_names_what_changed_and_the_replicas() -> None:
+    # The new release's container left created by a recreate cut short, the old one gone.
+    new_worker = {**WORKER_PRINT, "command": "c3"}
+    wanted = desired(
+        worker=DesiredService("worker", f"{REG}/worker:2.0", 2, new_worker, frozenset())
+    )
+    observed = ObservedState(
+        "shop",
+        (*IN_SYNC[:2], container("worker", 1, WORKER_PRINT, state="created", status="Created")),
+        IMAGES,
+    )
+
+    the_plan = plan(wanted, observed)
+
+    assert plan_text(the_plan) == (
+        "staging (project shop): 1 change\n"
+        "SERVICE  ACTION   CAUSE\n"
+        "worker   replace  shop-worker-1 created, never started (a deploy cut short or failed)\n"
+        "                  replicas 1 -> 2\n"
+        "                  command changed"
+    )
+    # Its containers are renewed with the spec's reference, as those of a recreate.
+    assert as_deployed(wanted, observed, the_plan) == wanted
 
 
 # The same image under another reference: the spec pins by digest what ran by tag.

@@ -24,7 +24,7 @@ from deployer.core.plan import Plan
 from deployer.core.results import Applied, Rollout, SwarmApplied
 from deployer.infra.engine import Engine
 from deployer.targets.choose import target_of
-from tests.unit.worlds import HOSTS, WORLDS, World
+from tests.unit.worlds import HOSTS, WORLDS, OneEngine, World
 
 RESULT = {"one engine": Applied, "several hosts": Rollout, "swarm": SwarmApplied}
 IN_SYNC = {"one engine": Plan, "several hosts": Rollout, "swarm": Plan}
@@ -168,3 +168,25 @@ def test_the_hosts_of_several_are_connected_to_at_once(tmp_path: Path) -> None:
     env = replace(world.target.env, outside=replace(world.outside(), connect=meeting))
 
     assert [part.host for part in target_of(env, {}).reached()] == list(HOSTS)  # type: ignore[attr-defined]
+
+
+def test_a_container_an_engine_restart_left_created_is_replaced_by_a_forced_recreate(
+    tmp_path: Path,
+) -> None:
+    world = OneEngine(tmp_path)
+    world.deploy("1")
+    leftover = world.compose.containers["web"]
+    leftover.update(State="created", Status="Created")
+    ups = len(world.compose.up_args)
+
+    done = world.deploy("1")
+
+    assert type(done) is Applied
+    assert done.plan.lines() == [
+        "web replace: shop-web-1 created, never started (a deploy cut short or failed)"
+    ]
+    assert world.compose.up_args[ups:] == [
+        ("up", "--detach", "--pull", "never", "--force-recreate", "web")
+    ]
+    assert world.running() == world.everywhere("1")
+    assert world.compose.containers["web"]["Id"] != leftover["Id"]

@@ -51,10 +51,16 @@ def apply(
         with Interrupted.leaving(
             f"`docker compose up` was not cut short: every service runs its old or its new release; {left}"
         ):
-            progress.update(
-                "compose", f"docker compose up {' '.join(plan.services_to_up)}".rstrip()
-            )
-            run(compose.up(project, plan.services_to_up, plan.removes_orphans))
+            replaced = plan.services_to_replace
+            if replaced:
+                progress.update(
+                    "compose", f"docker compose up --force-recreate {' '.join(replaced)}"
+                )
+                run(compose.up(project, replaced, False, force_recreate=True))
+            others = [s for s in plan.services_to_up if s not in replaced]
+            if others or plan.removes_orphans:
+                progress.update("compose", f"docker compose up {' '.join(others)}".rstrip())
+                run(compose.up(project, others, plan.removes_orphans))
         progress.done("compose", "docker compose up done")
     with Interrupted.leaving(f"the services were changed, not waited for until ready; {left}"):
         containers = wait_ready(client, desired, plan.services_to_up, progress)

@@ -5,7 +5,15 @@ from __future__ import annotations
 
 from deployer.core.desired import DesiredService, DesiredState, image_part, with_image
 from deployer.core.observed import ObservedContainer, ObservedState
-from deployer.core.plan import ACTIONS, RUNNING, Change, MovedTag, Plan, image_change
+from deployer.core.plan import (
+    ACTIONS,
+    REPLACE,
+    RUNNING,
+    Change,
+    MovedTag,
+    Plan,
+    image_change,
+)
 from deployer.core.reference import ImageReference, short_id
 from deployer.infra.registry import RegistryDigests
 from deployer.targets.host.registry import foreign_tags, moved_tags, repository_digest
@@ -70,6 +78,20 @@ def _service_change(
             recreate[cause] = None
     if moved is not None and not pulled_over:
         recreate[moved.cause] = None
+    # An engine restarted while a deploy started it may keep its task (a start then fails with
+    # "task ... already exists" or "failed to start shim: ... file exists"): a new one replaces it.
+    leftovers = [
+        f"{c.name} created, never started (a deploy cut short or failed)"
+        for c in containers
+        if c.never_started
+    ]
+    rescale = (
+        []
+        if len(containers) == service.replicas
+        else [f"replicas {len(containers)} -> {service.replicas}"]
+    )
+    if leftovers:
+        return Change(service.name, REPLACE, (*leftovers, *rescale, *recreate))
     if recreate:
         return Change(service.name, "recreate", tuple(recreate))
     # A one-shot container (a migration) that exited 0 has done its work: nothing to start.
@@ -78,10 +100,9 @@ def _service_change(
         for c in containers
         if c.state != "running" and not c.done(service.restart)
     ]
-    if len(containers) != service.replicas:
-        causes.append(f"replicas {len(containers)} -> {service.replicas}")
-        return Change(service.name, "scale", tuple(causes))
-    if len(causes) == len(containers):  # e.g. a recreate cut short: only a `Created` container
+    if rescale:
+        return Change(service.name, "scale", (*causes, *rescale))
+    if len(causes) == len(containers):  # e.g. only an exited container
         causes = [f"no running container: {'; '.join(causes)}"]
     return Change(service.name, "start", tuple(causes)) if causes else None
 
@@ -131,7 +152,7 @@ def as_deployed(desired: DesiredState, observed: ObservedState, the_plan: Plan) 
     the reference and fingerprint its containers were made with: Compose hashes the reference,
     and would recreate them whenever it converges the service (as another one's dependency, or
     with every service when orphans are removed)."""
-    renewed = {c.service for c in the_plan.changes if c.action in ("create", "recreate")}
+    renewed = {c.service for c in the_plan.changes if c.action in ("create", "recreate", REPLACE)}
     for name, service in sorted(desired.services.items()):
         made = _made_with(service, observed.of_service(name))
         if name not in renewed and made is not None:
