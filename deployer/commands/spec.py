@@ -8,18 +8,11 @@ from pathlib import Path
 from typing import Any
 
 from deployer.commands.load import load
-from deployer.compose.project import env_files_reading
 from deployer.core.desired import identifiers
 from deployer.core.errors import ConfigError, ConfigIssue
 from deployer.core.results import Rendering, Validated
 from deployer.core.spec import find_specs
-from deployer.core.variables import (
-    PROCESS_ENVIRONMENT,
-    Redactor,
-    compose_reading_issues,
-    weak_secret_issues,
-)
-from deployer.infra import runner
+from deployer.core.variables import Redactor, weak_secret_issues
 from deployer.targets.base import Target
 
 
@@ -41,22 +34,9 @@ def validate(folder: Path, names: Sequence[str], redact: Redactor) -> Validated:
         warnings += ignored
         model_names = identifiers(desired.model, target.env.project)
         warnings += weak_secret_issues(target.env.variables, model_names)
-        warnings += _compose_reading_issues(target, redact)
     if issues:
         raise ConfigError(issues)
     return Validated(names, warnings)
-
-
-def _compose_reading_issues(target: Target[Any, Any], redact: Redactor) -> list[ConfigIssue]:
-    """Compare deployer's reading of the env files with Compose's own (`--env-file`)."""
-    spec, variables = target.env.spec, target.env.variables
-    if not spec.env_files:
-        return []
-    process = {n: v.value for n, v in variables.items.items() if v.source == PROCESS_ENVIRONMENT}
-    command = env_files_reading(spec.project, spec.env_files, process)
-    result = runner.run(command, check=False)
-    failure = redact(result.stderr or result.stdout) if result.returncode != 0 else None
-    return compose_reading_issues(variables, result.stdout, failure)
 
 
 def render(target: Target[Any, Any], redact: Redactor) -> Rendering:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 from deployer.core.command import Command, InputFile, descriptor_path
 from deployer.core.desired import ComposeFiles, DesiredState
@@ -99,21 +98,6 @@ def up(
 def remove(project: ComposeProject, services: Sequence[str]) -> Command:
     """Stop and remove the containers of `services` (their volumes stay)."""
     return project.command("rm", "--stop", "--force", *services)
-
-
-# An empty project: enough for Compose to read env files without any compose file's demands.
-EMPTY_PROJECT = "services: {}\n"
-
-
-def env_files_reading(
-    project: str, env_files: Sequence[Path], process_variables: Mapping[str, str]
-) -> Command:
-    """Compose's own reading of env files (`--env-file` in order), as `NAME=value` lines."""
-    argv = ["docker", "compose", "--project-name", project]
-    for path in env_files:
-        argv += ["--env-file", str(path)]
-    argv += ["--file", "-", "config", "--environment"]
-    return Command(tuple(argv), dict(process_variables), EMPTY_PROJECT)
 
 
 def logs(

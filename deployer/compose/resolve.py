@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -51,9 +51,14 @@ def resolve(spec: Spec, variables: Variables, engine: Engine, run: Runner) -> De
     model = with_overrides(model, entries)
     services = desired_services(model, spec.is_secret)
     check_images(spec, services)
-    written = _written(project.with_override(environment), run) if variables.secret_values() else {}
     return DesiredState(
-        spec.name, project.files, entries, services, model, spec.wait_timeout, written
+        spec.name,
+        project.files,
+        entries,
+        services,
+        model,
+        spec.wait_timeout,
+        _written(project.with_override(environment), run) if variables.secret_values() else dict,
     )
 
 
@@ -66,13 +71,17 @@ def _config(spec: Spec, project: ComposeProject, run: Runner) -> dict[str, Any]:
     return model
 
 
-def _written(project: ComposeProject, run: Runner) -> dict[str, Any]:
-    """The project's model as written, `${NAME}` not interpolated: which values refer to which
-    secret, so that a release records references only where the compose files make them."""
-    model: dict[str, Any] = json.loads(
-        run(project.command("config", "--no-interpolate", "--format", "json")).stdout
-    )
-    return model
+def _written(project: ComposeProject, run: Runner) -> Callable[[], dict[str, Any]]:
+    """How to read the project's model as written, `${NAME}` not interpolated: which values
+    refer to which secret, so that a release records references only where the compose files
+    make them."""
+
+    def read() -> dict[str, Any]:
+        command = project.command("config", "--no-interpolate", "--format", "json")
+        model: dict[str, Any] = json.loads(run(command).stdout)
+        return model
+
+    return read
 
 
 _REQUIRED = re.compile(r"required variable (\w+) is missing a value")
@@ -151,7 +160,7 @@ def restore_state(
         desired_services(model, secrets.is_secret),
         model,
         current.wait_timeout,
-        _written(project, run) if secrets.values else {},
+        _written(project, run) if secrets.values else dict,
     )
 
 

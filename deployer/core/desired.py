@@ -14,7 +14,7 @@ import copy
 import hashlib
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
@@ -69,9 +69,14 @@ class DesiredState:
     services: Mapping[str, DesiredService]
     model: Mapping[str, Any]  # the resolved compose model (values as Compose prints them)
     wait_timeout: float
-    # The same model before interpolation (`${NAME}` as written): where a secret is referenced.
-    # Empty when the environment has no secret variable.
-    written: Mapping[str, Any] = field(default_factory=dict)
+    # How to read the same model before interpolation (`${NAME}` as written): where a secret is
+    # referenced. Only a release's record needs it, so it is read (once) only then.
+    read_written: Callable[[], Mapping[str, Any]] = field(default=dict, compare=False, repr=False)
+
+    @cached_property
+    def written(self) -> Mapping[str, Any]:
+        """The model as written; empty when the environment has no secret variable."""
+        return self.read_written()
 
     @cached_property
     def override(self) -> str:

@@ -248,5 +248,5 @@ Rendering = ComposeRendering | StackRendering
 @dataclass(frozen=True)
 class Validated:
     names: list[str]  # the environments checked
-    # What works but is risky: weak secrets, env file lines Compose would read otherwise.
+    # What works but is risky: weak secrets, settings a target only warns about.
     warnings: list[ConfigIssue]

@@ -1,16 +1,16 @@
 """Stage 2: the variables an environment deploys with, and where each came from.
 
-deployer is the only parser of the user's .env files. Compose receives the merged values as its one
-env file, written so that it reads them back exactly (compose.project.env_file).
-Precedence is Compose's: env files in order (later wins), the process environment over all; a
-`${VAR}` in a later file sees the earlier files' values and the process environment, as with
-`docker compose --env-file A --env-file B`. Compose sees no other variable of the process
-environment (runner.tool_environment), so what is shown, hashed and deployed is one set.
+deployer reads the user's .env files exactly as Compose reads them (envfile: a port of Compose's
+own parser). Compose receives the merged values as its one env file, written so that it reads
+them back exactly (compose.project.env_file). Precedence is Compose's: env files in order (later
+wins), the process environment over all; a `${VAR}` in a file sees the process environment, then
+earlier lines and files, as with `docker compose --env-file A --env-file B`. Of the process
+environment Compose is given only what the tools need (runner.tool_environment), so what is
+shown, hashed and deployed is one set.
 """
 
 from __future__ import annotations
 
-import io
 import json
 import re
 import shlex
@@ -18,9 +18,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from dotenv.parser import parse_stream
-from dotenv.variables import parse_variables
-
+from deployer.core import envfile
+from deployer.core.envfile import Binding
 from deployer.core.errors import ConfigError, ConfigIssue
 
 PROCESS_ENVIRONMENT = "process environment"
@@ -89,8 +88,10 @@ def referenced_names(texts: Iterable[str]) -> frozenset[str]:
     )
 
 
-def _bindings(path: Path) -> list[tuple[str, str, int]]:
-    """The `NAME=value` lines of one env file as python-dotenv parses them, before interpolation."""
+def _bindings(
+    path: Path, process_env: Mapping[str, str], known: Mapping[str, str]
+) -> list[Binding]:
+    """The variables one env file sets, as Compose reads it after the files before it."""
     file = str(path)
     try:
         raw = path.read_bytes()
@@ -103,16 +104,13 @@ def _bindings(path: Path) -> list[tuple[str, str, int]]:
     except UnicodeDecodeError as e:
         line = raw[: e.start].count(b"\n") + 1
         raise ConfigError([ConfigIssue(file, line, "", "env file is not valid UTF-8 text")]) from e
-    bindings, issues = [], []
-    for binding in parse_stream(io.StringIO(text)):
-        if binding.error:
-            # python-dotenv would skip the line with a warning; Compose would refuse the file.
-            # The line itself is not shown: it may hold a secret.
-            message = "cannot parse this line (expected NAME=value)"
-            issues.append(ConfigIssue(file, binding.original.line, "", message))
-        elif binding.key is not None and binding.value is not None:
-            # A bare `NAME` line has no value: Compose ignores it too.
-            bindings.append((binding.key, binding.value, binding.original.line))
+    bindings = envfile.parse(text, file, process_env, known)
+    # A NUL cannot travel in a process environment, which is how values reach Compose.
+    issues = [
+        ConfigIssue(file, b.line, b.name, "a value cannot hold a NUL character")
+        for b in bindings
+        if "\0" in b.value
+    ]
     if issues:
         raise ConfigError(issues)
     return bindings
@@ -124,21 +122,26 @@ def load_variables(
     is_secret: SecretPolicy,
     referenced: Iterable[str] = (),
 ) -> Variables:
-    """Merge env files in order, interpolating each value with what is known so far (the process
-    environment winning), then let the process environment win; add the process variables the
-    compose files and spec refer to, and Compose's own options."""
+    """Read env files in order as Compose does (each seeing the process environment first, then
+    what earlier lines and files set), then let the process environment win; add the process
+    variables the compose files and spec refer to, and Compose's own options."""
     merged: dict[str, Variable] = {}
     issues: list[ConfigIssue] = []
     for path in env_files:
+        known = {name: v.value for name, v in merged.items()}
         try:
-            bindings = _bindings(path)
+            bindings = _bindings(path, process_env, known)
         except ConfigError as e:
             issues.extend(e.issues)
             continue
-        for name, raw, line in bindings:
-            known = {**{n: v.value for n, v in merged.items()}, **process_env}
-            value = "".join(atom.resolve(known) for atom in parse_variables(raw))
-            merged[name] = Variable(name, value, f"{path}:{line}", is_secret(name))
+        for binding in bindings:
+            # compose-go also reads `=value` (and a last bare name without a line break) as a
+            # variable named "": no `${...}` can refer to it, and no environment can carry it.
+            if binding.name:
+                source = f"{path}:{binding.line}"
+                merged[binding.name] = Variable(
+                    binding.name, binding.value, source, is_secret(binding.name)
+                )
     if issues:
         raise ConfigError(issues)
     wanted = set(merged) | set(referenced)
@@ -215,60 +218,4 @@ def weak_secret_issues(variables: Variables, identifiers: Iterable[str]) -> list
         else:
             continue
         issues.append(ConfigIssue(file, line, variable.name, f"weak secret: {why}"))
-    return issues
-
-
-_LISTED = re.compile(r"^([A-Za-z_][A-Za-z0-9_.-]*)=(.*)$")
-
-
-def parse_environment_listing(text: str) -> dict[str, str]:
-    """`NAME=value` lines as `docker compose config --environment` prints them; a line that does not
-    start a variable continues the previous value (a value with newlines)."""
-    values: dict[str, str] = {}
-    name = None
-    for line in text.splitlines():
-        listed = _LISTED.match(line)
-        if listed:
-            name = listed.group(1)
-            values[name] = listed.group(2)
-        elif name is not None:
-            values[name] += "\n" + line
-    return values
-
-
-_COMPOSE_READ_FAILURE = re.compile(r"failed to read (\S+?): (?:line (\d+): )?(.*)")
-
-
-def compose_reading_issues(
-    variables: Variables, compose_reading: str, compose_failure: str | None
-) -> list[ConfigIssue]:
-    """Where Compose would read the env files differently from deployer (python-dotenv): per
-    variable and line, with both readings unless the variable is secret."""
-    if compose_failure is not None:
-        last = compose_failure.strip().splitlines()[-1] if compose_failure.strip() else ""
-        failed = _COMPOSE_READ_FAILURE.search(last)
-        file, line, message = (
-            (failed.group(1), int(failed.group(2)) if failed.group(2) else None, failed.group(3))
-            if failed
-            else ("", None, last)
-        )
-        return [
-            ConfigIssue(file or "env files", line, "", f"docker compose cannot read it: {message}")
-        ]
-    theirs = parse_environment_listing(compose_reading)
-    issues = []
-    for variable in variables.items.values():
-        if variable.source == PROCESS_ENVIRONMENT or variable.name not in theirs:
-            continue
-        if theirs[variable.name] == variable.value:
-            continue
-        file, line = _location(variable)
-        readings = (
-            " (values not shown: secret)"
-            if variable.secret
-            else f": deployer reads {json.dumps(variable.value, ensure_ascii=False)}, docker "
-            f"compose --env-file reads {json.dumps(theirs[variable.name], ensure_ascii=False)}"
-        )
-        message = f"Compose would read this differently{readings}; deployer's reading is used"
-        issues.append(ConfigIssue(file, line, variable.name, message))
     return issues

@@ -112,20 +112,6 @@ def test_shell_form_is_quoted_and_masks_secrets() -> None:
     )
 
 
-def test_compose_reading_of_env_files() -> None:
-    command = compose.env_files_reading(
-        "shop", [Path("/srv/.env"), Path("/srv/.env.staging")], {"TAG": "2.0"}
-    )
-    assert command == Command(
-        argv=(
-            "docker", "compose", "--project-name", "shop", "--env-file", "/srv/.env",
-            "--env-file", "/srv/.env.staging", "--file", "-", "config", "--environment",
-        ),
-        env={"TAG": "2.0"},
-        stdin="services: {}\n",
-    )  # fmt: skip
-
-
 def test_engine_choice_spec_then_docker_host_then_default() -> None:
     assert (
         Engine.choose("ssh://deploy@host", {"DOCKER_HOST": "tcp://x:2376"}).host

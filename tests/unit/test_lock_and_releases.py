@@ -101,7 +101,8 @@ def recorded(service: dict[str, Any], written: dict[str, Any] | None, secrets: S
     """`service` as a release records it, `written` its model before interpolation."""
     files = ComposeFiles("shop", (Path("compose.yml"),), {})
     sources = {"services": {"web": written}} if written is not None else {}
-    state = DesiredState("staging", files, {}, {}, {"services": {"web": service}}, 1.0, sources)
+    model = {"services": {"web": service}}
+    state = DesiredState("staging", files, {}, {}, model, 1.0, lambda: sources)
     return recorded_config(state, "web", secrets)
 
 

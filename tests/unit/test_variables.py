@@ -13,9 +13,7 @@ from deployer.core.variables import (
     SecretPolicy,
     Variable,
     Variables,
-    compose_reading_issues,
     load_variables,
-    parse_environment_listing,
     referenced_names,
     weak_secret_issues,
 )
@@ -42,19 +40,20 @@ def test_later_files_win_and_the_process_environment_wins_over_all(tmp_path: Pat
     assert variables.secret_values() == ["base", "hunter22"]
 
 
-def test_values_are_python_dotenvs(tmp_path: Path) -> None:
+def test_values_are_composes(tmp_path: Path) -> None:
     env = tmp_path / ".env"
-    env.write_text('X=1\nSINGLE=\'${X} too\'\nDOUBLE="${X} and more"\nMULTI="a\nb"\nBARE\n')
+    env.write_text('X=1\nSINGLE=\'${X} too\'\nDOUBLE="${X} and more"\nMULTI="a\nb"\nBARE\nSET\n')
 
-    variables = load_variables([env], {}, SecretPolicy())
+    variables = load_variables([env], {"SET": "s"}, SecretPolicy())
 
-    # python-dotenv interpolates inside single quotes too, where Compose would not: its reading
-    # is the one that counts. A bare name has no value, as in Compose.
-    assert variables.values() == {
-        "X": "1",
-        "SINGLE": "1 too",
-        "DOUBLE": "1 and more",
-        "MULTI": "a\nb",
+    # Single quotes are literal, as in Compose. A bare name has the process environment's value,
+    # if any.
+    assert variables.items == {
+        "X": Variable("X", "1", f"{env}:1", secret=False),
+        "SINGLE": Variable("SINGLE", "${X} too", f"{env}:2", secret=False),
+        "DOUBLE": Variable("DOUBLE", "1 and more", f"{env}:3", secret=False),
+        "MULTI": Variable("MULTI", "a\nb", f"{env}:4", secret=False),
+        "SET": Variable("SET", "s", PROCESS_ENVIRONMENT, secret=False),
     }
 
 
@@ -66,14 +65,17 @@ def test_env_file_that_is_not_utf8(tmp_path: Path) -> None:
     assert caught.value.lines() == [f"{env}:2: env file is not valid UTF-8 text"]
 
 
-def test_unparsable_lines_are_errors_that_do_not_show_the_line(tmp_path: Path) -> None:
+def test_unparsable_files_are_errors_that_do_not_show_the_line(tmp_path: Path) -> None:
     env = tmp_path / ".env"
-    env.write_text('A=1\nthis is not a variable\nTOKEN="unterminated secret\n')
+    env.write_text("A=1\nthis is not a variable\n")
+    other = tmp_path / ".env.other"
+    other.write_text('A=1\nTOKEN="unterminated secret\n')
     with pytest.raises(ConfigError) as caught:
-        load_variables([env], {}, SecretPolicy())
+        load_variables([env, other], {}, SecretPolicy())
+    # As Compose, the first problem of each file (Compose counts the lines to the file's end).
     assert caught.value.lines() == [
-        f"{env}:2: cannot parse this line (expected NAME=value)",
-        f"{env}:3: cannot parse this line (expected NAME=value)",
+        f"{env}:2: key cannot contain a space",
+        f"{other}:3: unterminated quoted value (the quote opens on line 2)",
     ]
 
 
@@ -200,40 +202,4 @@ def test_weak_secrets(tmp_path: Path) -> None:
         "(service, image, project, network, volume or host)",
         f"{env}:2: API_TOKEN: weak secret: its value is shorter than 8 characters",
         "process environment: SHELL_TOKEN: weak secret: its value is shorter than 8 characters",
-    ]
-
-
-def test_environment_listing_with_multiline_values() -> None:
-    listing = "A=1\nMULTI=first\nsecond\nB=x=y\n"
-    assert parse_environment_listing(listing) == {"A": "1", "MULTI": "first\nsecond", "B": "x=y"}
-
-
-def test_where_compose_reads_env_files_differently(tmp_path: Path) -> None:
-    env = tmp_path / ".env"
-    env.write_text("X=1\nF='${X}'\nG=a$$b\nM=${UNSET-d}\nSAME=ok\nDB_PASSWORD='p${X}'\n")
-    variables = load_variables([env], {"SHELL": "wins"}, SecretPolicy(), referenced=["SHELL"])
-    # What `docker compose --env-file .env config --environment` printed for this file.
-    compose = "F=${X}\nG=a$b\nM=d\nSAME=ok\nX=1\nDB_PASSWORD=p${X}\nSHELL=wins\nPATH=/bin\n"
-
-    issues = compose_reading_issues(variables, compose, None)
-
-    assert [str(i) for i in issues] == [
-        f'{env}:2: F: Compose would read this differently: deployer reads "1", docker compose '
-        '--env-file reads "${X}"; deployer\'s reading is used',
-        f'{env}:3: G: Compose would read this differently: deployer reads "a$$b", docker compose '
-        '--env-file reads "a$b"; deployer\'s reading is used',
-        f'{env}:4: M: Compose would read this differently: deployer reads "", docker compose '
-        '--env-file reads "d"; deployer\'s reading is used',
-        f"{env}:6: DB_PASSWORD: Compose would read this differently (values not shown: secret); "
-        "deployer's reading is used",
-    ]
-
-
-def test_a_file_compose_cannot_read() -> None:
-    failure = (
-        "time=x level=warning msg=y\nfailed to read /srv/.env: line 4: unterminated quoted value\n"
-    )
-    issues = compose_reading_issues(Variables({}), "", failure)
-    assert [str(i) for i in issues] == [
-        "/srv/.env:4: docker compose cannot read it: unterminated quoted value"
     ]
