@@ -6,6 +6,9 @@ For a 30- and a 200-service environment on the local engine, it measures (median
   - a deploy that changes one service against `docker compose up -d` doing the same,
     and counts the containers recreated (the aim: exactly one).
 Compose gets exactly deployer's invocation (from `deploy render --json`), so both do the same work.
+deployer's modules are compiled to bytecode first, as installing a package leaves them: with
+PYTHONDONTWRITEBYTECODE set (as in this project's sessions), an editable install would otherwise
+compile every module on every run.
 
 Needs scripts/test-engine (engine, Compose v2, registry on 127.0.0.1:5000) and the package installed:
     .venv/bin/python benchmarks/reconcile.py [--sizes 30 200] [--runs 5]
@@ -14,6 +17,7 @@ Needs scripts/test-engine (engine, Compose v2, registry on 127.0.0.1:5000) and t
 from __future__ import annotations
 
 import argparse
+import compileall
 import json
 import os
 import statistics
@@ -23,6 +27,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+import deployer
 
 ROOT = Path(__file__).resolve().parents[1]
 REGISTRY = "127.0.0.1:5000/deployer-bench"
@@ -164,6 +170,7 @@ def main() -> None:
         "--output", type=Path, default=ROOT / "benchmarks" / "results" / "reconcile.json"
     )
     args = parser.parse_args()
+    compileall.compile_dir(Path(deployer.__file__).parent, quiet=1)
     subprocess.run(
         [str(ROOT / "scripts" / "build-images"), REGISTRY, "testapp:1.0.0"],
         check=True,
