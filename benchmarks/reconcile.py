@@ -2,10 +2,14 @@
 
 For a 30- and a 200-service environment on the local engine, it measures (medians of --runs):
   - a no-op `deploy ENV --yes` against `docker compose up -d` with nothing to change;
-  - `deploy diff ENV` against `docker compose up -d --dry-run`;
+  - `deploy diff ENV` against `docker compose up -d --dry-run`
+    (for both, deployer and Compose take turns within each run; the ratios run by run are shown);
   - a deploy that changes one service against `docker compose up -d` doing the same,
     and counts the containers recreated (the aim: exactly one).
 Compose gets exactly deployer's invocation (from `deploy render --json`), so both do the same work.
+deployer's modules are compiled to bytecode first, as installing a package leaves them: with
+PYTHONDONTWRITEBYTECODE set (as in this project's sessions), an editable install would otherwise
+compile every module on every run.
 
 Needs scripts/test-engine (engine, Compose v2, registry on 127.0.0.1:5000) and the package installed:
     .venv/bin/python benchmarks/reconcile.py [--sizes 30 200] [--runs 5]
@@ -14,6 +18,7 @@ Needs scripts/test-engine (engine, Compose v2, registry on 127.0.0.1:5000) and t
 from __future__ import annotations
 
 import argparse
+import compileall
 import json
 import os
 import statistics
@@ -23,6 +28,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+import deployer
 
 ROOT = Path(__file__).resolve().parents[1]
 REGISTRY = "127.0.0.1:5000/deployer-bench"
@@ -97,6 +104,11 @@ def median(samples: list[float]) -> float:
     return statistics.median(samples)
 
 
+def ratios(ours: list[float], theirs: list[float]) -> list[float]:
+    """Deployer's time over Compose's, run by run, sorted: the spread of the ratio."""
+    return sorted(round(a / b, 2) for a, b in zip(ours, theirs, strict=True))
+
+
 def bench(size: int, runs: int) -> dict[str, Any]:
     project = f"bench-{size}"
     with tempfile.TemporaryDirectory() as tmp:
@@ -106,12 +118,16 @@ def bench(size: int, runs: int) -> dict[str, Any]:
         try:
             first = timed([*DEPLOY, "bench", "--yes"], env)
             argv, variables, stdin = compose_invocation(env)
-            noop_deploy = [timed([*DEPLOY, "bench", "--yes"], env) for _ in range(runs)]
-            noop_compose = [timed(argv, variables, stdin) for _ in range(runs)]
-            diff_deploy = [timed([*DEPLOY, "diff", "bench"], env) for _ in range(runs)]
+            # Deployer and Compose take turns within each run, so that a change in the machine's
+            # load meanwhile weighs on both alike.
             up_at = argv.index("up")
             dry_run = [*argv[:up_at], "up", "--dry-run", *argv[up_at + 1 :]]
-            diff_compose = [timed(dry_run, variables, stdin) for _ in range(runs)]
+            noop_deploy, noop_compose, diff_deploy, diff_compose = [], [], [], []
+            for _ in range(runs):
+                noop_deploy.append(timed([*DEPLOY, "bench", "--yes"], env))
+                noop_compose.append(timed(argv, variables, stdin))
+                diff_deploy.append(timed([*DEPLOY, "diff", "bench"], env))
+                diff_compose.append(timed(dry_run, variables, stdin))
 
             one_deploy, one_compose, recreated = [], [], []
             env_file = folder / ".env"
@@ -155,6 +171,10 @@ def bench(size: int, runs: int) -> dict[str, Any]:
         "first_deploy_s": round(first, 2),
         "noop": {"deploy": median(noop_deploy), "compose_up": median(noop_compose)},
         "diff": {"deploy_diff": median(diff_deploy), "compose_dry_run": median(diff_compose)},
+        "run_ratios": {
+            "noop": ratios(noop_deploy, noop_compose),
+            "diff": ratios(diff_deploy, diff_compose),
+        },
         "one_change": {"deploy": median(one_deploy), "compose_up": median(one_compose)},
         "recreated_per_one_change": sorted(set(recreated)),
         "in_sync_after": in_sync_after,
@@ -171,6 +191,7 @@ def main() -> None:
         "--output", type=Path, default=ROOT / "benchmarks" / "results" / "reconcile.json"
     )
     args = parser.parse_args()
+    compileall.compile_dir(Path(deployer.__file__).parent, quiet=1)
     subprocess.run(
         [str(ROOT / "scripts" / "build-images"), REGISTRY, "testapp:1.0.0"],
         check=True,
@@ -186,6 +207,10 @@ def main() -> None:
         }.items():
             print(
                 f"{result['services']:>8}  {name:<28}{ours:>9.3f}s{theirs:>9.3f}s{ours / theirs:>7.2f}x"
+            )
+        for name, spread in result["run_ratios"].items():
+            print(
+                f"{result['services']:>8}  {name} ratio run by run: {spread[0]:.2f}x to {spread[-1]:.2f}x"
             )
         print(
             f"{result['services']:>8}  containers recreated per one-service change: {result['recreated_per_one_change']}"

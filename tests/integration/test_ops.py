@@ -159,6 +159,9 @@ def test_commands_that_change_state_refuse_without_yes_or_terminal(app: Workspac
         )
     )
     ok(app.deploy("test", "--yes"))
+    env_file = app.environments / "app/.env"
+    env_file.write_text(env_file.read_text().replace("WORKER_TAG=1.0.0", "WORKER_TAG=1.1.0"))
+    ok(app.deploy("test", "--yes"))  # release 2: going back to 1 is a change
     ids = app.ids()
 
     for args in (
@@ -172,7 +175,6 @@ def test_commands_that_change_state_refuse_without_yes_or_terminal(app: Workspac
             "error: test asks for confirmation and there is no terminal to ask on: pass --yes",
         ), args
 
-    env_file = app.environments / "app/.env"
     env_file.write_text(env_file.read_text().replace("LOG_LEVEL=info", "LOG_LEVEL=debug"))
     refused = app.deploy("test")
     assert refused.returncode == 1

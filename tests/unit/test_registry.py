@@ -2,24 +2,28 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from deployer.cli.render.plans import plan_text
+from deployer.commands.deploy import deploy
 from deployer.commands.read import diff
+from deployer.core.command import Command, Completed
 from deployer.core.desired import DesiredService
 from deployer.core.errors import RegistryError, TagMovedError
 from deployer.core.observed import ObservedState
 from deployer.core.plan import Change, MovedTag, Plan
 from deployer.core.reference import digest_in
+from deployer.core.results import Applied
 from deployer.core.variables import Redactor
 from deployer.infra.registry import RegistryDigests
 from deployer.targets.host.plan import plan
 from deployer.targets.host.registry import from_registry, moved_tags, tags_to_check
 from tests.unit.fakes import FakeEngine
-from tests.unit.test_operations import DIGEST, GOOD, World, make_world
+from tests.unit.test_operations import DIGEST, GOOD, World, make_world, model
 from tests.unit.test_plan import IMAGES, IN_SYNC, REG, WEB_PRINT, desired
 
 OLD = "sha256:" + "a" * 64
@@ -198,6 +202,64 @@ def test_an_unreachable_registry_warns_in_diff_and_stops_a_deploy(tmp_path: Path
     assert (the_plan.changes, the_plan.unchecked) == ((), (down.message,))
     assert raised.value is down
     assert world.compose.ups == ups
+
+
+def test_the_running_tags_are_looked_up_while_compose_resolves_and_only_once(
+    tmp_path: Path,
+) -> None:
+    world, engine = _world_with_registry(tmp_path, immutable=False)
+    engine.registry["reg/web:1.0"] = DIGEST
+    engine.lookups.clear()
+    asked = threading.Event()
+    lookup = engine.registry_digest
+
+    def registry_digest(image: str, auth: object = None) -> str | None:
+        asked.set()
+        return lookup(image)
+
+    run = world.env.outside.run
+    overlapped = []
+
+    def resolving(command: Command, check: bool = True) -> Completed:
+        if "config" in command.argv:  # Compose still at work: has the registry been asked?
+            overlapped.append(asked.wait(timeout=5))
+        return run(command, check)
+
+    engine.registry_digest = registry_digest  # type: ignore[assignment]
+    world.env = replace(world.env, outside=replace(world.env.outside, run=resolving))
+
+    [found] = diff(world.target, Redactor()).outcomes
+
+    assert found.value is not None
+    assert (overlapped, found.value.changes, found.value.unchecked) == ([True], (), ())
+    assert engine.lookups == ["reg/web:1.0"]
+
+
+def test_a_running_tag_the_spec_no_longer_names_is_no_concern_of_the_plan(
+    tmp_path: Path,
+) -> None:
+    # Looked up early (as the tag that runs), its registry's failure is no warning nor error.
+    world, engine = _world_with_registry(tmp_path, immutable=False)
+    engine.registry["reg/web:1.0"] = RegistryError("reg", "reg/web:1.0", "connection refused")
+    pinned = "reg/web@sha256:" + "e5" * 32  # another image than the one that runs, here too
+    world.compose.images = [
+        *world.compose.images,
+        {"Id": "sha256:" + "e6" * 32, "RepoTags": [], "RepoDigests": [pinned]},
+    ]
+    world.compose.model = {
+        **model(GOOD),
+        "services": {"web": {**model(GOOD)["services"]["web"], "image": pinned}},
+    }
+
+    [found] = diff(world.target, Redactor()).outcomes
+    deployed = deploy(world.target, world.ui, "deploy test")
+
+    assert found.value is not None
+    assert [(c.service, c.action) for c in found.value.changes] == [("web", "recreate")]
+    assert found.value.unchecked == ()
+    assert isinstance(deployed, Applied)
+    assert deployed.plan.changes == found.value.changes
+    assert world.running()["web"][2] == pinned
 
 
 def test_an_image_that_lost_its_tags_lists_none_as_its_repository_and_is_skipped() -> None:

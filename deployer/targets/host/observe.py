@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from deployer.core.desired import FINGERPRINT_LABEL, DesiredState
@@ -69,10 +70,12 @@ def observe_containers(client: EngineClient, project: str) -> tuple[ObservedCont
 
 
 def observe(client: EngineClient, project: str) -> ObservedState:
-    images = client.images()
-    return ObservedState(
-        project, observe_containers(client, project), image_ids(images), image_digests(images)
-    )
+    """The project's containers and the engine's images, both lists asked for at once (where
+    both fail, the image list's error is the one raised)."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        containers = pool.submit(observe_containers, client, project)
+        images = client.images()
+        return ObservedState(project, containers.result(), image_ids(images), image_digests(images))
 
 
 def running_services(

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Set
 
 from deployer.core.desired import DesiredService, DesiredState
+from deployer.core.errors import InvalidReferenceError
 from deployer.core.observed import ObservedState
 from deployer.core.plan import BUILT, PULLED, MovedTag
 from deployer.core.reference import ImageReference, digest_in, is_image_id
@@ -89,6 +90,23 @@ def from_registry(desired: DesiredState, observed: ObservedState) -> set[str]:
         if _running_digests(name, s, observed)
         or (_is_tag(s.image) and _local_digests(observed, s.image))
     }
+
+
+def running_tags(observed: ObservedState) -> list[str]:
+    """The tags the containers run from, where they came by them through the registry, sorted:
+    known before Compose has resolved the spec, they are those tags_to_check names for every
+    service the spec keeps on its tag."""
+    tags = set()
+    for container in observed.containers:
+        if is_image_id(container.image):
+            continue
+        try:
+            reference = ImageReference.parse(container.image)
+        except InvalidReferenceError:  # a short image ID, as the engine lists a retagged image
+            continue
+        if not reference.digest and _tag_digest(observed, container.image_id, reference):
+            tags.add(container.image)
+    return sorted(tags)
 
 
 def moved_tags(

@@ -3,7 +3,9 @@ host of several (deployer/targets/fleet)."""
 
 from __future__ import annotations
 
+import contextlib
 import re
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 
@@ -29,7 +31,7 @@ from deployer.core.results import (
 )
 from deployer.core.status import EnvironmentStatus
 from deployer.core.variables import Redactor
-from deployer.infra.engine import PROJECT_LABEL
+from deployer.infra.engine import PROJECT_LABEL, EngineClient
 from deployer.infra.registry import Login, RegistryDigests, resolve_digests
 from deployer.state.engine_store import records_of_every_project
 from deployer.state.releases import (
@@ -43,6 +45,7 @@ from deployer.state.releases import (
 from deployer.state.store import Store
 from deployer.targets.base import (
     Check,
+    Environment,
     Failed,
     Place,
     PlacePlan,
@@ -58,7 +61,7 @@ from deployer.targets.host.observe import (
     running_services,
 )
 from deployer.targets.host.plan import as_deployed, plan
-from deployer.targets.host.registry import from_registry, tags_to_check
+from deployer.targets.host.registry import from_registry, running_tags, tags_to_check
 from deployer.targets.host.status import status
 from deployer.targets.hosts import stream_by_host
 from deployer.targets.prune import kept_by_releases, prunable, remove_images, repository_of
@@ -99,6 +102,43 @@ def replaced(
     }
 
 
+class _EarlyLookups:
+    """The registries asked about the tags that run while Compose resolves the spec, in a
+    thread of their own: a deploy that keeps its tags (a no-op, most deploys) needs exactly these
+    answers, and has them once Compose is done. Only answers for the tags the plan checks are
+    used; a failure to ask early (no credentials, an engine gone) leaves them to be asked then.
+    A daemon thread: a command that ends first (a problem in the spec) does not wait for it."""
+
+    def __init__(
+        self,
+        client: EngineClient,
+        images: Sequence[str],
+        env: Environment,
+        redact: Redactor,
+        check: Check,
+    ) -> None:
+        self._found = RegistryDigests()
+        self._thread: threading.Thread | None = None
+        if check is Check.SKIP or not images:
+            return
+        try:
+            login = env.login(images, redact)
+        except DeployerError:
+            return  # said, if it matters, when the plan's own tags are asked
+
+        def ask() -> None:
+            with contextlib.suppress(DeployerError):
+                self._found = resolve_digests(client, images, login)
+
+        self._thread = threading.Thread(target=ask, name="registry lookups", daemon=True)
+        self._thread.start()
+
+    def answers(self) -> RegistryDigests:
+        if self._thread is not None:
+            self._thread.join()
+        return self._found
+
+
 class HostTarget(Place[HostPlan]):
     """One engine: `docker compose` for every change, the Docker SDK to read it, deployer's
     records and lock on the engine itself."""
@@ -125,19 +165,31 @@ class HostTarget(Place[HostPlan]):
         except DeployerError:
             desired()  # a problem in the spec is reported before one with the engine
             raise
-        return self._checked(desired(), observed, redact, check)
+        asked = _EarlyLookups(self.client, running_tags(observed), self.env, redact, check)
+        return self._checked(desired(), observed, redact, check, asked)
 
     def _checked(
-        self, desired: DesiredState, observed: ObservedState, redact: Redactor, check: Check
+        self,
+        desired: DesiredState,
+        observed: ObservedState,
+        redact: Redactor,
+        check: Check,
+        asked: _EarlyLookups | None = None,
     ) -> HostPlan:
         """The plan with the running tags checked in their registries (unless SKIP). A moved tag
         in an environment whose tags are immutable is an error; with STRICT, so is a registry
-        that cannot be asked."""
+        that cannot be asked. What `asked` has answered already is not asked again."""
         digests = RegistryDigests()
         if check is not Check.SKIP:
             images = tags_to_check(desired, observed)
             login = self.env.login(images, redact) if images else None
-            digests = resolve_digests(self.client, images, login)
+            early = asked.answers() if asked is not None else RegistryDigests()
+            answered = {*early.digests, *early.failures}
+            rest = resolve_digests(self.client, [i for i in images if i not in answered], login)
+            digests = RegistryDigests(
+                {i: d for i, d in [*early.digests.items(), *rest.digests.items()] if i in images},
+                {i: e for i, e in [*early.failures.items(), *rest.failures.items()] if i in images},
+            )
             trusted = from_registry(desired, observed)
             failures = [e for image, e in sorted(digests.failures.items()) if image in trusted]
             if check is Check.STRICT and failures:
