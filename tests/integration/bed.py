@@ -96,6 +96,10 @@ class Bed:
         """SIGTERM host k's dockerd and wait until it has exited."""
         self._fault("engine", k, stop=True)
 
+    def kill_engine(self, k: int) -> None:
+        """SIGKILL host k's dockerd, as a power loss would end it (its containers die with it)."""
+        self._fault("engine", k, stop=True, how="kill")
+
     def start_engine(self, k: int) -> None:
         """Start host k's dockerd again and wait until it answers."""
         self._fault("engine", k, stop=False)
@@ -106,8 +110,8 @@ class Bed:
     def start_sshd(self, k: int) -> None:
         self._fault("sshd", k, stop=False)
 
-    def _fault(self, daemon: str, k: int, *, stop: bool) -> None:
-        checked(f"{'stop' if stop else 'start'}-{daemon}", str(k))
+    def _fault(self, daemon: str, k: int, *, stop: bool, how: str = "") -> None:
+        checked(f"{how or ('stop' if stop else 'start')}-{daemon}", str(k))
         if daemon == "engine" and k in self._clients:  # its connections are to the old engine
             self._clients.pop(k).close()
         if stop:
