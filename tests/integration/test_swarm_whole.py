@@ -108,8 +108,9 @@ def test_a_stack_only_waiting_for_swarm_is_in_sync_for_diff_and_deploy_and_swarm
     target = load(stack.environments, "test", Redactor(), {**os.environ, **stack.env})
     done = runner.run(render(target, Redactor()).command, check=False)
     assert done.returncode == 0, done.stderr
-    for _ in range(120):
-        if stack.swarm.client(4).api.tasks(filters={"service": f"{stack.project}_web"}):
+    for _ in range(120):  # until Swarm has rejected a task, saying why
+        tasks = stack.swarm.client(4).api.tasks(filters={"service": f"{stack.project}_web"})
+        if any(t["Status"].get("Err") for t in tasks):
             break
         time.sleep(0.5)
 
@@ -142,6 +143,6 @@ def test_a_manager_reached_over_ssh(stack: SwarmSpace) -> None:
     assert pending.returncode == 2, pending.stdout + pending.stderr
     ok(stack.deploy("test", "--yes"))
     assert sorted(stack.versions()) == ["web", "worker"]
-    assert [len(ids) for ids in stack.task_ids().values()] == [2, 1]
+    assert {name: len(ids) for name, ids in stack.task_ids().items()} == {"web": 2, "worker": 1}
     in_sync = stack.deploy("diff", "test")
     assert (in_sync.returncode, in_sync.stderr) == (0, ""), in_sync.stdout
