@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 from deployer.core.command import Command, InputFile, descriptor_path
 from deployer.core.desired import ComposeFiles, DesiredState
@@ -77,6 +79,24 @@ def deploying(desired: DesiredState, engine: Engine) -> ComposeProject:
 
 def config_json(project: ComposeProject) -> Command:
     return project.command("config", "--format", "json")
+
+
+def config_hashes(project: ComposeProject) -> Command:
+    """`<service> <hash>` per service: Compose's config hash, as `up` labels a container with."""
+    return project.command("config", "--hash", "*")
+
+
+def hashing(model: Mapping[str, Any], files: ComposeFiles, engine: Engine) -> ComposeProject:
+    """A project of the resolved `model` alone (given on stdin): Compose hashes its services as
+    `up` would those of the compose files it came from, `env_file:` resolved (which `config
+    --hash` of the files themselves skips in Compose 2.40)."""
+    alone = replace(files, paths=(), variables={})
+    return ComposeProject(alone, engine, json.dumps(model))
+
+
+def kill(project: ComposeProject, services: Sequence[str], signal: str) -> Command:
+    """Send `signal` to the main process of each container of `services`."""
+    return project.command("kill", "--signal", signal, *services)
 
 
 def up(

@@ -23,12 +23,14 @@ from typing import Any
 import yaml
 
 from deployer.core.errors import ConfigError, ConfigIssue, DeployerError
+from deployer.core.inputs import RELOAD_SIGNAL_LABEL, SECRET, Digest, ServiceInputs
 from deployer.core.reference import ImageReference, is_reference
 from deployer.core.spec import Spec
 from deployer.core.variables import SecretPolicy, Variables
 
 FINGERPRINT_LABEL = "dev.deployer.fingerprint"
 ENVIRONMENT_LABEL = "dev.deployer.environment"
+DEPLOYER_LABELS = frozenset({FINGERPRINT_LABEL, ENVIRONMENT_LABEL})  # deployer's own, on `up`
 # libyaml's dumper where PyYAML has it: a 200-service override takes ~30 ms in pure Python.
 SafeDumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 # Parts of a service that do not make Compose recreate its containers (Compose's hash leaves
@@ -59,6 +61,8 @@ class DesiredService:
     fingerprint: Mapping[str, str]
     secret_parts: frozenset[str]  # fingerprint parts whose values are secret
     restart: str = "no"  # the engine's restart policy, e.g. "no", "always", "on-failure:3"
+    # Sent instead of recreating when only files it reads changed (RELOAD_SIGNAL_LABEL).
+    reload_signal: str | None = None
 
 
 @dataclass(frozen=True)
@@ -72,6 +76,14 @@ class DesiredState:
     # How to read the same model before interpolation (`${NAME}` as written): where a secret is
     # referenced. Only a release's record needs it, so it is read (once) only then.
     read_written: Callable[[], Mapping[str, Any]] = field(default=dict, compare=False, repr=False)
+    # What reading the files the services read said (a path missing, a socket), for the plan.
+    notes: tuple[str, ...] = ()
+    # Compose's config hash of each service as declared, without deployer's labels: what a
+    # container made by plain Compose carries when it runs as declared. Asked only when the
+    # engine has such containers.
+    compose_hashes: Mapping[str, str] = field(default_factory=dict)
+    # Services `up` gets without deployer's labels: adopted containers, made so by Compose.
+    unlabelled: frozenset[str] = frozenset()
 
     @cached_property
     def written(self) -> Mapping[str, Any]:
@@ -81,7 +93,30 @@ class DesiredState:
     @cached_property
     def override(self) -> str:
         """The override `up` gets: the spec's overrides plus the fingerprint labels."""
-        return labelled_override(self.overrides, self.environment, self.services)
+        labelled = {n: s for n, s in self.services.items() if n not in self.unlabelled}
+        return labelled_override(self.overrides, self.environment, labelled)
+
+
+def with_file_digests(
+    desired: DesiredState, inputs: ServiceInputs, digests: Mapping[str, Digest]
+) -> DesiredState:
+    """`desired` with the content of the files each service reads in its fingerprint: one part
+    per path (`file:conf/app.conf`), secret where it is a secret's file."""
+    services = dict(desired.services)
+    notes: dict[str, None] = {}
+    for name, found in inputs.by_service.items():
+        parts, secret = dict(services[name].fingerprint), set(services[name].secret_parts)
+        for entry in found:
+            digest = digests[entry.path]
+            if digest.note:
+                notes[f"{name}: {entry.kind} {digest.note}"] = None
+            if digest.value is None:
+                continue
+            parts[entry.part] = digest.value
+            if entry.kind == SECRET:
+                secret.add(entry.part)
+        services[name] = replace(services[name], fingerprint=parts, secret_parts=frozenset(secret))
+    return replace(desired, services=services, notes=(*desired.notes, *notes))
 
 
 def environment_override(spec: Spec) -> str | None:
@@ -293,7 +328,7 @@ def fingerprint(
                     secret_parts.add(f"environment.{name}")
             continue
         if key == "labels":
-            value = {k: v for k, v in (value or {}).items() if not k.startswith("dev.deployer.")}
+            value = {k: v for k, v in (value or {}).items() if k not in DEPLOYER_LABELS}
         elif key == "deploy":
             value = {k: v for k, v in (value or {}).items() if k != "replicas"}
         parts[key] = _digest(value)
@@ -313,6 +348,7 @@ def desired_services(
             parts,
             secret_parts,
             restart_policy_of(service),
+            ((service.get("labels") or {}).get(RELOAD_SIGNAL_LABEL) or None),
         )
     return services
 

@@ -345,6 +345,14 @@ class TagTakenError(DeployerError):
         )
 
 
+class FileInputError(DeployerError):
+    """A file a service reads that cannot be compared: not readable, or changing all the time."""
+
+    def __init__(self, shown: str, kind: str, reason: str) -> None:
+        super().__init__(f"{kind} {shown}: cannot be read ({reason}); nothing changed")
+        self.shown, self.kind, self.reason = shown, kind, reason
+
+
 class UnsupportedError(DeployerError):
     """A command, or an option of one, that the environment's target cannot do: its
     capabilities say so, before any engine is reached."""

@@ -5,7 +5,7 @@ a swarm manager (the services and tasks of a stack). Pure: the targets read the 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from deployer.core.reference import lookup_key
 
@@ -40,8 +40,13 @@ class ObservedContainer:
     health: str | None  # healthy, unhealthy, starting, or None without a health check
     image: str  # the reference it was created from
     image_id: str
-    fingerprint: Mapping[str, str] | None  # None: not created by deployer
+    # What deployer knows it runs: the fingerprint on its label, or the one the store remembers
+    # for it (adopted, or signalled to reread files); None: made by someone else.
+    fingerprint: Mapping[str, str] | None
     exit_code: int | None = None  # of an exited container, from the engine's status words
+    config_hash: str | None = None  # Compose's hash of the configuration it was made with
+    # The fingerprint on its label (what Compose hashed when it made it), None without one.
+    made_with: Mapping[str, str] | None = None
 
     @property
     def ready(self) -> bool:
@@ -63,6 +68,14 @@ class ObservedState:
     containers: tuple[ObservedContainer, ...]  # sorted by service, then number
     image_ids: Mapping[str, str]  # reference.lookup_key of a reference or ID -> local image ID
     digests: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # ID -> repo@sha256:...
+
+    def remembering(self, remembered: Mapping[str, Mapping[str, str]]) -> ObservedState:
+        """The containers with the fingerprints the store remembers for them (by ID)."""
+        containers = tuple(
+            replace(c, fingerprint=remembered[c.id]) if c.id in remembered else c
+            for c in self.containers
+        )
+        return replace(self, containers=containers)
 
     def of_service(self, service: str) -> list[ObservedContainer]:
         return [c for c in self.containers if c.service == service]

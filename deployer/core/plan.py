@@ -8,11 +8,16 @@ from dataclasses import dataclass
 from deployer.core.reference import ImageReference, is_image_id, short_id
 
 # The order actions are listed (and carried out) in, for one service.
-ACTIONS = ("pull", "create", "recreate", "replace", "start", "scale", "remove")
+ACTIONS = ("pull", "adopt", "create", "recreate", "replace", "signal", "start", "scale", "remove")
 UP_ACTIONS = frozenset({"create", "recreate", "replace", "start", "scale"})
 # Recreated even where Compose sees nothing to change (`up --force-recreate`): a container that
 # cannot be started, such as one an engine restart left created and never started.
 REPLACE = "replace"
+# Containers that run as declared but whose fingerprint deployer has not written on them: made by
+# plain Compose (adopted as they are), or sent a signal to reread changed files. What they run is
+# remembered in the store, since a container's labels cannot change without recreating it.
+ADOPT, SIGNAL = "adopt", "signal"
+REMEMBERED = frozenset({ADOPT, SIGNAL})
 # Not a change to make: a swarm service still on its way to the spec it was given (Swarm's to
 # finish, or the next deploy's), shown with the plan.
 CONVERGE = "converge"
@@ -24,6 +29,7 @@ class Change:
     action: str
     causes: tuple[str, ...]
     image: str | None = None  # the image to pull, for "pull"
+    signal: str | None = None  # the signal to send, for "signal"
 
 
 @dataclass(frozen=True)
@@ -34,6 +40,8 @@ class Plan:
     moved: tuple[MovedTag, ...] = ()  # tags that point to another digest in the registry now
     # Images whose tag could not be checked in their registry, with why (a warning, not a change).
     unchecked: tuple[str, ...] = ()
+    # What reading the files the services read said: a path missing, a socket, a large folder.
+    notes: tuple[str, ...] = ()
 
     @property
     def in_sync(self) -> bool:
@@ -52,6 +60,14 @@ class Plan:
     @property
     def services_to_replace(self) -> list[str]:
         return sorted({c.service for c in self.changes if c.action == REPLACE})
+
+    @property
+    def signals(self) -> list[tuple[str, str]]:
+        return [(c.service, c.signal) for c in self.changes if c.action == SIGNAL and c.signal]
+
+    @property
+    def services_to_remember(self) -> list[str]:
+        return sorted({c.service for c in self.changes if c.action in REMEMBERED})
 
     @property
     def removes_orphans(self) -> bool:

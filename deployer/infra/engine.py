@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import io
 import os
 import re
+import tarfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -19,6 +21,18 @@ from deployer.core.errors import (
     PullError,
     PushError,
     RegistryError,
+)
+from deployer.core.inputs import (
+    FILE,
+    FOLDER,
+    LINK,
+    Digest,
+    FileInput,
+    content_digest,
+    large,
+    missing,
+    not_content,
+    tree_digest,
 )
 from deployer.core.reference import ImageReference
 
@@ -71,6 +85,11 @@ class Engine:
     @property
     def over_ssh(self) -> bool:
         return self.host.startswith("ssh://")
+
+    @property
+    def on_this_machine(self) -> bool:
+        """Reached through a unix socket: its bind mounts name this machine's paths."""
+        return self.host.startswith("unix://")
 
     def sdk_arguments(self, ssh_tunnel: str | None = None) -> dict[str, Any]:
         """docker.APIClient's arguments, but the API version (negotiated) and TLS given as the
@@ -424,6 +443,37 @@ class EngineClient:
         with self._errors(), contextlib.suppress(docker.errors.NotFound):
             self._api.remove_container(marker_id, force=True)
 
+    def read_path(self, found: FileInput) -> Digest:
+        """The digest of `found` as the engine's host has it: read through a container made
+        (never started) of the empty image, with the path bind-mounted read-only, whose
+        archive the engine streams. A missing path, a socket or a device is said, not read."""
+        import docker.errors
+        import docker.types
+
+        self._ensure_state_image()
+        mount = docker.types.Mount("/input", found.path, type="bind", read_only=True)
+        with self._errors():
+            try:
+                created = self._api.create_container(
+                    STATE_IMAGE,
+                    command=["none"],
+                    host_config=self._api.create_host_config(mounts=[mount]),
+                    labels={"dev.deployer.reads": found.path},
+                )
+            except docker.errors.APIError as e:
+                if "does not exist" in str(e.explanation or e):
+                    return missing(found.shown)
+                raise
+        try:
+            with self._errors():
+                stream, info = self._api.get_archive(created["Id"], "/input")
+                kind = _special_kind(int(info.get("mode", 0)))
+                if kind is not None:
+                    return not_content(found.shown, kind)
+                return _archive_digest(_Chunks(stream), found.shown)
+        finally:
+            self.remove_marker(created["Id"])
+
     def _ensure_state_image(self) -> None:
         """An empty image to create marker containers from, made on the engine itself."""
         with self._errors():
@@ -503,6 +553,67 @@ def engine_timestamp(text: str) -> float:
 def _timestamp(text: str) -> float:
     """Seconds since the epoch from the engine's RFC 3339 times."""
     return datetime.fromisoformat(text).timestamp()
+
+
+# Go's os.FileMode bits, as the engine's archive stat gives a path's mode.
+_GO_MODES = ((1 << 24, "socket"), (1 << 25, "named pipe"), (1 << 26, "device"))
+
+
+def _special_kind(mode: int) -> str | None:
+    return next((kind for bit, kind in _GO_MODES if mode & bit), None)
+
+
+class _Chunks(io.RawIOBase):
+    """The engine's archive stream as a file tarfile reads, one chunk at a time."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self._chunks, self._rest = chunks, b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while not self._rest:
+            self._rest = next(self._chunks, b"")
+            if not self._rest:
+                return 0
+        size = min(len(buffer), len(self._rest))
+        buffer[:size], self._rest = self._rest[:size], self._rest[size:]
+        return size
+
+
+def _archive_digest(stream: io.RawIOBase, shown: str) -> Digest:
+    """The digest of the archive of `/input`: a file's content, or a folder's tree."""
+    entries: list[tuple[str, str, str]] = []
+    single: str | None = None
+    with tarfile.open(fileobj=io.BufferedReader(stream, _ARCHIVE_CHUNK), mode="r|") as archive:
+        for member in archive:
+            name = member.name.removeprefix("input").lstrip("/")
+            if member.isfile():
+                digest = _member_digest(archive, member)
+                if not name:
+                    single = digest
+                else:
+                    entries.append((name, FILE, digest))
+            elif member.issym():
+                entries.append((name, LINK, member.linkname))
+            elif member.isdir():
+                if name:
+                    entries.append((name, FOLDER, ""))
+            elif name:
+                entries.append((name, "device" if member.isdev() else "named pipe", ""))
+    if single is not None:
+        return Digest(single)
+    return large(shown, len(entries), tree_digest(entries))
+
+
+_ARCHIVE_CHUNK = 1 << 20
+
+
+def _member_digest(archive: tarfile.TarFile, member: tarfile.TarInfo) -> str:
+    extracted = archive.extractfile(member)
+    assert extracted is not None  # a regular file's content
+    return content_digest(iter(lambda: extracted.read(_ARCHIVE_CHUNK), b""))
 
 
 def _unreachable() -> tuple[type[Exception], ...]:

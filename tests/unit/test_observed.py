@@ -39,6 +39,7 @@ def test_container_from_summary() -> None:
             "com.docker.compose.container-number": "1",
             "com.docker.compose.oneoff": "False",
             "dev.deployer.fingerprint": '{"image":"h"}',
+            "com.docker.compose.config-hash": "c0ffee",
         },
     }
 
@@ -46,7 +47,7 @@ def test_container_from_summary() -> None:
 
     assert observed == ObservedContainer(
         "abc123", "shop-web-1", "web", 1, "exited", "Exited (137) 2 minutes ago", None,
-        "ghcr.io/acme/web:1.4.2", "sha256:1", {"image": "h"}, 137,
+        "ghcr.io/acme/web:1.4.2", "sha256:1", {"image": "h"}, 137, "c0ffee", {"image": "h"},
     )  # fmt: skip
     assert observed is not None and not observed.ready
 

@@ -34,8 +34,14 @@ def desired(**overrides: DesiredService) -> DesiredState:
 
 
 def container(
-    service: str, number: int, fingerprint: dict[str, str] | None, **fields: str
+    service: str,
+    number: int,
+    fingerprint: dict[str, str] | None,
+    made_with: dict[str, str] | None = None,
+    config_hash: str | None = None,
+    **fields: str,
 ) -> ObservedContainer:
+    """`made_with` (the label's fingerprint): `fingerprint` unless said."""
     values = {
         "state": "running",
         "status": "Up 3 hours (healthy)",
@@ -54,6 +60,8 @@ def container(
         image=values["image"],
         image_id=values["image_id"],
         fingerprint=fingerprint,
+        config_hash=config_hash,
+        made_with=fingerprint if made_with is None else made_with,
     )
 
 

@@ -22,10 +22,17 @@ def _plan_fields(plan: Plan) -> dict[str, Any]:
             {"service": c.service, "action": c.action, "causes": list(c.causes)}
             for c in plan.changes
         ],
+        "notes": list(plan.notes),
     }
 
 
 def plan_text(plan: Plan, host: str | None = None) -> str:
+    """The plan's table of changes, then what reading the files said (a note per line)."""
+    notes = "".join(f"\nnote: {note}" for note in plan.notes)
+    return _changes_text(plan, host) + notes
+
+
+def _changes_text(plan: Plan, host: str | None) -> str:
     header = heading(plan.environment, plan.project, host)
     if not plan.changes:
         return f"{header}: in sync, nothing to change"
@@ -70,7 +77,7 @@ def plans_document(
     """Today's fields (one host: its plan; several: all hosts in sync, and every change with
     its host) and `hosts`: each host's own, with its error (in_sync and changes null) where it
     could not be read."""
-    hosts = per_host(outcomes, _plan_fields, ("in_sync", "changes"), redact)
+    hosts = per_host(outcomes, _plan_fields, ("in_sync", "changes", "notes"), redact)
     if len(outcomes) == 1 and outcomes[0].value is not None:
         return {**plan_document(outcomes[0].value), "hosts": hosts}
     plans = [(o.host, o.value) for o in outcomes if o.value is not None]

@@ -62,6 +62,9 @@ def apply(
                 progress.update("compose", f"docker compose up {' '.join(others)}".rstrip())
                 run(compose.up(project, others, plan.removes_orphans))
         progress.done("compose", "docker compose up done")
+    for service, signal in plan.signals:
+        progress.update("compose", f"docker compose kill --signal {signal} {service}")
+        run(compose.kill(project, [service], signal))
     with Interrupted.leaving(f"the services were changed, not waited for until ready; {left}"):
         containers = wait_ready(client, desired, plan.services_to_up, progress)
     return Applied(plan, time.monotonic() - started, containers)

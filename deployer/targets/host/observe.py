@@ -17,6 +17,7 @@ from deployer.state.releases import NO_SECRETS, Secrets, ServiceRelease, recorde
 SERVICE_LABEL = "com.docker.compose.service"
 NUMBER_LABEL = "com.docker.compose.container-number"
 ONEOFF_LABEL = "com.docker.compose.oneoff"
+CONFIG_HASH_LABEL = "com.docker.compose.config-hash"
 _HEALTH = re.compile(r"\((healthy|unhealthy|health: starting)\)")
 _EXIT_CODE = re.compile(r"^Exited \((-?\d+)\)")
 
@@ -47,6 +48,8 @@ def container_from_summary(summary: Mapping[str, Any]) -> ObservedContainer | No
         image_id=summary.get("ImageID", ""),
         fingerprint=fingerprint,
         exit_code=int(exit_code.group(1)) if exit_code else None,
+        config_hash=labels.get(CONFIG_HASH_LABEL),
+        made_with=fingerprint,
     )
 
 
@@ -92,7 +95,8 @@ def running_services(
             recorded_config(state, container.service, secrets)
             for state in states
             if container.service in state.services
-            and state.services[container.service].fingerprint == container.fingerprint
+            and state.services[container.service].fingerprint
+            in (container.fingerprint, container.made_with)
         )
         services[container.service] = ServiceRelease(
             container.image, container.image_id, pinned, next(configs, None)

@@ -3,12 +3,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import replace
+
 from deployer.core.desired import DesiredService, DesiredState, image_part, with_image
+from deployer.core.inputs import FILE_PART, RELOAD_SIGNAL_LABEL, short
 from deployer.core.observed import ObservedContainer, ObservedState
 from deployer.core.plan import (
     ACTIONS,
+    ADOPT,
     REPLACE,
     RUNNING,
+    SIGNAL,
     Change,
     MovedTag,
     Plan,
@@ -34,7 +40,9 @@ def plan(
         if pull_cause and service.image not in pulled:
             pulled.add(service.image)
             changes.append(Change(name, "pull", (pull_cause,), service.image))
-        change = _service_change(service, observed, moved.get(name))
+        change = _service_change(
+            service, observed, moved.get(name), desired.compose_hashes.get(name)
+        )
         if change:
             changes.append(change)
     for orphan in sorted({c.service for c in observed.containers} - set(desired.services)):
@@ -42,7 +50,12 @@ def plan(
     changes.sort(key=lambda c: (c.service, ACTIONS.index(c.action)))
     unchecked = tuple(e.message for _, e in sorted(registry.failures.items()))
     return Plan(
-        desired.environment, observed.project, tuple(changes), tuple(moved.values()), unchecked
+        desired.environment,
+        observed.project,
+        tuple(changes),
+        tuple(moved.values()),
+        unchecked,
+        desired.notes,
     )
 
 
@@ -59,7 +72,10 @@ def _pull_cause(
 
 
 def _service_change(
-    service: DesiredService, observed: ObservedState, moved: MovedTag | None = None
+    service: DesiredService,
+    observed: ObservedState,
+    moved: MovedTag | None = None,
+    compose_hash: str | None = None,
 ) -> Change | None:
     containers = observed.of_service(service.name)
     if not containers:
@@ -72,9 +88,13 @@ def _service_change(
     pulled_over = moved.cause if moved is not None and moved.kind != RUNNING else None
     if moved is not None and pulled_over:
         local_id = observed.image_id(ImageReference.parse(service.image).pinned(moved.new))
+    if any(c.fingerprint is None for c in containers):
+        adopted = _adopted(service, containers, local_id, compose_hash)
+        if adopted is not None:
+            return adopted
     recreate: dict[str, None] = {}  # ordered set of causes
     for container in containers:
-        for cause in _recreate_causes(service, container, local_id, pulled_over):
+        for cause in _recreate_causes(service, container, local_id, pulled_over, compose_hash):
             recreate[cause] = None
     if moved is not None and not pulled_over:
         recreate[moved.cause] = None
@@ -92,6 +112,9 @@ def _service_change(
     )
     if leftovers:
         return Change(service.name, REPLACE, (*leftovers, *rescale, *recreate))
+    if recreate and _reloads(service, containers, local_id) and not (moved or rescale):
+        reload = f"reloads on {service.reload_signal} ({RELOAD_SIGNAL_LABEL}): not recreated"
+        return Change(service.name, SIGNAL, (*recreate, reload), signal=service.reload_signal)
     if recreate:
         return Change(service.name, "recreate", tuple(recreate))
     # A one-shot container (a migration) that exited 0 has done its work: nothing to start.
@@ -107,30 +130,92 @@ def _service_change(
     return Change(service.name, "start", tuple(causes)) if causes else None
 
 
+def _adopted(
+    service: DesiredService,
+    containers: list[ObservedContainer],
+    local_id: str | None,
+    compose_hash: str | None,
+) -> Change | None:
+    """Containers made by plain Compose that run exactly as declared (Compose's own hash of
+    their configuration, the image the tag names here): adopted as they are, not recreated."""
+    if compose_hash is None or local_id is None:
+        return None
+    if all(
+        c.fingerprint is not None or (c.config_hash == compose_hash and c.image_id == local_id)
+        for c in containers
+    ):
+        return Change(
+            service.name,
+            ADOPT,
+            (
+                f"made without deployer, runs as declared (Compose's config hash {compose_hash[:12]})",
+            ),
+        )
+    return None
+
+
+def _differing(old: Mapping[str, str], new: Mapping[str, str]) -> list[str]:
+    return sorted(p for p in set(old) | set(new) if old.get(p) != new.get(p))
+
+
+def _reloads(
+    service: DesiredService, containers: list[ObservedContainer], local_id: str | None
+) -> bool:
+    """Whether the service rereads its files on a signal, all its containers run, and only files
+    it reads changed."""
+    if service.reload_signal is None:
+        return False
+    return all(
+        c.fingerprint is not None
+        and c.state == "running"
+        and c.image_id == local_id
+        and all(
+            p.startswith(FILE_PART) or (p == "image" and c.image_id == local_id)
+            for p in _differing(c.fingerprint, service.fingerprint)
+        )
+        for c in containers
+    )
+
+
 def _recreate_causes(
     service: DesiredService,
     container: ObservedContainer,
     local_id: str | None,
     pulled_over: str | None = None,
+    compose_hash: str | None = None,
 ) -> list[str]:
     if container.fingerprint is None:
-        return ["not deployed by deployer (no fingerprint label)"]
+        if container.config_hash is None or compose_hash is None:
+            return ["not deployed by deployer (no fingerprint label)"]
+        if container.config_hash != compose_hash:
+            return [
+                "made without deployer, not as declared (Compose's config hash "
+                f"{container.config_hash[:12]}, declared {compose_hash[:12]})"
+            ]
+        named = short_id(local_id) if local_id else "not present here"
+        return [
+            f"made without deployer, runs image {short_id(container.image_id)}, "
+            f"{service.image} is {named}"
+        ]
     causes = []
     old, new = container.fingerprint, service.fingerprint
-    for part in sorted(set(old) | set(new)):
-        if old.get(part) == new.get(part):
-            continue
+    for part in _differing(old, new):
         if part == "image":
             # Another reference to the image it runs (`repo:tag`, now pinned by digest): the
             # same image ID is the same image.
             if local_id is None or container.image_id != local_id:
                 causes.append(f"image {image_change(container.image, service.image)}")
             continue
+        verb = "added" if part not in old else "removed" if part not in new else "changed"
+        if part.startswith(FILE_PART):
+            causes.append(
+                _file_cause(part, old.get(part), new.get(part), part in service.secret_parts)
+            )
+            continue
         kind, _, name = part.partition(".")
         if kind == "environment" and part in service.secret_parts:
             kind = "secret"
         label = f"{kind} {name}" if name else kind
-        verb = "added" if part not in old else "removed" if part not in new else "changed"
         causes.append(f"{label} {verb}")
     if causes or container.image_id == local_id:
         return causes
@@ -146,33 +231,56 @@ def _recreate_causes(
     return causes
 
 
+def _file_cause(part: str, old: str | None, new: str | None, secret: bool) -> str:
+    """`file conf/app.conf changed: sha256 ab12.. -> cd34..`; a secret's file without digests."""
+    path = part.removeprefix(FILE_PART)
+    what = f"secret file {path}" if secret else f"file {path}"
+    if old is None or new is None:
+        return f"{what} {'added' if old is None else 'removed'}"
+    return f"{what} changed" if secret else f"{what} changed: sha256 {short(old)} -> {short(new)}"
+
+
 def as_deployed(desired: DesiredState, observed: ObservedState, the_plan: Plan) -> DesiredState:
-    """`desired` as `up` gets it. A service the plan does not recreate, whose containers run the
-    image the spec names under another reference (`repo:tag`, now `repo:tag@sha256:...`), keeps
-    the reference and fingerprint its containers were made with: Compose hashes the reference,
-    and would recreate them whenever it converges the service (as another one's dependency, or
-    with every service when orphans are removed)."""
+    """`desired` as `up` gets it. A service the plan does not recreate keeps what its containers
+    were made with where that differs from the spec's but runs the same: the reference (the
+    image the spec names under another, `repo:tag`, now `repo:tag@sha256:...`), the fingerprint
+    of files it reread on a signal, no label at all where plain Compose made them (adopted).
+    Compose hashes all of these, and would otherwise recreate the containers whenever it
+    converges the service (as another one's dependency, or with every service when orphans are
+    removed)."""
     renewed = {c.service for c in the_plan.changes if c.action in ("create", "recreate", REPLACE)}
+    unlabelled = set(desired.unlabelled)
     for name, service in sorted(desired.services.items()):
+        if name in renewed:
+            continue
         made = _made_with(service, observed.of_service(name))
-        if name not in renewed and made is not None:
-            desired = with_image(desired, name, made.image, made.fingerprint or {})
-    return desired
+        if made is None:
+            continue
+        if made.made_with is None:
+            unlabelled.add(name)
+        else:
+            desired = with_image(desired, name, made.image, made.made_with)
+    return replace(desired, unlabelled=frozenset(unlabelled))
 
 
 def _made_with(
     service: DesiredService, containers: list[ObservedContainer]
 ) -> ObservedContainer | None:
-    """The container whose reference and fingerprint the service's containers share, where
-    they differ from the spec's by the reference alone."""
+    """The container whose reference and label the service's containers share, where they
+    differ from the spec's by what runs the same: the reference, the files' digests, or no
+    label at all (made by plain Compose)."""
     if not containers:
         return None
     first = containers[0]
-    old, new = first.fingerprint or {}, service.fingerprint
-    if any(c.fingerprint != old or c.image != first.image for c in containers):
+    if any(c.made_with != first.made_with or c.image != first.image for c in containers):
         return None
-    differing = {part for part in set(old) | set(new) if old.get(part) != new.get(part)}
+    if first.made_with is None:
+        return first if first.config_hash is not None else None
+    old, new = first.made_with, service.fingerprint
+    differing = set(_differing(old, new))
+    if not differing or any(p != "image" and not p.startswith(FILE_PART) for p in differing):
+        return None
     # The reference as the containers' fingerprint hashed it: Compose's hash has that one.
-    if differing != {"image"} or old["image"] != image_part(first.image):
+    if "image" in differing and old["image"] != image_part(first.image):
         return None
     return first

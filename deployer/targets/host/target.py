@@ -7,13 +7,15 @@ import contextlib
 import re
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
 from deployer.compose import project as compose
 from deployer.compose.resolve import restore_state
 from deployer.core.command import Command
-from deployer.core.desired import ComposeFiles, DesiredState
+from deployer.core.desired import ComposeFiles, DesiredState, with_file_digests
 from deployer.core.errors import DeployerError, Interrupted
+from deployer.core.inputs import Digest, ServiceInputs, file_inputs
 from deployer.core.observed import ObservedContainer, ObservedState
 from deployer.core.plan import Plan
 from deployer.core.progress import Progress
@@ -32,7 +34,9 @@ from deployer.core.results import (
 from deployer.core.status import EnvironmentStatus
 from deployer.core.variables import Redactor
 from deployer.infra.engine import PROJECT_LABEL, EngineClient
+from deployer.infra.files import LocalFiles
 from deployer.infra.registry import Login, RegistryDigests, resolve_digests
+from deployer.state import containers
 from deployer.state.engine_store import records_of_every_project
 from deployer.state.releases import (
     HostRelease,
@@ -157,7 +161,48 @@ class HostTarget(Place[HostPlan]):
         )
 
     def observe(self) -> ObservedState:
-        return observe(self.client, self.env.project)
+        """The project's containers, each with the fingerprint deployer knows it runs (its
+        label's, or the one the store remembers for it)."""
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            memory = pool.submit(containers.remembered, self.store(reading=True))
+            observed = observe(self.client, self.env.project)
+            return observed.remembering(memory.result())
+
+    def here(self, desired: DesiredState, observed: ObservedState) -> DesiredState:
+        """`desired` as this engine's host has it: with the content of the files its services
+        read, and (where plain Compose made containers) Compose's hash of each service."""
+        inputs = file_inputs(desired.model, str(desired.files.paths[0].parent))
+        desired = with_file_digests(desired, inputs, self.read_files(inputs))
+        if any(c.fingerprint is None for c in observed.containers):
+            hashing = compose.hashing(desired.model, desired.files, self.engine)
+            output = self.env.outside.run(compose.config_hashes(hashing)).stdout
+            hashes = dict(line.split(" ", 1) for line in output.splitlines() if " " in line)
+            desired = replace(desired, compose_hashes={n: h.strip() for n, h in hashes.items()})
+        return desired
+
+    def read_files(self, inputs: ServiceInputs) -> dict[str, Digest]:
+        """Each path's digest, read where the engine's host has it: here for an engine on this
+        machine, else through the engine."""
+        found = {i.path: i for entries in inputs.by_service.values() for i in entries}
+        if self.engine.on_this_machine:
+            return LocalFiles().digests(found)
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            read = {p: pool.submit(self.client.read_path, i) for p, i in sorted(found.items())}
+            return {path: future.result() for path, future in read.items()}
+
+    def _remember(self, planned: HostPlan) -> None:
+        """Keep what the adopted and signalled containers run; forget the containers gone."""
+        store = self.store()
+        services = planned.plan.services_to_remember
+        if services:
+            fingerprints = {
+                c.id: planned.desired.services[c.service].fingerprint
+                for c in planned.before.containers
+                if c.service in services
+            }
+            containers.remember(store, fingerprints, store.clock())
+        existing = {c["Id"] for c in self.client.project_containers(self.env.project)}
+        containers.forget(store, existing)
 
     def plan(self, desired: Callable[[], DesiredState], redact: Redactor, check: Check) -> HostPlan:
         try:
@@ -166,7 +211,7 @@ class HostTarget(Place[HostPlan]):
             desired()  # a problem in the spec is reported before one with the engine
             raise
         asked = _EarlyLookups(self.client, running_tags(observed), self.env, redact, check)
-        return self._checked(desired(), observed, redact, check, asked)
+        return self._checked(self.here(desired(), observed), observed, redact, check, asked)
 
     def _checked(
         self,
@@ -214,7 +259,7 @@ class HostTarget(Place[HostPlan]):
         deployed = planned.deployed
         project = compose.deploying(deployed, self.engine)
         try:
-            return apply(
+            applied = apply(
                 planned.plan,
                 deployed,
                 project,
@@ -223,6 +268,8 @@ class HostTarget(Place[HostPlan]):
                 progress,
                 login,
             )
+            self._remember(planned)
+            return applied
         except DeployerError as failure:
 
             def changed() -> bool:
@@ -248,6 +295,7 @@ class HostTarget(Place[HostPlan]):
                 planned.desired, targets, self.env.secrets, self.engine, self.env.outside.run
             )
             observed = self.observe()
+            state = self.here(state, observed)
             restoring = plan(state, observed)
             # Only what is put back: a service the deploy created is removed below, not started.
             only = replace(
@@ -306,7 +354,7 @@ class HostTarget(Place[HostPlan]):
     def status_of(self, desired: Callable[[], DesiredState]) -> EnvironmentStatus:
         """What runs here against `desired()`, with the releases that put it there."""
         observed = self.observe()
-        return status(desired(), observed, history(self.store(reading=True)))
+        return status(self.here(desired(), observed), observed, history(self.store(reading=True)))
 
     def logs(
         self,

@@ -1,0 +1,134 @@
+"""The files a service reads, as part of what is declared: bind-mounted files and folders,
+`configs:` and `secrets:` with `file:` (which Compose bind-mounts on one engine), wherever the
+compose files (or those they `include` or `extend`) put them. Compose has resolved every path in
+the model; `env_file:` needs nothing here, for its values are in `environment` already.
+
+Pure: which paths, and how their content comes to one digest. Reading them is
+deployer.infra.files's (on this machine) or the engine's (deployer.infra.engine.read_tree).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+FILE_PART = "file:"  # a fingerprint part for a file a service reads: `file:conf/app.conf`
+# The label by which a service reloads on a signal instead of being recreated when only files it
+# reads changed (a proxy that rereads its configuration on SIGHUP).
+RELOAD_SIGNAL_LABEL = "dev.deployer.reload-signal"
+# A folder with more files than this is said to be large in the plan: it costs a read of each
+# file's size and time (and of the whole content through a remote engine).
+LARGE_FOLDER = 10_000
+BIND, CONFIG, SECRET = "bind mount", "config", "secret"
+
+
+@dataclass(frozen=True)
+class FileInput:
+    """One path a service reads: where the engine's host has it, and how it is shown."""
+
+    path: str  # absolute, as the engine's host sees it
+    shown: str  # relative to the project's folder where it is inside it
+    kind: str  # BIND, CONFIG or SECRET
+
+    @property
+    def part(self) -> str:
+        return f"{FILE_PART}{self.shown}"
+
+
+@dataclass(frozen=True)
+class Digest:
+    """What reading a path gave: the digest of its content (None: nothing to compare, such as a
+    socket), and a line to say about it (a path that is missing, a large folder)."""
+
+    value: str | None
+    note: str | None = None
+    files: int = 1
+
+
+@dataclass(frozen=True)
+class ServiceInputs:
+    """Per service, the paths it reads."""
+
+    by_service: Mapping[str, tuple[FileInput, ...]] = field(default_factory=dict)
+
+    @property
+    def paths(self) -> list[str]:
+        return sorted({i.path for inputs in self.by_service.values() for i in inputs})
+
+
+def file_inputs(model: Mapping[str, Any], project_dir: str) -> ServiceInputs:
+    """The files each service of a resolved model reads."""
+    by_service = {}
+    for name, service in sorted((model.get("services") or {}).items()):
+        found: dict[str, FileInput] = {}
+        for volume in service.get("volumes") or []:
+            if (
+                isinstance(volume, Mapping)
+                and volume.get("type") == "bind"
+                and volume.get("source")
+            ):
+                path = str(volume["source"])
+                found[path] = FileInput(path, _shown(path, project_dir), BIND)
+        for key, kind in (("configs", CONFIG), ("secrets", SECRET)):
+            declared = model.get(key) or {}
+            for reference in service.get(key) or []:
+                source = reference.get("source") if isinstance(reference, Mapping) else reference
+                entry = declared.get(source) or {}
+                if entry.get("file") and not entry.get("external"):
+                    path = str(entry["file"])
+                    found[path] = FileInput(path, _shown(path, project_dir), kind)
+        if found:
+            by_service[name] = tuple(found[p] for p in sorted(found))
+    return ServiceInputs(by_service)
+
+
+def _shown(path: str, project_dir: str) -> str:
+    relative = os.path.relpath(path, project_dir)
+    return path if relative.startswith("..") else relative
+
+
+def content_digest(chunks: Iterable[bytes]) -> str:
+    digest = hashlib.sha256()
+    for chunk in chunks:
+        digest.update(chunk)
+    return digest.hexdigest()
+
+
+# A folder's entries: (path inside it, kind, the digest of a file's content or a link's target).
+FILE, FOLDER, LINK = "file", "folder", "link"
+
+
+def tree_digest(entries: Iterable[tuple[str, str, str]]) -> str:
+    """One digest of a folder: its entries' names, kinds and content, in name order; whichever
+    way they were read (from the disk here, from an engine's archive) the same digest."""
+    digest = hashlib.sha256(b"folder\n")
+    for name, kind, content in sorted(entries):
+        digest.update(f"{name}\0{kind}\0{content}\n".encode("utf-8", "surrogateescape"))
+    return digest.hexdigest()
+
+
+# What Compose makes of a bind-mounted path that does not exist: an empty folder. A missing path
+# compares as one, so that the first deploy (which creates it) leaves nothing to change.
+EMPTY_FOLDER = tree_digest([])
+
+
+def missing(shown: str) -> Digest:
+    return Digest(
+        EMPTY_FOLDER, f"{shown} does not exist: Compose will create an empty folder there"
+    )
+
+
+def not_content(shown: str, what: str) -> Digest:
+    return Digest(None, f"{shown} is a {what}: not content, not compared")
+
+
+def large(shown: str, files: int, digest: str) -> Digest:
+    note = f"{shown} holds {files} files: comparing it reads each one (docs/performance.md)"
+    return Digest(digest, note if files > LARGE_FOLDER else None, files)
+
+
+def short(digest: str) -> str:
+    return digest[:12]
