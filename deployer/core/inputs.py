@@ -85,6 +85,17 @@ def file_inputs(model: Mapping[str, Any], project_dir: str) -> ServiceInputs:
     return ServiceInputs(by_service)
 
 
+def per_node_binds(inputs: ServiceInputs) -> list[str]:
+    """What a swarm plan says of bind mounts: each node where a task runs has its own path."""
+    return [
+        f"{service}: {entry.kind} {entry.shown} is read on each node where a task runs: "
+        "not compared on a swarm"
+        for service, entries in sorted(inputs.by_service.items())
+        for entry in entries
+        if entry.kind == BIND
+    ]
+
+
 def _shown(path: str, project_dir: str) -> str:
     relative = os.path.relpath(path, project_dir)
     return path if relative.startswith("..") else relative

@@ -19,6 +19,7 @@ from deployer.core.errors import (
     SwarmNodesError,
     TagNotInRegistryError,
 )
+from deployer.core.inputs import file_inputs, per_node_binds
 from deployer.core.observed import ObservedStack
 from deployer.core.plan import Change, Plan
 from deployer.core.progress import Progress
@@ -184,6 +185,8 @@ class SwarmTarget(Place[StackPlan]):
             if check is Check.STRICT and digests.failures:
                 raise next(iter(sorted(digests.failures.items())))[1]
         the_plan = plan(self.env.name, stack, observed, digests)
+        inputs = file_inputs(resolved.model, str(resolved.files.paths[0].parent))
+        the_plan = replace(the_plan, notes=tuple(per_node_binds(inputs)))
         refuse_moved_tags(self.env, the_plan)
         return StackPlan(self.host, the_plan, resolved, stack, observed, digests)
 
