@@ -63,9 +63,9 @@ def test_diff_over_three_hosts_shows_the_drifted_one(fleet: Fleet) -> None:
         "in_sync": False,
         "changes": [{"host": two, **change}],
         "hosts": [
-            {"host": one, "in_sync": True, "changes": [], "error": None},
-            {"host": two, "in_sync": False, "changes": [change], "error": None},
-            {"host": three, "in_sync": True, "changes": [], "error": None},
+            {"host": one, "in_sync": True, "changes": [], "notes": [], "error": None},
+            {"host": two, "in_sync": False, "changes": [change], "notes": [], "error": None},
+            {"host": three, "in_sync": True, "changes": [], "notes": [], "error": None},
         ],
     }
     assert (text.returncode, text.stderr) == (2, "")

@@ -59,7 +59,10 @@ def test_a_secret_equal_to_a_service_name_masks_values_not_names(workspace: Work
         "project": workspace.project,
         "in_sync": True,
         "changes": [],
-        "hosts": [{"host": ENGINE_HOST, "in_sync": True, "changes": [], "error": None}],
+        "notes": [],
+        "hosts": [
+            {"host": ENGINE_HOST, "in_sync": True, "changes": [], "notes": [], "error": None}
+        ],
     }
     assert status.returncode == 0, status.stderr
     [service] = json.loads(status.stdout)["services"]

@@ -73,7 +73,10 @@ def test_diff_json_shape_and_exit_codes(app: Workspace) -> None:
         "project": app.project,
         "in_sync": False,
         "changes": changes,
-        "hosts": [{"host": ENGINE_HOST, "in_sync": False, "changes": changes, "error": None}],
+        "notes": [],
+        "hosts": [
+            {"host": ENGINE_HOST, "in_sync": False, "changes": changes, "notes": [], "error": None}
+        ],
     }
     deployed(app)
     synced = app.deploy("diff", "test", "--json")
@@ -83,7 +86,10 @@ def test_diff_json_shape_and_exit_codes(app: Workspace) -> None:
         "project": app.project,
         "in_sync": True,
         "changes": [],
-        "hosts": [{"host": ENGINE_HOST, "in_sync": True, "changes": [], "error": None}],
+        "notes": [],
+        "hosts": [
+            {"host": ENGINE_HOST, "in_sync": True, "changes": [], "notes": [], "error": None}
+        ],
     }
 
 

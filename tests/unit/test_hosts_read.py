@@ -47,6 +47,7 @@ def test_the_plan_of_one_host_reads_as_ever_and_its_json_adds_the_host() -> None
         "project": "shop",
         "in_sync": False,
         "changes": [{"service": "web", "action": "recreate", "causes": ["image web:1 -> 2"]}],
+        "notes": [],
         "hosts": [
             {
                 "host": A,
@@ -54,6 +55,7 @@ def test_the_plan_of_one_host_reads_as_ever_and_its_json_adds_the_host() -> None
                 "changes": [
                     {"service": "web", "action": "recreate", "causes": ["image web:1 -> 2"]}
                 ],
+                "notes": [],
                 "error": None,
             }
         ],
@@ -74,8 +76,8 @@ def test_two_hosts_in_sync() -> None:
         "in_sync": True,
         "changes": [],
         "hosts": [
-            {"host": A, "in_sync": True, "changes": [], "error": None},
-            {"host": B, "in_sync": True, "changes": [], "error": None},
+            {"host": A, "in_sync": True, "changes": [], "notes": [], "error": None},
+            {"host": B, "in_sync": True, "changes": [], "notes": [], "error": None},
         ],
     }
 
@@ -97,8 +99,8 @@ def test_two_hosts_one_with_changes_pending() -> None:
         "in_sync": False,
         "changes": [{"host": B, **change}],
         "hosts": [
-            {"host": A, "in_sync": True, "changes": [], "error": None},
-            {"host": B, "in_sync": False, "changes": [change], "error": None},
+            {"host": A, "in_sync": True, "changes": [], "notes": [], "error": None},
+            {"host": B, "in_sync": False, "changes": [change], "notes": [], "error": None},
         ],
     }
 
@@ -118,11 +120,12 @@ def test_a_host_that_cannot_be_read_is_shown_unknown_with_its_error_masked() -> 
         "in_sync": False,
         "changes": [],
         "hosts": [
-            {"host": A, "in_sync": True, "changes": [], "error": None},
+            {"host": A, "in_sync": True, "changes": [], "notes": [], "error": None},
             {
                 "host": B,
                 "in_sync": None,
                 "changes": None,
+                "notes": None,
                 "error": f"Docker engine at {B} is unreachable: connection refused (***)",
             },
         ],

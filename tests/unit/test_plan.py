@@ -165,6 +165,7 @@ def test_scale_create_and_parts_added_or_removed() -> None:
                 "causes": ["environment NEW added", "ports removed"],
             },
         ],
+        "notes": [],
     }
 
 
