@@ -4,7 +4,7 @@ compose files (or those they `include` or `extend`) put them. Compose has resolv
 the model; `env_file:` needs nothing here, for its values are in `environment` already.
 
 Pure: which paths, and how their content comes to one digest. Reading them is
-deployer.infra.files's (on this machine) or the engine's (deployer.infra.engine.read_tree).
+deployer.infra.files's (on this machine) or the engine's (EngineClient.read_path in deployer.infra.engine).
 """
 
 from __future__ import annotations
@@ -45,7 +45,6 @@ class Digest:
 
     value: str | None
     note: str | None = None
-    files: int = 1
 
 
 @dataclass(frozen=True)
@@ -53,10 +52,6 @@ class ServiceInputs:
     """Per service, the paths it reads."""
 
     by_service: Mapping[str, tuple[FileInput, ...]] = field(default_factory=dict)
-
-    @property
-    def paths(self) -> list[str]:
-        return sorted({i.path for inputs in self.by_service.values() for i in inputs})
 
 
 def file_inputs(model: Mapping[str, Any], project_dir: str) -> ServiceInputs:
@@ -138,7 +133,7 @@ def not_content(shown: str, what: str) -> Digest:
 
 def large(shown: str, files: int, digest: str) -> Digest:
     note = f"{shown} holds {files} files: comparing it reads each one (docs/performance.md)"
-    return Digest(digest, note if files > LARGE_FOLDER else None, files)
+    return Digest(digest, note if files > LARGE_FOLDER else None)
 
 
 def short(digest: str) -> str:

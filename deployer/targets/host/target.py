@@ -184,6 +184,8 @@ class HostTarget(Place[HostPlan]):
         """Each path's digest, read where the engine's host has it: here for an engine on this
         machine, else through the engine."""
         found = {i.path: i for entries in inputs.by_service.values() for i in entries}
+        if not found:
+            return {}
         if self.engine.on_this_machine:
             return LocalFiles().digests(found)
         with ThreadPoolExecutor(max_workers=4) as pool:
