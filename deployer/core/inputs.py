@@ -121,10 +121,13 @@ def tree_digest(entries: Iterable[tuple[str, str, str]]) -> str:
 EMPTY_FOLDER = tree_digest([])
 
 
-def missing(shown: str) -> Digest:
-    return Digest(
-        EMPTY_FOLDER, f"{shown} does not exist: Compose will create an empty folder there"
-    )
+def missing(found: FileInput) -> Digest:
+    """A path that does not exist: a bind mount's becomes an empty folder (Compose creates
+    one); a config's or secret's file is Compose's to refuse."""
+    if found.kind == BIND:
+        note = f"{found.shown} does not exist: Compose will create an empty folder there"
+        return Digest(EMPTY_FOLDER, note)
+    return Digest(None, f"{found.shown} does not exist")
 
 
 def not_content(shown: str, what: str) -> Digest:

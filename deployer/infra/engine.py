@@ -462,7 +462,7 @@ class EngineClient:
                 )
             except docker.errors.APIError as e:
                 if "does not exist" in str(e.explanation or e):
-                    return missing(found.shown)
+                    return missing(found)
                 raise
         try:
             with self._errors():

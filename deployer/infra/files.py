@@ -62,7 +62,7 @@ class LocalFiles:
         try:
             info = os.stat(found.path)
         except FileNotFoundError:
-            return missing(found.shown)
+            return missing(found)
         except OSError as e:
             raise FileInputError(found.shown, found.kind, e.strerror or str(e)) from e
         if stat.S_ISDIR(info.st_mode):

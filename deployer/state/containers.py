@@ -13,17 +13,35 @@ from deployer.state.store import Store, add_under_unique_key
 KIND = "container"
 
 
+def _read(record: Mapping[str, Any]) -> tuple[str, float, dict[str, str]] | None:
+    """A record's container, time and fingerprint; None where it is not one (damaged)."""
+    container, fingerprint, time = (record.get(k) for k in ("container", "fingerprint", "time"))
+    if not isinstance(container, str) or not isinstance(fingerprint, Mapping):
+        return None
+    if not isinstance(time, int | float):
+        return None
+    return container, float(time), {str(k): str(v) for k, v in fingerprint.items()}
+
+
+def _newest(records: list[dict[str, Any]]) -> dict[str, tuple[float, int]]:
+    """Per container, the time and position of the newest readable record."""
+    newest: dict[str, tuple[float, int]] = {}
+    for index, record in enumerate(records):
+        read = _read(record)
+        if read is not None and (read[0] not in newest or newest[read[0]][0] <= read[1]):
+            newest[read[0]] = (read[1], index)
+    return newest
+
+
 def remembered(store: Store) -> dict[str, dict[str, str]]:
     """Per container ID, the fingerprint remembered last for it."""
-    newest: dict[str, tuple[float, dict[str, str]]] = {}
-    for record in store.records(KIND):
-        container, fingerprint = record.get("container"), record.get("fingerprint")
-        if not isinstance(container, str) or not isinstance(fingerprint, Mapping):
-            continue
-        time = float(record.get("time", 0.0))
-        if container not in newest or newest[container][0] <= time:
-            newest[container] = (time, {str(k): str(v) for k, v in fingerprint.items()})
-    return {container: fingerprint for container, (_, fingerprint) in newest.items()}
+    records = store.records(KIND)
+    found = {}
+    for container, (_, index) in _newest(records).items():
+        read = _read(records[index])
+        assert read is not None  # _newest keeps readable records only
+        found[container] = read[2]
+    return found
 
 
 def remember(store: Store, fingerprints: Mapping[str, Mapping[str, str]], time: float) -> None:
@@ -34,20 +52,13 @@ def remember(store: Store, fingerprints: Mapping[str, Mapping[str, str]], time: 
 
 
 def forget(store: Store, existing: Collection[str]) -> int:
-    """Forget the containers not in `existing`, and what was remembered before the last of
-    each; returns how many records went."""
+    """Forget the containers not in `existing`, what was remembered before the newest record of
+    each, and damaged records; returns how many records went."""
 
     def expired(records: list[dict[str, Any]]) -> list[int]:
-        newest: dict[str, tuple[float, int]] = {}
-        doomed = []
-        for index, record in enumerate(records):
-            container, time = str(record.get("container")), float(record.get("time", 0.0))
-            if container not in existing or (container in newest and newest[container][0] > time):
-                doomed.append(index)
-            else:
-                if container in newest:
-                    doomed.append(newest[container][1])
-                newest[container] = (time, index)
-        return doomed
+        kept = {
+            index for container, (_, index) in _newest(records).items() if container in existing
+        }
+        return [index for index in range(len(records)) if index not in kept]
 
     return store.remove_records(KIND, expired)

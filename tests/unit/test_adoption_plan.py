@@ -268,16 +268,27 @@ def test_notes_of_the_files_read_follow_the_plan() -> None:
         }
     )
     digests = {
-        "/srv/shop/conf/app.conf": replace(missing("conf/app.conf"), value=NEW, note=None),
-        "/srv/shop/secrets/db.txt": replace(missing("secrets/db.txt"), value=OLD, note=None),
+        "/srv/shop/conf/app.conf": replace(
+            missing(FileInput("/srv/shop/conf/app.conf", "conf/app.conf", BIND)),
+            value=NEW,
+            note=None,
+        ),
+        "/srv/shop/secrets/db.txt": replace(
+            missing(FileInput("/srv/shop/secrets/db.txt", "secrets/db.txt", BIND)),
+            value=OLD,
+            note=None,
+        ),
         "/var/run/docker.sock": not_content("/var/run/docker.sock", "socket"),
-        "/srv/shop/cache": missing("cache"),
+        "/srv/shop/cache": missing(FileInput("/srv/shop/cache", "cache", BIND)),
     }
 
     wanted = with_file_digests(desired(), inputs, digests)
 
     web_print = {**WEB_PRINT, "file:conf/app.conf": NEW, "file:secrets/db.txt": OLD}
-    worker_print = {**WORKER_PRINT, "file:cache": missing("cache").value or ""}
+    worker_print = {
+        **WORKER_PRINT,
+        "file:cache": missing(FileInput("/srv/shop/cache", "cache", BIND)).value or "",
+    }
     assert wanted == replace(
         desired(),
         services={
@@ -460,3 +471,54 @@ def test_observed_containers_take_the_fingerprints_remembered() -> None:
             replace(container("worker", 1, None, config_hash=DECLARED), fingerprint=WORKER_PRINT),
         ),
     )
+
+
+def test_an_adopted_service_still_gets_what_else_it_needs() -> None:
+    # Compose's hash leaves out replicas: a service adopted as declared may still be short of
+    # containers, stopped, or have one never started.
+    wanted = _hashed(
+        desired(web=replace(desired().services["web"], replicas=3)), web=DECLARED, worker=DECLARED
+    )
+    observed = ObservedState(
+        "shop",
+        (
+            container("web", 1, None, config_hash=DECLARED),
+            container("web", 2, None, config_hash=DECLARED, state="created", status="Created"),
+            container(
+                "worker",
+                1,
+                None,
+                config_hash=DECLARED,
+                state="exited",
+                status="Exited (1) 1 hour ago",
+            ),
+        ),
+        IMAGES,
+    )
+
+    the_plan = plan(wanted, observed)
+
+    adopted = "made without deployer, runs as declared (Compose's config hash 0123456789ab)"
+    assert plan_text(the_plan) == (
+        "staging (project shop): 4 changes\n"
+        "SERVICE  ACTION   CAUSE\n"
+        f"web      adopt    {adopted}\n"
+        "web      replace  shop-web-2 created, never started (a deploy cut short or failed)\n"
+        "                  replicas 2 -> 3\n"
+        f"worker   adopt    {adopted}\n"
+        "worker   start    no running container: shop-worker-1 exited (1) 1 hour ago"
+    )
+    assert the_plan.services_to_up == ["web", "worker"]
+    deployed = as_deployed(wanted, observed, the_plan)
+    assert deployed.unlabelled == frozenset({"worker"})  # web is made again, with its labels
+
+
+def test_a_damaged_newest_record_does_not_hide_the_one_before() -> None:
+    store = FakeStore()
+    remember(store, {"web1": WEB_PRINT}, 100.0)
+    store.add("container", "damaged", {"container": "web1", "fingerprint": None, "time": 200.0})
+    store.add("container", "odd-time", {"container": "web1", "fingerprint": {}, "time": "soon"})
+
+    assert remembered(store) == {"web1": WEB_PRINT}
+    assert forget(store, {"web1"}) == 2
+    assert remembered(store) == {"web1": WEB_PRINT}

@@ -30,6 +30,7 @@ from deployer.core.inputs import (
     FileInput,
     ServiceInputs,
     file_inputs,
+    per_node_binds,
     tree_digest,
 )
 from deployer.infra.files import LocalFiles
@@ -111,19 +112,23 @@ def test_the_files_each_service_reads() -> None:
             "worker": (db_password,),
         }
     )
-    assert found.paths == [
-        "/srv/shared/certs",
-        "/srv/shop/conf/nginx.conf",
-        "/srv/shop/conf/proxy.conf",
-        "/srv/shop/secrets/db_password.txt",
-        "/srv/shop/static",
-        "/var/run/docker.sock",
-    ]
     assert [i.part for i in found.by_service["proxy"]] == [
         "file:conf/nginx.conf",
         "file:conf/proxy.conf",
         "file:static",
         "file:/var/run/docker.sock",
+    ]
+
+
+def test_a_swarm_plan_says_bind_mounts_are_not_compared() -> None:
+    assert per_node_binds(file_inputs(MODEL, "/srv/shop")) == [
+        "proxy: bind mount conf/nginx.conf is read on each node where a task runs: "
+        "not compared on a swarm",
+        "proxy: bind mount static is read on each node where a task runs: not compared on a swarm",
+        "proxy: bind mount /var/run/docker.sock is read on each node where a task runs: "
+        "not compared on a swarm",
+        "web: bind mount /srv/shared/certs is read on each node where a task runs: "
+        "not compared on a swarm",
     ]
 
 
@@ -149,7 +154,7 @@ def test_a_file_digests_as_the_sha256_of_its_content(tmp_path: Path) -> None:
     found = FileInput(str(conf), "app.conf", BIND)
 
     assert _read(tmp_path / "cache.json", found) == {
-        str(conf): Digest(_sha256(b"worker_processes 4;\n"), None, 1)
+        str(conf): Digest(_sha256(b"worker_processes 4;\n"))
     }
 
 
@@ -179,7 +184,7 @@ def test_a_folder_digests_its_tree_and_changes_with_a_nested_file(tmp_path: Path
     (static / "css" / "site.css").write_bytes(b"body { margin: 0 }\n")
     changed = _read(tmp_path / "cache.json", found)
 
-    assert first == again == {str(static): Digest(expected, None, 4)}
+    assert first == again == {str(static): Digest(expected)}
     renewed = tree_digest(
         [
             ("css", FOLDER, ""),
@@ -188,7 +193,7 @@ def test_a_folder_digests_its_tree_and_changes_with_a_nested_file(tmp_path: Path
             ("index.html", FILE, _sha256(b"<h1>shop</h1>\n")),
         ]
     )
-    assert changed == {str(static): Digest(renewed, None, 4)}
+    assert changed == {str(static): Digest(renewed)}
     assert renewed != expected
 
 
@@ -196,9 +201,7 @@ def test_an_empty_folder_digests_as_a_missing_path(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     found = FileInput(str(tmp_path / "empty"), "empty", BIND)
 
-    assert _read(tmp_path / "cache.json", found) == {
-        str(tmp_path / "empty"): Digest(EMPTY_FOLDER, None, 0)
-    }
+    assert _read(tmp_path / "cache.json", found) == {str(tmp_path / "empty"): Digest(EMPTY_FOLDER)}
 
 
 def test_a_large_folder_is_noted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -212,7 +215,7 @@ def test_a_large_folder_is_noted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     expected = tree_digest([(n, FILE, _sha256(n.encode())) for n in ("a", "b", "c")])
     assert _read(tmp_path / "cache.json", found) == {
         str(data): Digest(
-            expected, "data holds 3 files: comparing it reads each one (docs/performance.md)", 3
+            expected, "data holds 3 files: comparing it reads each one (docs/performance.md)"
         )
     }
 

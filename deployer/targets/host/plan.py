@@ -40,11 +40,9 @@ def plan(
         if pull_cause and service.image not in pulled:
             pulled.add(service.image)
             changes.append(Change(name, "pull", (pull_cause,), service.image))
-        change = _service_change(
+        changes += _service_changes(
             service, observed, moved.get(name), desired.compose_hashes.get(name)
         )
-        if change:
-            changes.append(change)
     for orphan in sorted({c.service for c in observed.containers} - set(desired.services)):
         changes.append(Change(orphan, "remove", ("orphan: not in the spec",)))
     changes.sort(key=lambda c: (c.service, ACTIONS.index(c.action)))
@@ -71,27 +69,43 @@ def _pull_cause(
     return None
 
 
-def _service_change(
+def _service_changes(
     service: DesiredService,
     observed: ObservedState,
     moved: MovedTag | None = None,
     compose_hash: str | None = None,
-) -> Change | None:
+) -> list[Change]:
     containers = observed.of_service(service.name)
     if not containers:
         if service.replicas == 0:
-            return None
-        return Change(service.name, "create", ("no container",))
+            return []
+        return [Change(service.name, "create", ("no container",))]
     local_id = observed.image_id(service.image)
     # The tag here is not the registry's: it is pulled over first, and then names the image of
     # the registry's digest (known here when that image is).
     pulled_over = moved.cause if moved is not None and moved.kind != RUNNING else None
     if moved is not None and pulled_over:
         local_id = observed.image_id(ImageReference.parse(service.image).pinned(moved.new))
+    adopted = None
     if any(c.fingerprint is None for c in containers):
         adopted = _adopted(service, containers, local_id, compose_hash)
-        if adopted is not None:
-            return adopted
+        if adopted is not None:  # from now on known to run the service as declared
+            containers = [
+                c if c.fingerprint is not None else replace(c, fingerprint=service.fingerprint)
+                for c in containers
+            ]
+    change = _service_change(service, containers, local_id, moved, pulled_over, compose_hash)
+    return [c for c in (adopted, change) if c is not None]
+
+
+def _service_change(
+    service: DesiredService,
+    containers: list[ObservedContainer],
+    local_id: str | None,
+    moved: MovedTag | None,
+    pulled_over: str | None,
+    compose_hash: str | None,
+) -> Change | None:
     recreate: dict[str, None] = {}  # ordered set of causes
     for container in containers:
         for cause in _recreate_causes(service, container, local_id, pulled_over, compose_hash):

@@ -193,18 +193,21 @@ class HostTarget(Place[HostPlan]):
             return {path: future.result() for path, future in read.items()}
 
     def _remember(self, planned: HostPlan) -> None:
-        """Keep what the adopted and signalled containers run; forget the containers gone."""
+        """Keep what the containers of adopted and signalled services run, where their label
+        does not say it (those of an adopted service `up` started or scaled too); forget the
+        containers gone."""
         store = self.store()
+        after = observe_containers(self.client, self.env.project)
         services = planned.plan.services_to_remember
-        if services:
-            fingerprints = {
-                c.id: planned.desired.services[c.service].fingerprint
-                for c in planned.before.containers
-                if c.service in services
-            }
+        fingerprints = {
+            c.id: planned.desired.services[c.service].fingerprint
+            for c in after
+            if c.service in services
+            and c.made_with != planned.desired.services[c.service].fingerprint
+        }
+        if fingerprints:
             containers.remember(store, fingerprints, store.clock())
-        existing = {c["Id"] for c in self.client.project_containers(self.env.project)}
-        containers.forget(store, existing)
+        containers.forget(store, {c.id for c in after})
 
     def plan(self, desired: Callable[[], DesiredState], redact: Redactor, check: Check) -> HostPlan:
         try:
