@@ -86,6 +86,12 @@ def config_hashes(project: ComposeProject) -> Command:
     return project.command("config", "--hash", "*")
 
 
+def parse_hashes(output: str) -> dict[str, str]:
+    """What `config --hash` prints: `<service> <hash>` per line."""
+    pairs = (line.split() for line in output.splitlines())
+    return {pair[0]: pair[1] for pair in pairs if len(pair) == 2}
+
+
 def hashing(model: Mapping[str, Any], files: ComposeFiles, engine: Engine) -> ComposeProject:
     """A project of the resolved `model` alone (given on stdin): Compose hashes its services as
     `up` would those of the compose files it came from, `env_file:` resolved (which `config

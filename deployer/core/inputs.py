@@ -80,15 +80,38 @@ def file_inputs(model: Mapping[str, Any], project_dir: str) -> ServiceInputs:
     return ServiceInputs(by_service)
 
 
+def binds(inputs: ServiceInputs) -> dict[str, tuple[FileInput, ...]]:
+    """Per service, the paths it bind-mounts (on a swarm: a path of each node)."""
+    found = {n: tuple(i for i in e if i.kind == BIND) for n, e in inputs.by_service.items()}
+    return {name: entries for name, entries in found.items() if entries}
+
+
 def per_node_binds(inputs: ServiceInputs) -> list[str]:
-    """What a swarm plan says of bind mounts: each node where a task runs has its own path."""
+    """What a swarm plan says of bind mounts it cannot read: each node has its own path."""
     return [
         f"{service}: {entry.kind} {entry.shown} is read on each node where a task runs: "
-        "not compared on a swarm"
-        for service, entries in sorted(inputs.by_service.items())
+        "not compared without each node's engine (engine.nodes)"
+        for service, entries in sorted(binds(inputs).items())
         for entry in entries
-        if entry.kind == BIND
     ]
+
+
+def across_nodes(shown: str, by_node: Mapping[str, Digest]) -> Digest:
+    """One digest of a path read on several nodes: theirs where they agree, else one of all of
+    them, with a note naming each node's."""
+    values = {digest.value for digest in by_node.values()}
+    notes = [f"on {node}: {d.note}" for node, d in sorted(by_node.items()) if d.note]
+    if len(values) == 1:
+        [value] = values
+        first = next(iter(by_node.values()))
+        same_note = len({d.note for d in by_node.values()}) == 1
+        return Digest(value, first.note if same_note else "; ".join(notes) or None)
+    each = ", ".join(
+        f"{node}: {short(d.value) if d.value else 'not content'}"
+        for node, d in sorted(by_node.items())
+    )
+    combined = tree_digest((node, FILE, d.value or "") for node, d in by_node.items())
+    return Digest(combined, f"{shown} differs between nodes ({each})")
 
 
 def _shown(path: str, project_dir: str) -> str:
@@ -141,3 +164,16 @@ def large(shown: str, files: int, digest: str) -> Digest:
 
 def short(digest: str) -> str:
     return digest[:12]
+
+
+def file_cause(path: str, old: str | None, new: str | None, secret: bool) -> str:
+    """`file conf/app.conf changed: sha256 ab12.. -> cd34..`; a secret's file without digests."""
+    what = f"secret file {path}" if secret else f"file {path}"
+    if old is None or new is None:
+        return f"{what} {'added' if old is None else 'removed'}"
+    return f"{what} changed" if secret else f"{what} changed: sha256 {short(old)} -> {short(new)}"
+
+
+def reload_line(signal: str) -> str:
+    """The cause that says a service is signalled instead of being recreated or restarted."""
+    return f"reloads on {signal} ({RELOAD_SIGNAL_LABEL}): not restarted"

@@ -88,6 +88,9 @@ class ObservedState:
 # and each top-level key's (`key=digest,...`), so that drift names the keys that changed.
 FINGERPRINT_LABEL = "io.deployer.fingerprint"
 KEY_FINGERPRINTS_LABEL = "io.deployer.fingerprint.keys"
+# The files a service bind-mounts, as read on each node: `{"conf/app.conf": "<sha256>", ...}`.
+# A service label, outside the task's spec: writing it replaces no task.
+FILES_LABEL = "io.deployer.files"
 REQUESTED_IMAGE_LABEL = "com.docker.stack.image"  # the reference the stack file asked for
 
 

@@ -474,6 +474,11 @@ class EngineClient:
         finally:
             self.remove_marker(created["Id"])
 
+    def kill(self, container_id: str, signal: str) -> None:
+        """Send `signal` to the container's main process."""
+        with self._errors():
+            self._api.kill(container_id, signal=signal)
+
     def _ensure_state_image(self) -> None:
         """An empty image to create marker containers from, made on the engine itself."""
         with self._errors():

@@ -222,7 +222,7 @@ def test_a_service_that_reloads_on_a_signal_is_signalled_not_recreated(
             "signal",
             [
                 f"file conf/proxy.conf changed: sha256 {old[:12]} -> {new[:12]}",
-                "reloads on SIGHUP (dev.deployer.reload-signal): not recreated",
+                "reloads on SIGHUP (dev.deployer.reload-signal): not restarted",
             ],
         )
     }

@@ -172,7 +172,7 @@ def test_files_changed_are_causes_and_a_service_that_reloads_gets_a_signal() -> 
         "SERVICE  ACTION    CAUSE\n"
         "proxy    signal    file conf/nginx.conf changed: sha256 a1a1a1a1a1a1 -> b2b2b2b2b2b2\n"
         "                   file static added\n"
-        "                   reloads on SIGHUP (dev.deployer.reload-signal): not recreated\n"
+        "                   reloads on SIGHUP (dev.deployer.reload-signal): not restarted\n"
         "web      recreate  file conf/app.conf changed: sha256 a1a1a1a1a1a1 -> b2b2b2b2b2b2\n"
         "                   file conf/extra.conf added\n"
         "                   file conf/old.conf removed\n"
@@ -185,7 +185,7 @@ def test_files_changed_are_causes_and_a_service_that_reloads_gets_a_signal() -> 
         (
             "file conf/nginx.conf changed: sha256 a1a1a1a1a1a1 -> b2b2b2b2b2b2",
             "file static added",
-            "reloads on SIGHUP (dev.deployer.reload-signal): not recreated",
+            "reloads on SIGHUP (dev.deployer.reload-signal): not restarted",
         ),
         signal="SIGHUP",
     )

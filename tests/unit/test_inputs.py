@@ -29,7 +29,10 @@ from deployer.core.inputs import (
     Digest,
     FileInput,
     ServiceInputs,
+    across_nodes,
     file_inputs,
+    missing,
+    not_content,
     per_node_binds,
     tree_digest,
 )
@@ -120,16 +123,31 @@ def test_the_files_each_service_reads() -> None:
     ]
 
 
-def test_a_swarm_plan_says_bind_mounts_are_not_compared() -> None:
+def test_a_swarm_plan_says_bind_mounts_are_not_compared_without_engine_nodes() -> None:
+    unread = "is read on each node where a task runs: not compared without each node's engine"
     assert per_node_binds(file_inputs(MODEL, "/srv/shop")) == [
-        "proxy: bind mount conf/nginx.conf is read on each node where a task runs: "
-        "not compared on a swarm",
-        "proxy: bind mount static is read on each node where a task runs: not compared on a swarm",
-        "proxy: bind mount /var/run/docker.sock is read on each node where a task runs: "
-        "not compared on a swarm",
-        "web: bind mount /srv/shared/certs is read on each node where a task runs: "
-        "not compared on a swarm",
+        f"proxy: bind mount conf/nginx.conf {unread} (engine.nodes)",
+        f"proxy: bind mount static {unread} (engine.nodes)",
+        f"proxy: bind mount /var/run/docker.sock {unread} (engine.nodes)",
+        f"web: bind mount /srv/shared/certs {unread} (engine.nodes)",
     ]
+
+
+def test_a_path_read_on_several_nodes_is_one_digest_where_they_agree() -> None:
+    same = {"dh4": Digest("a" * 64), "dh5": Digest("a" * 64)}
+    apart = {"dh4": Digest("a" * 64), "dh5": Digest("b" * 64), "dh6": not_content("s", "socket")}
+    gone = {"dh4": missing(FileInput("/x", "x", BIND)), "dh5": Digest(EMPTY_FOLDER)}
+
+    assert across_nodes("conf/app.conf", same) == Digest("a" * 64)
+    assert across_nodes("conf/app.conf", apart) == Digest(
+        tree_digest([("dh4", "file", "a" * 64), ("dh5", "file", "b" * 64), ("dh6", "file", "")]),
+        "conf/app.conf differs between nodes (dh4: aaaaaaaaaaaa, dh5: bbbbbbbbbbbb, "
+        "dh6: not content)",
+    )
+    assert across_nodes("x", gone) == Digest(
+        EMPTY_FOLDER,
+        "on dh4: x does not exist: Compose will create an empty folder there",
+    )
 
 
 def test_a_model_without_files_read_has_no_inputs() -> None:

@@ -134,14 +134,23 @@ def test_each_change_carries_its_cause() -> None:
     )
 
 
-def test_a_missing_service_is_created_and_an_unknown_one_has_its_cause() -> None:
+def test_a_missing_service_is_created_one_made_without_deployer_adopted_and_an_unknown_one_has_its_cause() -> (
+    None
+):
     web = deployed(MODEL, "web")
     del web["Spec"]["Labels"]["io.deployer.fingerprint"]
     other = deployed(MODEL, "web")
     other["Spec"]["Labels"]["io.deployer.fingerprint"] = "0" * 64
     del other["Spec"]["Labels"]["io.deployer.fingerprint.keys"]
     assert planned([web]).changes == (
-        Change("web", "update", ("not deployed by deployer (no fingerprint label)",)),
+        Change(
+            "web",
+            "adopt",
+            (
+                "made without deployer: deployer's labels are written, which replaces no task "
+                "(Swarm replaces a task only where its spec differs from the stack file's)",
+            ),
+        ),
         Change("worker", "create", ("not on the swarm",)),
     )
     assert planned([other, deployed(MODEL, "worker")]).changes == (

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 
 from deployer.core.desired import DesiredService, DesiredState, image_part, with_image
-from deployer.core.inputs import FILE_PART, RELOAD_SIGNAL_LABEL, short
+from deployer.core.inputs import FILE_PART, file_cause, reload_line
 from deployer.core.observed import ObservedContainer, ObservedState
 from deployer.core.plan import (
     ACTIONS,
@@ -126,9 +126,9 @@ def _service_change(
     )
     if leftovers:
         return Change(service.name, REPLACE, (*leftovers, *rescale, *recreate))
-    if recreate and _reloads(service, containers, local_id) and not (moved or rescale):
-        reload = f"reloads on {service.reload_signal} ({RELOAD_SIGNAL_LABEL}): not recreated"
-        return Change(service.name, SIGNAL, (*recreate, reload), signal=service.reload_signal)
+    signal = service.reload_signal
+    if signal and recreate and _reloads(service, containers, local_id) and not (moved or rescale):
+        return Change(service.name, SIGNAL, (*recreate, reload_line(signal)), signal=signal)
     if recreate:
         return Change(service.name, "recreate", tuple(recreate))
     # A one-shot container (a migration) that exited 0 has done its work: nothing to start.
@@ -222,9 +222,8 @@ def _recreate_causes(
             continue
         verb = "added" if part not in old else "removed" if part not in new else "changed"
         if part.startswith(FILE_PART):
-            causes.append(
-                _file_cause(part, old.get(part), new.get(part), part in service.secret_parts)
-            )
+            path, secret = part.removeprefix(FILE_PART), part in service.secret_parts
+            causes.append(file_cause(path, old.get(part), new.get(part), secret))
             continue
         kind, _, name = part.partition(".")
         if kind == "environment" and part in service.secret_parts:
@@ -243,15 +242,6 @@ def _recreate_causes(
             f"image {service.image} now points to {short_id(local_id)} (container runs {short_id(container.image_id)})"
         )
     return causes
-
-
-def _file_cause(part: str, old: str | None, new: str | None, secret: bool) -> str:
-    """`file conf/app.conf changed: sha256 ab12.. -> cd34..`; a secret's file without digests."""
-    path = part.removeprefix(FILE_PART)
-    what = f"secret file {path}" if secret else f"file {path}"
-    if old is None or new is None:
-        return f"{what} {'added' if old is None else 'removed'}"
-    return f"{what} changed" if secret else f"{what} changed: sha256 {short(old)} -> {short(new)}"
 
 
 def as_deployed(desired: DesiredState, observed: ObservedState, the_plan: Plan) -> DesiredState:

@@ -171,14 +171,18 @@ class HostTarget(Place[HostPlan]):
     def here(self, desired: DesiredState, observed: ObservedState) -> DesiredState:
         """`desired` as this engine's host has it: with the content of the files its services
         read, and (where plain Compose made containers) Compose's hash of each service."""
-        inputs = file_inputs(desired.model, str(desired.files.paths[0].parent))
-        desired = with_file_digests(desired, inputs, self.read_files(inputs))
+        desired = self.with_files(desired)
         if any(c.fingerprint is None for c in observed.containers):
             hashing = compose.hashing(desired.model, desired.files, self.engine)
             output = self.env.outside.run(compose.config_hashes(hashing)).stdout
-            hashes = dict(line.split(" ", 1) for line in output.splitlines() if " " in line)
-            desired = replace(desired, compose_hashes={n: h.strip() for n, h in hashes.items()})
+            desired = replace(desired, compose_hashes=compose.parse_hashes(output))
         return desired
+
+    def with_files(self, desired: DesiredState) -> DesiredState:
+        """`desired` with the content of the files its services read, as this engine's host
+        has them, in their fingerprints."""
+        inputs = file_inputs(desired.model, str(desired.files.paths[0].parent))
+        return with_file_digests(desired, inputs, self.read_files(inputs))
 
     def read_files(self, inputs: ServiceInputs) -> dict[str, Digest]:
         """Each path's digest, read where the engine's host has it: here for an engine on this
@@ -377,7 +381,7 @@ class HostTarget(Place[HostPlan]):
         return compose.logs(self.project(), services, follow, since, tail)
 
     def render(self, desired: DesiredState) -> ComposeRendering:
-        project = compose.deploying(desired, self.engine)
+        project = compose.deploying(self.with_files(desired), self.engine)
         command = compose.up(project, [], remove_orphans=True)
         return ComposeRendering(command, desired.model, self.env.spec.is_secret)
 

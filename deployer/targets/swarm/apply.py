@@ -27,7 +27,7 @@ from deployer.core.progress import Progress
 from deployer.core.results import SwarmApplied
 from deployer.infra.engine import EngineClient
 from deployer.infra.registry import Login
-from deployer.targets.swarm.commands import files_remove, service_remove
+from deployer.targets.swarm.commands import files_remove, service_remove, service_restart
 from deployer.targets.swarm.observe import Mask, mounted_files, read_stack
 from deployer.targets.swarm.stack import StackFile, stack_deploy
 
@@ -40,9 +40,18 @@ PAUSED = "paused"
 _MOVING = frozenset({"updating", "rollback_started"})
 
 
+# What `docker stack deploy` is handed a service for: every change but a removal writes its spec
+# (an adopted or restarted service's labels at least).
+_DEPLOYED = frozenset({"adopt", "create", "update", "restart", "signal"})
+
+
 def deployed_services(plan: Plan) -> list[str]:
-    """The services the plan creates or updates: the only ones handed to `docker stack deploy`."""
-    return sorted({c.service for c in plan.changes if c.action in ("create", "update")})
+    """The services handed to `docker stack deploy`: those the plan changes, but removes."""
+    return sorted({c.service for c in plan.changes if c.action in _DEPLOYED})
+
+
+def restarted_services(plan: Plan) -> list[str]:
+    return sorted({c.service for c in plan.changes if c.action == "restart"})
 
 
 def removed_services(plan: Plan) -> list[str]:
@@ -80,6 +89,7 @@ def apply(
     login: Login | None,
     timeout: float,
     redact: Mask,
+    signal_tasks: Callable[[str, str], None],
 ) -> SwarmApplied:
     """Deploy the plan's created and updated services, remove its removed ones, and wait until
     the deployed ones have converged (SwarmServiceError when one does not)."""
@@ -98,6 +108,12 @@ def apply(
             partial = stack.only(deploying)
             command = stack_deploy(project, engine, partial, login is not None, prune=False)
             run(command.with_env(config))
+            for name in restarted_services(plan):
+                progress.update(name, f"docker service update --force {project}_{name}")
+                run(service_restart(engine, project, name))
+            for name, signal in plan.signals:
+                progress.update(name, f"{signal} to each task of {name}")
+                signal_tasks(name, signal)
     with Interrupted.leaving(f"stopped while waiting: Swarm goes on updating; {left}"):
         observed = wait(client, project, deploying, timeout, progress, redact)
     # Only once the rest has converged: a failed deploy leaves the removed services running.

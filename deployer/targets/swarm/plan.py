@@ -1,10 +1,13 @@
 """Stage 5 for the swarm target: what `docker stack deploy` of the stack file would change on
 the swarm, and why; the same Plan and Change as the compose target's. Pure and deterministic.
 
-Actions per service: create (not on the swarm), update (its spec differs: the requested image,
-a top-level key of the converted service by its fingerprint, the replicas), converge (nothing
-to deploy, but the swarm has not got there: tasks not all running, an update paused or rolled
-back), remove (a service of the stack the file no longer declares: `--prune` removes it).
+Actions per service: adopt (made without deployer, by a plain `docker stack deploy`: its labels
+are written, which replaces no task), create (not on the swarm), update (its spec differs: the
+requested image, a top-level key of the converted service by its fingerprint, the replicas),
+restart (files it bind-mounts changed on the nodes: a forced rolling update), signal (the same,
+for a service that rereads them on a signal), converge (nothing to deploy, but the swarm has not
+got there: tasks not all running, an update paused or rolled back), remove (a service of the
+stack the file no longer declares: `--prune` removes it).
 """
 
 from __future__ import annotations
@@ -13,22 +16,31 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from deployer.core.observed import ObservedService, ObservedStack
-from deployer.core.plan import Change, MovedTag, Plan, image_change
+from deployer.core.inputs import RELOAD_SIGNAL_LABEL, file_cause, reload_line
+from deployer.core.observed import FILES_LABEL, ObservedService, ObservedStack
+from deployer.core.plan import ADOPT, SIGNAL, Change, MovedTag, Plan, image_change
 from deployer.core.reference import ImageReference, is_image_id
 from deployer.infra.registry import RegistryDigests
 from deployer.targets.swarm.stack import (
     CONTENT_DIGEST_LENGTH,
     FILE_KINDS,
     StackFile,
+    bind_digests,
     key_fingerprints,
+    parse_files_label,
     service_fingerprint,
     without_fingerprint,
 )
 
 # A name of a file's content, after the name it is made from.
 _CONTENT_NAME = re.compile(rf"_[0-9a-f]{{{CONTENT_DIGEST_LENGTH}}}")
-ACTIONS = ("create", "update", "converge", "remove")
+ACTIONS = ("adopt", "create", "update", "restart", "signal", "converge", "remove")
+RESTART = "restart"
+_NOT_DEPLOYER = "not deployed by deployer (no fingerprint label)"
+_ADOPTED = (
+    "made without deployer: deployer's labels are written, which replaces no task "
+    "(Swarm replaces a task only where its spec differs from the stack file's)"
+)
 # UpdateStatus states that leave a service not as deployed (Swarm's own words). A rolled back
 # service is back on its previous spec: in sync if that is what the spec declares.
 _UNSETTLED = frozenset({"updating", "paused", "rollback_started", "rollback_paused"})
@@ -54,8 +66,11 @@ def plan(
             changes.append(Change(name, "create", ("not on the swarm",)))
             continue
         causes = _update_causes(stack, service, running, moved.get(name))
-        if causes:
+        if causes == [_NOT_DEPLOYER]:
+            changes.append(Change(name, ADOPT, (_ADOPTED,)))
+        elif causes:
             changes.append(Change(name, "update", tuple(causes)))
+        changes += _file_changes(name, service, running)
         warnings = _convergence(running)
         if warnings:
             changes.append(Change(name, "converge", tuple(warnings)))
@@ -109,7 +124,7 @@ def _update_causes(
     if moved is not None:
         causes.append(moved.cause)
     if running.fingerprint is None:
-        causes.append("not deployed by deployer (no fingerprint label)")
+        causes.append(_NOT_DEPLOYER)
     elif running.fingerprint != desired_fingerprint:
         causes += _changed_keys(service, running)
     replicas = deploy.get("replicas", 1)
@@ -122,6 +137,33 @@ def _update_causes(
         # It runs the spec it had before its last update: that update is still to make.
         causes.append(f"its last update was rolled back ({running.update_message})")
     return causes
+
+
+def _file_changes(name: str, service: Mapping[str, Any], running: ObservedService) -> list[Change]:
+    """A restart (or a signal) for the files the service bind-mounts that changed since its
+    label was written; none where it has no such label yet (deployed before they were read)."""
+    old, new = parse_files_label(running.labels.get(FILES_LABEL)), bind_digests(service)
+    if old is None or new is None:
+        return []
+    causes = tuple(
+        file_cause(path, old.get(path), new.get(path), False)
+        for path in sorted(set(old) | set(new))
+        if old.get(path) != new.get(path)
+    )
+    if not causes:
+        return []
+    signal = container_labels(service).get(RELOAD_SIGNAL_LABEL)
+    if signal and running.running == running.desired_tasks:
+        return [Change(name, SIGNAL, (*causes, reload_line(signal)), signal=signal)]
+    return [Change(name, RESTART, causes)]
+
+
+def container_labels(service: Mapping[str, Any]) -> dict[str, str]:
+    """A converted service's `labels:` (its containers'), a mapping or `name=value` entries."""
+    given = service.get("labels") or {}
+    if isinstance(given, Mapping):
+        return {str(k): str(v) for k, v in given.items()}
+    return dict(str(entry).partition("=")[::2] for entry in given)
 
 
 def _file_causes(

@@ -24,7 +24,7 @@ import yaml
 from deployer.core.command import Command
 from deployer.core.desired import dump_stack
 from deployer.core.errors import ConfigIssue
-from deployer.core.observed import FINGERPRINT_LABEL, KEY_FINGERPRINTS_LABEL
+from deployer.core.observed import FILES_LABEL, FINGERPRINT_LABEL, KEY_FINGERPRINTS_LABEL
 from deployer.core.spec import Spec
 from deployer.infra.engine import Engine
 
@@ -560,7 +560,35 @@ def key_fingerprints(service: Mapping[str, Any]) -> dict[str, str]:
     }
 
 
-_FINGERPRINT_LABELS = frozenset({FINGERPRINT_LABEL, KEY_FINGERPRINTS_LABEL})
+# Left out of the fingerprints: the files a service reads are compared by FILES_LABEL itself.
+_FINGERPRINT_LABELS = frozenset({FINGERPRINT_LABEL, KEY_FINGERPRINTS_LABEL, FILES_LABEL})
+
+
+def with_bind_digests(stack: StackFile, digests: Mapping[str, Mapping[str, str]]) -> StackFile:
+    """The stack file with, per service, the digests of the files it bind-mounts (by path as
+    shown) in its FILES_LABEL."""
+    services = dict(stack.document["services"])
+    for name, files in sorted(digests.items()):
+        service = copy.deepcopy(services[name])
+        labels = service.setdefault("deploy", {}).setdefault("labels", {})
+        labels[FILES_LABEL] = json.dumps(dict(files), sort_keys=True, separators=(",", ":"))
+        services[name] = service
+    return replace(stack, document={**stack.document, "services": services})
+
+
+def bind_digests(service: Mapping[str, Any]) -> dict[str, str] | None:
+    """The digests a converted or running service's FILES_LABEL holds; None without one."""
+    return parse_files_label(((service.get("deploy") or {}).get("labels") or {}).get(FILES_LABEL))
+
+
+def parse_files_label(label: str | None) -> dict[str, str] | None:
+    if label is None:
+        return None
+    try:
+        found = json.loads(label)
+    except ValueError:
+        return None
+    return {str(k): str(v) for k, v in found.items()} if isinstance(found, dict) else None
 
 
 def _digest(value: Any) -> str:

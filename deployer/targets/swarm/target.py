@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -19,7 +20,13 @@ from deployer.core.errors import (
     SwarmNodesError,
     TagNotInRegistryError,
 )
-from deployer.core.inputs import file_inputs, per_node_binds
+from deployer.core.inputs import (
+    ServiceInputs,
+    across_nodes,
+    binds,
+    file_inputs,
+    per_node_binds,
+)
 from deployer.core.observed import ObservedStack
 from deployer.core.plan import Change, Plan
 from deployer.core.progress import Progress
@@ -84,6 +91,7 @@ from deployer.targets.swarm.stack import (
     named_by_content,
     slow_updates,
     stack_deploy,
+    with_bind_digests,
 )
 
 # A service Swarm has begun to roll back by itself: its spec is its previous one again, and it
@@ -177,6 +185,7 @@ class SwarmTarget(Place[StackPlan]):
             raise
         resolved = desired()
         stack, _ = self.stack(resolved)
+        stack, notes = self.with_bind_files(stack, resolved)
         digests = RegistryDigests()
         if check is not Check.SKIP:
             images = tags_to_check(stack, observed)
@@ -184,16 +193,63 @@ class SwarmTarget(Place[StackPlan]):
             digests = resolve_digests(self.client, images, login)
             if check is Check.STRICT and digests.failures:
                 raise next(iter(sorted(digests.failures.items())))[1]
-        the_plan = plan(self.env.name, stack, observed, digests)
-        inputs = file_inputs(resolved.model, str(resolved.files.paths[0].parent))
-        the_plan = replace(the_plan, notes=tuple(per_node_binds(inputs)))
+        the_plan = replace(plan(self.env.name, stack, observed, digests), notes=notes)
         refuse_moved_tags(self.env, the_plan)
         return StackPlan(self.host, the_plan, resolved, stack, observed, digests)
+
+    def with_bind_files(
+        self, stack: StackFile, desired: DesiredState
+    ) -> tuple[StackFile, tuple[str, ...]]:
+        """The stack file with the digests of the files each service bind-mounts, read on every
+        node through its engine (engine.nodes), and what reading them said. Without
+        engine.nodes they are not compared, and the notes say so."""
+        found = binds(file_inputs(desired.model, str(desired.files.paths[0].parent)))
+        if not found:
+            return stack, ()
+        if not self.env.spec.engine_nodes:
+            return stack, tuple(per_node_binds(ServiceInputs(found)))
+        engines = self.node_engines()
+        paths = {entry.path: entry for entries in found.values() for entry in entries}
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            reads = {
+                (path, node): pool.submit(client.read_path, entry)
+                for path, entry in sorted(paths.items())
+                for node, client in engines
+            }
+            read = {key: future.result() for key, future in reads.items()}
+        digests = {
+            path: across_nodes(entry.shown, {n: d for (p, n), d in read.items() if p == path})
+            for path, entry in paths.items()
+        }
+        notes = {
+            f"{name}: {entry.kind} {note}": None
+            for name, entries in sorted(found.items())
+            for entry in entries
+            if (note := digests[entry.path].note)
+        }
+        by_service = {
+            name: {e.shown: value for e in entries if (value := digests[e.path].value)}
+            for name, entries in found.items()
+        }
+        return with_bind_digests(stack, by_service), tuple(notes)
+
+    def signal_tasks(self, before: ObservedStack, service: str, signal: str) -> None:
+        """Send `signal` to the container of each running task of `service`, on its node
+        through the node's engine (engine.nodes)."""
+        engines = dict(self.node_engines())
+        hostnames = {n["ID"]: n["Description"]["Hostname"] for n in self.client.nodes()}
+        for task in self.client.service_tasks([before.services[service].id]):
+            status = task.get("Status") or {}
+            container = (status.get("ContainerStatus") or {}).get("ContainerID")
+            running = status.get("State") == task.get("DesiredState") == "running"
+            if container and running:
+                engines[hostnames[task["NodeID"]]].kill(container, signal)
 
     def replan(self, planned: StackPlan, redact: Redactor) -> StackPlan:
         """Against the swarm now; what the registries said a moment ago stands."""
         observed = observe_stack(self.client, self.env.project, redact)
         the_plan = plan(self.env.name, planned.stack, observed, planned.digests)
+        the_plan = replace(the_plan, notes=planned.plan.notes)
         return replace(planned, plan=the_plan, before=observed)
 
     def unchanged(self, planned: StackPlan) -> Plan:
@@ -228,6 +284,7 @@ class SwarmTarget(Place[StackPlan]):
                 login,
                 planned.desired.wait_timeout,
                 self.redact,
+                lambda service, signal: self.signal_tasks(planned.before, service, signal),
             )
         except DeployerError as failure:
             # Whether a service changed is read by the undo, service by service.
