@@ -35,6 +35,7 @@ services:
   proxy:
     image: ${REGISTRY}/testapp:1.0.0
     command: ["sh", "-c", "trap 'echo hup >> /tmp/signals' HUP; while :; do sleep 0.2; done"]
+    healthcheck: {test: ["CMD", "true"], interval: 1s}
     volumes:
       - ./conf/proxy.conf:/etc/proxy.conf:ro
     labels:
