@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,8 +54,11 @@ class ServiceInputs:
     by_service: Mapping[str, tuple[FileInput, ...]] = field(default_factory=dict)
 
 
-def file_inputs(model: Mapping[str, Any], project_dir: str) -> ServiceInputs:
-    """The files each service of a resolved model reads."""
+def file_inputs(
+    model: Mapping[str, Any], project_dir: str, mask: Callable[[str], str] = str
+) -> ServiceInputs:
+    """The files each service of a resolved model reads; `mask` hides secret values in the
+    paths as shown (a path interpolated from a secret variable)."""
     by_service = {}
     for name, service in sorted((model.get("services") or {}).items()):
         found: dict[str, FileInput] = {}
@@ -66,7 +69,7 @@ def file_inputs(model: Mapping[str, Any], project_dir: str) -> ServiceInputs:
                 and volume.get("source")
             ):
                 path = str(volume["source"])
-                found[path] = FileInput(path, _shown(path, project_dir), BIND)
+                found[path] = FileInput(path, mask(_shown(path, project_dir)), BIND)
         for key, kind in (("configs", CONFIG), ("secrets", SECRET)):
             declared = model.get(key) or {}
             for reference in service.get(key) or []:
@@ -74,7 +77,7 @@ def file_inputs(model: Mapping[str, Any], project_dir: str) -> ServiceInputs:
                 entry = declared.get(source) or {}
                 if entry.get("file") and not entry.get("external"):
                     path = str(entry["file"])
-                    found[path] = FileInput(path, _shown(path, project_dir), kind)
+                    found[path] = FileInput(path, mask(_shown(path, project_dir)), kind)
         if found:
             by_service[name] = tuple(found[p] for p in sorted(found))
     return ServiceInputs(by_service)

@@ -94,6 +94,14 @@ class Environment:
     def secrets(self) -> Secrets:
         return Secrets.of(self.spec, self.variables)
 
+    @cached_property
+    def mask(self) -> Redactor:
+        """Hides the secret values of the variables in what deployer builds from the resolved
+        model's values (a path interpolated from a secret variable)."""
+        mask = Redactor()
+        mask.add(self.variables.secret_values())
+        return mask
+
     def login(self, images: Sequence[str], redact: Redactor) -> Login | None:
         """The spec's registry credentials, when one of `images` needs them; None when no
         registry is set up."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import subprocess
+import threading
 import time
 
 import pytest
@@ -245,23 +246,61 @@ def test_a_service_that_reloads_on_a_signal_is_signalled_not_recreated(
 def test_a_missing_bind_mounted_path_is_said_and_what_compose_creates_is_in_sync(
     readers: Workspace,
 ) -> None:
+    # Its name holds a secret: masked wherever it is shown.
     compose = COMPOSE.replace(
         "      - /var/run/docker.sock:/var/run/docker.sock\n",
-        "      - ./not-yet:/var/lib/app\n",
+        "      - ./not-yet-${DB_PASSWORD}:/var/lib/app\n",
     )
     readers.write("app/compose.yml", compose)
+    readers.append("app/.env", "DB_PASSWORD=s3cret-canary-4711\n")
 
     pending = readers.deploy("diff", "test")
+    document = readers.deploy("diff", "test", "--json")
 
     assert pending.returncode == 2
-    assert pending.stdout.splitlines()[-1] == (
-        "note: web: bind mount not-yet does not exist: Compose will create an empty folder there"
-    )
+    note = "web: bind mount not-yet-*** does not exist: Compose will create an empty folder there"
+    assert pending.stdout.splitlines()[-1] == f"note: {note}"
+    assert document.json()["notes"] == [note]  # type: ignore[index]
+    assert "s3cret-canary-4711" not in pending.stdout + document.stdout
     ok(readers.deploy("test", "--yes"))
-    assert (readers.environments / "app" / "not-yet").is_dir()
+    assert (readers.environments / "app" / "not-yet-s3cret-canary-4711").is_dir()
     assert readers.deploy("diff", "test").stdout == (
         f"test (project {readers.project}): in sync, nothing to change\n"
     )
+
+
+def test_a_file_written_all_the_time_is_one_line_and_nothing_is_changed(
+    readers: Workspace,
+) -> None:
+    ok(readers.deploy("test", "--yes"))
+    before = ids(readers)
+    log = readers.environments / "app" / "conf" / "app.conf"
+    log.write_bytes(b"x" * 50_000_000)  # long enough to read that every read sees writes
+    writing = threading.Event()
+    stop = threading.Event()
+
+    def append() -> None:
+        with log.open("ab") as file:
+            while not stop.is_set():
+                file.write(b"line\n")
+                file.flush()
+                writing.set()
+
+    writer = threading.Thread(target=append)
+    writer.start()
+    try:
+        writing.wait(5)
+        result = readers.deploy("test", "--yes")
+    finally:
+        stop.set()
+        writer.join()
+
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[-1] == (
+        f"error: bind mount conf/app.conf: cannot be read ({log} changed while it was read "
+        "(3 times)); nothing changed"
+    )
+    assert ids(readers) == before
 
 
 def _sha256(text: str) -> str:

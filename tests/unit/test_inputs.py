@@ -36,6 +36,7 @@ from deployer.core.inputs import (
     per_node_binds,
     tree_digest,
 )
+from deployer.core.variables import Redactor
 from deployer.infra.files import LocalFiles
 
 # A model as `docker compose config --format json` prints it: every path resolved, absolute.
@@ -428,3 +429,21 @@ def test_a_file_that_changes_on_every_read_is_an_error(
     ]
     assert len(reads) == 3
     assert not (tmp_path / "cache.json").exists()
+
+
+def test_a_secret_in_a_path_is_masked_where_it_is_shown_not_where_it_is_read() -> None:
+    model = {
+        "services": {
+            "web": {
+                "volumes": [
+                    {"type": "bind", "source": "/srv/shop/keys/s3cret-path-99", "target": "/k"}
+                ]
+            }
+        }
+    }
+    mask = Redactor()
+    mask.add(["s3cret-path-99"])
+
+    assert file_inputs(model, "/srv/shop", mask) == ServiceInputs(
+        {"web": (FileInput("/srv/shop/keys/s3cret-path-99", "keys/***", BIND),)}
+    )

@@ -181,7 +181,7 @@ class HostTarget(Place[HostPlan]):
     def with_files(self, desired: DesiredState) -> DesiredState:
         """`desired` with the content of the files its services read, as this engine's host
         has them, in their fingerprints."""
-        inputs = file_inputs(desired.model, str(desired.files.paths[0].parent))
+        inputs = file_inputs(desired.model, str(desired.files.paths[0].parent), self.env.mask)
         return with_file_digests(desired, inputs, self.read_files(inputs))
 
     def read_files(self, inputs: ServiceInputs) -> dict[str, Digest]:

@@ -203,7 +203,7 @@ class SwarmTarget(Place[StackPlan]):
         """The stack file with the digests of the files each service bind-mounts, read on every
         node through its engine (engine.nodes), and what reading them said. Without
         engine.nodes they are not compared, and the notes say so."""
-        found = binds(file_inputs(desired.model, str(desired.files.paths[0].parent)))
+        found = binds(file_inputs(desired.model, str(desired.files.paths[0].parent), self.env.mask))
         if not found:
             return stack, ()
         if not self.env.spec.engine_nodes:
