@@ -90,15 +90,16 @@ class LocalFiles:
                 elif stat.S_ISDIR(info.st_mode):
                     yield relative, FOLDER, ""
                 elif stat.S_ISREG(info.st_mode):
-                    yield relative, FILE, self._file(path, found)
+                    yield relative, FILE, self._file(path, found, info)
                 else:
                     yield relative, _kind_of(info.st_mode), ""
 
-    def _file(self, path: str, found: FileInput) -> str:
-        """A regular file's digest: the cached one while its size and time are those it had."""
-        for _ in range(_ATTEMPTS):
+    def _file(self, path: str, found: FileInput, listed: os.stat_result | None = None) -> str:
+        """A regular file's digest: the cached one while its size and time are those it had
+        (`listed`: its stat, where the folder's walk has it already)."""
+        for attempt in range(_ATTEMPTS):
             try:
-                before = os.stat(path)
+                before = listed if listed is not None and attempt == 0 else os.stat(path)
                 key = [before.st_size, before.st_mtime_ns, before.st_ino]
                 cached = self._cache.get(path)
                 if cached is not None and cached[:3] == key:
