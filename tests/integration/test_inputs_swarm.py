@@ -5,7 +5,6 @@ content, a service labelled dev.deployer.reload-signal gets the signal on every 
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import time
@@ -13,76 +12,14 @@ import time
 import pytest
 
 from tests.integration.conftest import CONVERGE_SECONDS, REGISTRY, SwarmSpace, ok
+from tests.integration.test_inputs_drift import COMPOSE, FILES, INCLUDED
+from tests.integration.test_swarm_prune import with_nodes
 
 pytestmark = pytest.mark.integration
 
-COMPOSE = """\
-include:
-  - sub/compose.yml
-services:
-  web:
-    image: ${REGISTRY}/testapp:1.0.0
-    environment:
-      LOG_LEVEL: ${LOG_LEVEL}
-    volumes:
-      - ./conf/app.conf:/etc/app.conf:ro
-  worker:
-    image: ${REGISTRY}/testapp:1.0.0
-    configs:
-      - source: settings
-        target: /etc/settings.txt
-    secrets: [token]
-  proxy:
-    image: ${REGISTRY}/testapp:1.0.0
-    command: ["sh", "-c", "trap 'echo hup >> /tmp/signals' HUP; while :; do sleep 0.2; done"]
-    healthcheck: {test: ["CMD", "true"], interval: 1s}
-    volumes:
-      - ./conf/proxy.conf:/etc/proxy.conf:ro
-    labels:
-      dev.deployer.reload-signal: SIGHUP
-configs:
-  settings:
-    file: ./conf/settings.txt
-secrets:
-  token:
-    file: ./conf/token.txt
-"""
-INCLUDED = """\
-services:
-  api:
-    image: ${REGISTRY}/testapp:1.0.0
-    configs:
-      - source: api
-        target: /etc/api.conf
-configs:
-  api:
-    file: ./api.conf
-"""
-# What a team had before deployer: the same services, deployed by hand with `docker stack
-# deploy` (which reads no .env: the values come from the shell).
-PLAIN = """\
-services:
-  web:
-    image: ${REGISTRY}/testapp:1.0.0
-    environment:
-      LOG_LEVEL: ${LOG_LEVEL}
-    deploy:
-      replicas: 2
-  worker:
-    image: ${REGISTRY}/testapp:1.0.0
-    command: ["httpd", "-f", "-p", "8080", "-h", "/www"]
-"""
-
-
-def with_nodes(space: SwarmSpace) -> None:
-    """The spec's engine.nodes: every node's engine, by hostname."""
-    nodes = {space.swarm.name(k): space.swarm.bed.unix(k) for k in space.swarm.numbers}
-    spec = space.environments / "test.yml"
-    spec.write_text(
-        spec.read_text().replace(
-            "orchestrator: swarm}", f"orchestrator: swarm, nodes: {json.dumps(nodes)}}}"
-        )
-    )
+# A plain `docker stack deploy` reads no .env: the values come from the shell. web's are not
+# the declared ones (LOG_LEVEL debug).
+PLAIN_VALUES = {"WEB_TAG": "1.0.0", "LOG_LEVEL": "debug"}
 
 
 def changes(space: SwarmSpace) -> dict[str, tuple[str, list[str]]]:
@@ -111,16 +48,15 @@ def converged(space: SwarmSpace) -> dict[str, list[str]]:
 def test_a_stack_deployed_by_hand_is_adopted_and_swarm_replaces_only_the_tasks_that_differ(
     stack: SwarmSpace,
 ) -> None:
-    stack.write("app/plain.yml", PLAIN)
     registry = stack.swarm.node_image(REGISTRY)
     subprocess.run(
-        ["docker", "stack", "deploy", "-c", "plain.yml", stack.project],
+        ["docker", "stack", "deploy", "-c", "compose.yml", stack.project],
         cwd=stack.environments / "app",
         env={
             **os.environ,
+            **PLAIN_VALUES,
             "DOCKER_HOST": stack.swarm.manager_urls[0],
             "REGISTRY": registry,
-            "LOG_LEVEL": "debug",  # declared: info
         },
         check=True,
         capture_output=True,
@@ -144,18 +80,14 @@ def test_a_stack_deployed_by_hand_is_adopted_and_swarm_replaces_only_the_tasks_t
 def test_each_changed_file_restarts_updates_or_signals_exactly_the_services_that_read_it(
     stack: SwarmSpace,
 ) -> None:
+    # The services and files of test_inputs_drift: web and api (in an included file)
+    # bind-mount theirs, worker reads a config's, db a secret's; proxy reloads on SIGHUP.
     stack.write("app/compose.yml", COMPOSE)
     stack.write("app/sub/compose.yml", INCLUDED)
-    files = {
-        "app/conf/app.conf": "listen 8080\n",
-        "app/conf/proxy.conf": "upstream web\n",
-        "app/conf/settings.txt": "workers=2\n",
-        "app/conf/token.txt": "swarm-token-canary-7373\n",
-        "app/sub/api.conf": "timeout 5\n",
-    }
-    for path, text in files.items():
+    for path, text in FILES.items():
         stack.write(path, text)
-    with_nodes(stack)
+    stack.append("app/.env", "WEB_LEVEL=info\n")
+    with_nodes(stack, stack.swarm.numbers)
     ok(stack.deploy("test", "--yes"))
     before = converged(stack)
 
@@ -163,11 +95,8 @@ def test_each_changed_file_restarts_updates_or_signals_exactly_the_services_that
     stack.write("app/sub/api.conf", "timeout 9\n")
     found = changes(stack)
 
-    assert {
-        name: (action, [c.split(":")[0] for c in causes])
-        for name, (action, causes) in found.items()
-    } == {
-        "api": ("update", ["config api"]),
+    assert {n: (a, [c.split(":")[0] for c in cs]) for n, (a, cs) in found.items()} == {
+        "api": ("restart", ["file sub/api.conf changed"]),
         "web": ("restart", ["file conf/app.conf changed"]),
     }
     ok(stack.deploy("test", "--yes"))
@@ -175,17 +104,21 @@ def test_each_changed_file_restarts_updates_or_signals_exactly_the_services_that
     assert sorted(n for n in middle if middle[n] != before[n]) == ["api", "web"]
     assert changes(stack) == {}
 
-    stack.write("app/conf/token.txt", "rotated-token-canary-8484\n")
+    stack.write("app/conf/settings.txt", "workers=4\n")
+    stack.write("app/conf/db_password.txt", "rotated-file-canary-6262\n")
     stack.write("app/conf/proxy.conf", "upstream web2\n")
     shown = stack.deploy("diff", "test")
     found = changes(stack)
-    assert found["worker"][0] == "update"
-    assert found["proxy"][0] == "signal"
+    assert {n: a for n, (a, _) in found.items()} == {
+        "db": "update",
+        "proxy": "signal",
+        "worker": "update",
+    }
     assert found["proxy"][1][-1] == "reloads on SIGHUP (dev.deployer.reload-signal): not restarted"
-    assert "rotated-token-canary" not in shown.stdout + shown.stderr
+    assert "rotated-file-canary" not in shown.stdout + shown.stderr
     ok(stack.deploy("test", "--yes"))
     after = converged(stack)
-    assert sorted(n for n in after if after[n] != middle[n]) == ["worker"]
+    assert sorted(n for n in after if after[n] != middle[n]) == ["db", "worker"]
     hostnames = stack.swarm.hostnames()
     for task in stack.running_tasks("proxy"):
         node = stack.swarm.client(stack.swarm.number(hostnames[task["NodeID"]]))
