@@ -160,9 +160,11 @@ def not_content(shown: str, what: str) -> Digest:
     return Digest(None, f"{shown} is a {what}: not content, not compared")
 
 
-def large(shown: str, files: int, digest: str) -> Digest:
+def folder_digest(shown: str, entries: list[tuple[str, str, str]]) -> Digest:
+    """A folder's digest of its entries, with a note where it holds many files."""
+    files = sum(1 for _, kind, _ in entries if kind == FILE)
     note = f"{shown} holds {files} files: comparing it reads each one (docs/performance.md)"
-    return Digest(digest, note if files > LARGE_FOLDER else None)
+    return Digest(tree_digest(entries), note if files > LARGE_FOLDER else None)
 
 
 def short(digest: str) -> str:

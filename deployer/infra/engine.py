@@ -29,10 +29,9 @@ from deployer.core.inputs import (
     Digest,
     FileInput,
     content_digest,
-    large,
+    folder_digest,
     missing,
     not_content,
-    tree_digest,
 )
 from deployer.core.reference import ImageReference
 
@@ -609,7 +608,7 @@ def _archive_digest(stream: io.RawIOBase, shown: str) -> Digest:
                 entries.append((name, "device" if member.isdev() else "named pipe", ""))
     if single is not None:
         return Digest(single)
-    return large(shown, len(entries), tree_digest(entries))
+    return folder_digest(shown, entries)
 
 
 _ARCHIVE_CHUNK = 1 << 20

@@ -24,10 +24,9 @@ from deployer.core.inputs import (
     Digest,
     FileInput,
     content_digest,
-    large,
+    folder_digest,
     missing,
     not_content,
-    tree_digest,
 )
 
 _ATTEMPTS = 3  # reads of a file that keeps changing while it is read
@@ -67,7 +66,7 @@ class LocalFiles:
             raise FileInputError(found.shown, found.kind, e.strerror or str(e)) from e
         if stat.S_ISDIR(info.st_mode):
             entries = list(self._tree(found))
-            return large(found.shown, len(entries), tree_digest(entries))
+            return folder_digest(found.shown, entries)
         if not stat.S_ISREG(info.st_mode):
             return not_content(found.shown, _kind_of(info.st_mode))
         return Digest(self._file(found.path, found))

@@ -182,6 +182,13 @@ def test_each_changed_file_recreates_exactly_the_services_that_read_it(
     found = changes(readers.deploy("diff", "test", "--json"))
 
     assert first.returncode == 2
+    assert first.stdout == (
+        f"test (project {readers.project}): 2 changes\n"
+        "SERVICE  ACTION    CAUSE\n"
+        "db       recreate  secret file conf/db_password.txt changed\n"
+        f"web      recreate  file conf/app.conf changed: sha256 {old_app[:12]} -> {new_app[:12]}\n"
+        "note: web: bind mount /var/run/docker.sock is a socket: not content, not compared\n"
+    )
     assert found == {
         "db": ("recreate", ["secret file conf/db_password.txt changed"]),
         "web": (
@@ -301,6 +308,41 @@ def test_a_file_written_all_the_time_is_one_line_and_nothing_is_changed(
         "(3 times)); nothing changed"
     )
     assert ids(readers) == before
+
+
+def test_a_folder_of_100000_files_is_said_and_one_changed_file_recreates_its_reader(
+    readers: Workspace,
+) -> None:
+    site = readers.environments / "app" / "site"
+    for folder in range(1000):
+        (site / f"{folder:03d}").mkdir(parents=True)
+        for index in range(100):
+            (site / f"{folder:03d}" / f"{index:02d}.html").write_text(f"{folder}/{index}\n")
+    compose = COMPOSE.replace(
+        "      - /var/run/docker.sock:/var/run/docker.sock\n", "      - ./site:/www/site:ro\n"
+    )
+    readers.write("app/compose.yml", compose)
+    ok(readers.deploy("test", "--yes"))
+    before = ids(readers)
+    note = (
+        "note: web: bind mount site holds 100000 files: comparing it reads each one "
+        "(docs/performance.md)"
+    )
+    assert ok(readers.deploy("diff", "test")).stdout == (
+        f"test (project {readers.project}): in sync, nothing to change\n{note}\n"
+    )
+
+    (site / "500" / "50.html").write_text("changed\n")
+    found = changes(readers.deploy("diff", "test", "--json"))
+
+    assert [(n, a, [c.split(":")[0] for c in cs]) for n, (a, cs) in found.items()] == [
+        ("web", "recreate", ["file site changed"])
+    ]
+    ok(readers.deploy("test", "--yes"))
+    after = ids(readers)
+    assert sorted(s for s in SERVICES if after[s] != before[s]) == ["web"]
+    [web] = readers.containers("web")
+    assert web.exec_run(["cat", "/www/site/500/50.html"]).output == b"changed\n"
 
 
 def _sha256(text: str) -> str:
