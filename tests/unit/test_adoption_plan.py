@@ -522,3 +522,32 @@ def test_a_damaged_newest_record_does_not_hide_the_one_before() -> None:
     assert remembered(store) == {"web1": WEB_PRINT}
     assert forget(store, {"web1"}) == 2
     assert remembered(store) == {"web1": WEB_PRINT}
+
+
+def test_containers_made_before_files_were_compared_are_not_restarted_for_them() -> None:
+    files = {"file:conf/app.conf": NEW}
+    wanted = desired(web=replace(desired().services["web"], fingerprint={**WEB_PRINT, **files}))
+    observed = ObservedState("shop", IN_SYNC, IMAGES)
+
+    the_plan = plan(wanted, observed)
+
+    assert plan_text(the_plan) == (
+        "staging (project shop): 1 change\n"
+        "SERVICE  ACTION  CAUSE\n"
+        "web      adopt   made before deployer compared the files services read: what they read "
+        "is taken as it is"
+    )
+    deployed = as_deployed(wanted, observed, the_plan)
+    assert deployed.services["web"].fingerprint == WEB_PRINT  # `up` gets the label it has
+    remembered_now = observed.remembering(
+        {c.id: {**WEB_PRINT, **files} for c in IN_SYNC if c.service == "web"}
+    )
+    assert plan(wanted, remembered_now).in_sync
+    # A file added with a new mount is no upgrade: `volumes` changes too.
+    mounted = {**WEB_PRINT, **files, "volumes": "v2"}
+    assert [
+        c.action
+        for c in plan(
+            desired(web=replace(desired().services["web"], fingerprint=mounted)), observed
+        ).changes
+    ] == ["recreate"]

@@ -15,7 +15,13 @@ from deployer.infra.registry import RegistryDigests
 from deployer.targets.swarm.apply import deployed_services, unused_files
 from deployer.targets.swarm.observe import stack_from
 from deployer.targets.swarm.plan import plan, tags_to_check
-from deployer.targets.swarm.stack import Finding, StackFile, convert, named_by_content
+from deployer.targets.swarm.stack import (
+    Finding,
+    StackFile,
+    convert,
+    named_by_content,
+    with_bind_digests,
+)
 
 NODES = [
     {"ID": "n4", "Description": {"Hostname": "dh4"}},
@@ -381,3 +387,81 @@ def test_swarm_words_are_masked_at_their_source() -> None:
         "bind source /srv/*** missing",
         "bind source /srv/*** missing",
     )
+
+
+def _with_files(
+    files: dict[str, dict[str, str]], reload: str | None = None
+) -> tuple[StackFile, dict[str, Any]]:
+    """MODEL's stack file with the digests of files web bind-mounts (and a reload label)."""
+    model = {
+        "services": {
+            **MODEL["services"],
+            "web": {**MODEL["services"]["web"], **({"labels": {RELOAD: reload}} if reload else {})},
+        }
+    }
+    return with_bind_digests(convert(model), files), model
+
+
+RELOAD = "dev.deployer.reload-signal"
+OLD, NEW = "a" * 64, "b" * 64
+
+
+def _running(stack: StackFile, model: dict[str, Any], label: str | None) -> list[dict[str, Any]]:
+    web = deployed(model, "web")
+    web["Spec"]["Labels"].pop("io.deployer.files", None)
+    if label is not None:
+        web["Spec"]["Labels"]["io.deployer.files"] = label
+    return [web, deployed(model, "worker")]
+
+
+def test_a_changed_bind_mounted_file_restarts_the_service_or_signals_it() -> None:
+    tasks = [task("web", 1, "n4"), task("web", 2, "n5"), task("worker", 1, "n6")]
+    old_label = '{"conf/app.conf":"' + OLD + '"}'
+    for reload, change in (
+        (
+            None,
+            Change(
+                "web", "restart", (f"file conf/app.conf changed: sha256 {'a' * 12} -> {'b' * 12}",)
+            ),
+        ),
+        (
+            "SIGHUP",
+            Change(
+                "web",
+                "signal",
+                (
+                    f"file conf/app.conf changed: sha256 {'a' * 12} -> {'b' * 12}",
+                    "reloads on SIGHUP (dev.deployer.reload-signal): not restarted",
+                ),
+                signal="SIGHUP",
+            ),
+        ),
+    ):
+        stack, model = _with_files({"web": {"conf/app.conf": NEW}}, reload)
+        observed = stack_from("shop", _running(stack, model, old_label), tasks, NODES)
+
+        the_plan = plan("production", stack, observed)
+
+        assert the_plan.changes == (change,)
+        assert deployed_services(the_plan) == ["web"]
+
+
+def test_files_first_read_on_a_swarm_are_taken_as_they_are() -> None:
+    stack, model = _with_files({"web": {"conf/app.conf": NEW}})
+    tasks = [task("web", 1, "n4"), task("web", 2, "n5"), task("worker", 1, "n6")]
+    observed = stack_from("shop", _running(stack, model, None), tasks, NODES)
+
+    assert plan("production", stack, observed).changes == (
+        Change(
+            "web",
+            "adopt",
+            (
+                "the files it bind-mounts are compared from now on: their digests written in its "
+                "label, which replaces no task",
+            ),
+        ),
+    )
+    in_sync = stack_from(
+        "shop", _running(stack, model, '{"conf/app.conf":"' + NEW + '"}'), tasks, NODES
+    )
+    assert plan("production", stack, in_sync).changes == ()

@@ -86,14 +86,12 @@ def _service_changes(
     pulled_over = moved.cause if moved is not None and moved.kind != RUNNING else None
     if moved is not None and pulled_over:
         local_id = observed.image_id(ImageReference.parse(service.image).pinned(moved.new))
-    adopted = None
     if any(c.fingerprint is None for c in containers):
         adopted = _adopted(service, containers, local_id, compose_hash)
-        if adopted is not None:  # from now on known to run the service as declared
-            containers = [
-                c if c.fingerprint is not None else replace(c, fingerprint=service.fingerprint)
-                for c in containers
-            ]
+    else:
+        adopted = _files_first_read(service, containers)
+    if adopted is not None:  # from now on known to run the service as declared
+        containers = [replace(c, fingerprint=_adopting(c, service)) for c in containers]
     change = _service_change(service, containers, local_id, moved, pulled_over, compose_hash)
     return [c for c in (adopted, change) if c is not None]
 
@@ -166,6 +164,38 @@ def _adopted(
             ),
         )
     return None
+
+
+def _files_first_read(
+    service: DesiredService, containers: list[ObservedContainer]
+) -> Change | None:
+    """Containers made by a deployer that did not compare the files services read: their
+    fingerprints have no file part, and those are all that differ. What they read is taken as
+    it is (remembered), not a cause to restart them; a new mount changes `volumes` too."""
+    if not any(p.startswith(FILE_PART) for p in service.fingerprint):
+        return None
+    for container in containers:
+        old = container.fingerprint or {}
+        differing = _differing(old, service.fingerprint)
+        if any(p.startswith(FILE_PART) for p in old) or not differing:
+            return None
+        if not all(p.startswith(FILE_PART) for p in differing):
+            return None
+    cause = (
+        "made before deployer compared the files services read: what they read is taken as it is"
+    )
+    return Change(service.name, ADOPT, (cause,))
+
+
+def _adopting(container: ObservedContainer, service: DesiredService) -> Mapping[str, str]:
+    """The fingerprint of a container adopted: the service's where it had none; the files'
+    parts added to one that has none of them."""
+    if container.fingerprint is None:
+        return service.fingerprint
+    if any(p.startswith(FILE_PART) for p in container.fingerprint):
+        return container.fingerprint
+    files = {p: v for p, v in service.fingerprint.items() if p.startswith(FILE_PART)}
+    return {**container.fingerprint, **files}
 
 
 def _differing(old: Mapping[str, str], new: Mapping[str, str]) -> list[str]:

@@ -37,6 +37,10 @@ _CONTENT_NAME = re.compile(rf"_[0-9a-f]{{{CONTENT_DIGEST_LENGTH}}}")
 ACTIONS = ("adopt", "create", "update", "restart", "signal", "converge", "remove")
 RESTART = "restart"
 _NOT_DEPLOYER = "not deployed by deployer (no fingerprint label)"
+_FILES_FIRST_READ = (
+    "the files it bind-mounts are compared from now on: their digests written in its label, "
+    "which replaces no task"
+)
 _ADOPTED = (
     "made without deployer: deployer's labels are written, which replaces no task "
     "(Swarm replaces a task only where its spec differs from the stack file's)"
@@ -70,7 +74,10 @@ def plan(
             changes.append(Change(name, ADOPT, (_ADOPTED,)))
         elif causes:
             changes.append(Change(name, "update", tuple(causes)))
-        changes += _file_changes(name, service, running)
+        # Where its spec is written anyway, so is the label of the files it reads.
+        changes += [
+            c for c in _file_changes(name, service, running) if not causes or c.action != ADOPT
+        ]
         warnings = _convergence(running)
         if warnings:
             changes.append(Change(name, "converge", tuple(warnings)))
@@ -141,10 +148,13 @@ def _update_causes(
 
 def _file_changes(name: str, service: Mapping[str, Any], running: ObservedService) -> list[Change]:
     """A restart (or a signal) for the files the service bind-mounts that changed since its
-    label was written; none where it has no such label yet (deployed before they were read)."""
+    label was written; where it has no such label yet (deployed before they were read, or
+    without engine.nodes), the label is written: what its tasks read is taken as it is."""
     old, new = parse_files_label(running.labels.get(FILES_LABEL)), bind_digests(service)
-    if old is None or new is None:
+    if new is None:
         return []
+    if old is None:
+        return [Change(name, ADOPT, (_FILES_FIRST_READ,))]
     causes = tuple(
         file_cause(path, old.get(path), new.get(path), False)
         for path in sorted(set(old) | set(new))
