@@ -215,6 +215,15 @@ def test_each_changed_file_recreates_exactly_the_services_that_read_it(
     assert worker.exec_run(["cat", "/etc/settings.txt"]).output == b"workers=4\n"
     assert ok(readers.deploy("diff", "test")).returncode == 0
 
+    # The included compose file itself: its services are what changed.
+    readers.write("app/sub/compose.yml", INCLUDED + "    environment: {API_MODE: fast}\n")
+    assert changes(readers.deploy("diff", "test", "--json")) == {
+        "api": ("recreate", ["environment API_MODE added"])
+    }
+    ok(readers.deploy("test", "--yes"))
+    last = ids(readers)
+    assert sorted(s for s in SERVICES if last[s] != after[s]) == ["api"]
+
 
 def test_a_service_that_reloads_on_a_signal_is_signalled_not_recreated(
     readers: Workspace,

@@ -447,3 +447,11 @@ def test_a_secret_in_a_path_is_masked_where_it_is_shown_not_where_it_is_read() -
     assert file_inputs(model, "/srv/shop", mask) == ServiceInputs(
         {"web": (FileInput("/srv/shop/keys/s3cret-path-99", "keys/***", BIND),)}
     )
+
+
+def test_a_device_is_not_content() -> None:
+    found = FileInput("/dev/null", "/dev/null", BIND)
+
+    assert LocalFiles(Path("/nonexistent/cache.json")).digests({found.path: found}) == {
+        "/dev/null": Digest(None, "/dev/null is a device: not content, not compared")
+    }
