@@ -7,10 +7,11 @@ import hashlib
 import subprocess
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import ENGINE_HOST, REGISTRY, Result, Workspace, ok
+from tests.integration.conftest import ENGINE_HOST, REGISTRY, ROOT, Result, Workspace, ok
 
 pytestmark = pytest.mark.integration
 
@@ -352,6 +353,42 @@ def test_a_folder_of_100000_files_is_said_and_one_changed_file_recreates_its_rea
     assert sorted(s for s in SERVICES if after[s] != before[s]) == ["web"]
     [web] = readers.containers("web")
     assert web.exec_run(["cat", "/www/site/500/50.html"]).output == b"changed\n"
+
+
+# The last deployer that did not compare the files services read (issue 18's).
+BEFORE_FILES = "988c24a"
+
+
+def test_what_an_older_deployer_deployed_is_not_restarted_by_comparing_files(
+    readers: Workspace, tmp_path: Path
+) -> None:
+    older = tmp_path / "older"
+    older.mkdir()
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", BEFORE_FILES, "deployer"],
+        check=True,
+        capture_output=True,
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(older)], input=archive, check=True)
+    proxy = COMPOSE.index("  proxy:\n")
+    readers.write("app/compose.yml", COMPOSE[:proxy] + COMPOSE[COMPOSE.index("\nconfigs:\n") + 1 :])
+    ok(readers.deploy("test", "--yes", env={"PYTHONPATH": str(older)}))
+    before = ids(readers)
+    assert sorted(before) == ["api", "db", "web", "worker"]
+
+    found = changes(readers.deploy("diff", "test", "--json"))
+
+    taken = (
+        "made before deployer compared the files services read: what they read is taken as it is"
+    )
+    assert found == dict.fromkeys(("api", "db", "web", "worker"), ("adopt", [taken]))
+    ok(readers.deploy("test", "--yes"))
+    assert ids(readers) == before
+    assert ok(readers.deploy("diff", "test")).returncode == 0
+    readers.write("app/conf/app.conf", "listen 9090\n")
+    ok(readers.deploy("test", "--yes"))
+    after = ids(readers)
+    assert sorted(s for s in after if after[s] != before[s]) == ["web"]
 
 
 def _sha256(text: str) -> str:
