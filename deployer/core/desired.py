@@ -23,7 +23,7 @@ from typing import Any
 import yaml
 
 from deployer.core.errors import ConfigError, ConfigIssue, DeployerError
-from deployer.core.inputs import RELOAD_SIGNAL_LABEL, SECRET, Digest, ServiceInputs
+from deployer.core.inputs import RELOAD_SIGNAL_LABEL, SECRET, Digest, ServiceInputs, input_notes
 from deployer.core.reference import ImageReference, is_reference
 from deployer.core.spec import Spec
 from deployer.core.variables import SecretPolicy, Variables
@@ -103,19 +103,17 @@ def with_file_digests(
     """`desired` with the content of the files each service reads in its fingerprint: one part
     per path (`file:conf/app.conf`), secret where it is a secret's file."""
     services = dict(desired.services)
-    notes: dict[str, None] = {}
     for name, found in inputs.by_service.items():
         parts, secret = dict(services[name].fingerprint), set(services[name].secret_parts)
         for entry in found:
-            digest = digests[entry.path]
-            if digest.note:
-                notes[f"{name}: {entry.kind} {digest.note}"] = None
-            if digest.value is None:
+            value = digests[entry.path].value
+            if value is None:
                 continue
-            parts[entry.part] = digest.value
+            parts[entry.part] = value
             if entry.kind == SECRET:
                 secret.add(entry.part)
         services[name] = replace(services[name], fingerprint=parts, secret_parts=frozenset(secret))
+    notes = input_notes(inputs.by_service, digests)
     return replace(desired, services=services, notes=(*desired.notes, *notes))
 
 

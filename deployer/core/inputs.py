@@ -13,7 +13,7 @@ import hashlib
 import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import IO, Any
 
 FILE_PART = "file:"  # a fingerprint part for a file a service reads: `file:conf/app.conf`
 # The label by which a service reloads on a signal instead of being recreated when only files it
@@ -89,14 +89,29 @@ def binds(inputs: ServiceInputs) -> dict[str, tuple[FileInput, ...]]:
     return {name: entries for name, entries in found.items() if entries}
 
 
-def per_node_binds(inputs: ServiceInputs) -> list[str]:
-    """What a swarm plan says of bind mounts it cannot read: each node has its own path."""
+def per_node_binds(found: Mapping[str, tuple[FileInput, ...]]) -> list[str]:
+    """What a swarm plan says of the bind mounts (`binds`) it cannot read: each node has its
+    own path."""
     return [
         f"{service}: {entry.kind} {entry.shown} is read on each node where a task runs: "
         "not compared without each node's engine (engine.nodes)"
-        for service, entries in sorted(binds(inputs).items())
+        for service, entries in sorted(found.items())
         for entry in entries
     ]
+
+
+def input_notes(
+    found: Mapping[str, tuple[FileInput, ...]], digests: Mapping[str, Digest]
+) -> tuple[str, ...]:
+    """What reading the paths each service reads said, once per line: `web: bind mount data
+    does not exist: ...`."""
+    notes = {
+        f"{service}: {entry.kind} {note}": None
+        for service, entries in sorted(found.items())
+        for entry in entries
+        if (note := digests[entry.path].note)
+    }
+    return tuple(notes)
 
 
 def across_nodes(shown: str, by_node: Mapping[str, Digest]) -> Digest:
@@ -122,9 +137,13 @@ def _shown(path: str, project_dir: str) -> str:
     return path if relative.startswith("..") else relative
 
 
-def content_digest(chunks: Iterable[bytes]) -> str:
+CHUNK = 1 << 20  # bytes read at a time, from a file here or an engine's archive
+
+
+def content_digest(file: IO[bytes]) -> str:
+    """The SHA-256 of what is left to read of `file`, read a chunk at a time."""
     digest = hashlib.sha256()
-    for chunk in chunks:
+    for chunk in iter(lambda: file.read(CHUNK), b""):
         digest.update(chunk)
     return digest.hexdigest()
 

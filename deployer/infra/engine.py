@@ -8,7 +8,8 @@ import io
 import os
 import re
 import tarfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -23,6 +24,7 @@ from deployer.core.errors import (
     RegistryError,
 )
 from deployer.core.inputs import (
+    CHUNK,
     FILE,
     FOLDER,
     LINK,
@@ -559,6 +561,23 @@ def _timestamp(text: str) -> float:
     return datetime.fromisoformat(text).timestamp()
 
 
+def read_paths(
+    engines: Sequence[tuple[str, EngineClient]], found: Mapping[str, FileInput]
+) -> dict[str, dict[str, Digest]]:
+    """Each path's digest where each engine's host has it, by path and then by the engine's
+    name: read through the engines, four at a time."""
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        reads = {
+            (path, name): pool.submit(client.read_path, entry)
+            for path, entry in sorted(found.items())
+            for name, client in engines
+        }
+        by_path: dict[str, dict[str, Digest]] = {}
+        for (path, name), future in reads.items():
+            by_path.setdefault(path, {})[name] = future.result()
+    return by_path
+
+
 # Go's os.FileMode bits, as the engine's archive stat gives a path's mode.
 _GO_MODES = ((1 << 24, "socket"), (1 << 25, "named pipe"), (1 << 26, "device"))
 
@@ -590,7 +609,7 @@ def _archive_digest(stream: io.RawIOBase, shown: str) -> Digest:
     """The digest of the archive of `/input`: a file's content, or a folder's tree."""
     entries: list[tuple[str, str, str]] = []
     single: str | None = None
-    with tarfile.open(fileobj=io.BufferedReader(stream, _ARCHIVE_CHUNK), mode="r|") as archive:
+    with tarfile.open(fileobj=io.BufferedReader(stream, CHUNK), mode="r|") as archive:
         for member in archive:
             name = member.name.removeprefix("input").lstrip("/")
             if member.isfile():
@@ -611,13 +630,10 @@ def _archive_digest(stream: io.RawIOBase, shown: str) -> Digest:
     return folder_digest(shown, entries)
 
 
-_ARCHIVE_CHUNK = 1 << 20
-
-
 def _member_digest(archive: tarfile.TarFile, member: tarfile.TarInfo) -> str:
     extracted = archive.extractfile(member)
     assert extracted is not None  # a regular file's content
-    return content_digest(iter(lambda: extracted.read(_ARCHIVE_CHUNK), b""))
+    return content_digest(extracted)
 
 
 def _unreachable() -> tuple[type[Exception], ...]:

@@ -30,7 +30,6 @@ from deployer.core.inputs import (
 )
 
 _ATTEMPTS = 3  # reads of a file that keeps changing while it is read
-_CHUNK = 1 << 20
 
 
 def cache_path() -> Path:
@@ -105,7 +104,7 @@ class LocalFiles:
                     self._seen[path] = cached
                     return str(cached[3])
                 with open(path, "rb") as file:
-                    digest = content_digest(iter(lambda: file.read(_CHUNK), b""))
+                    digest = content_digest(file)
                     after = os.fstat(file.fileno())
             except OSError as e:
                 raise FileInputError(found.shown, found.kind, f"{path}: {e.strerror}") from e

@@ -30,6 +30,7 @@ from deployer.core.inputs import (
     FileInput,
     ServiceInputs,
     across_nodes,
+    binds,
     file_inputs,
     missing,
     not_content,
@@ -126,7 +127,7 @@ def test_the_files_each_service_reads() -> None:
 
 def test_a_swarm_plan_says_bind_mounts_are_not_compared_without_engine_nodes() -> None:
     unread = "is read on each node where a task runs: not compared without each node's engine"
-    assert per_node_binds(file_inputs(MODEL, "/srv/shop")) == [
+    assert per_node_binds(binds(file_inputs(MODEL, "/srv/shop"))) == [
         f"proxy: bind mount conf/nginx.conf {unread} (engine.nodes)",
         f"proxy: bind mount static {unread} (engine.nodes)",
         f"proxy: bind mount /var/run/docker.sock {unread} (engine.nodes)",

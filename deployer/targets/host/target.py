@@ -33,7 +33,7 @@ from deployer.core.results import (
 )
 from deployer.core.status import EnvironmentStatus
 from deployer.core.variables import Redactor
-from deployer.infra.engine import PROJECT_LABEL, EngineClient
+from deployer.infra.engine import PROJECT_LABEL, EngineClient, read_paths
 from deployer.infra.files import LocalFiles
 from deployer.infra.registry import Login, RegistryDigests, resolve_digests
 from deployer.state import containers
@@ -192,9 +192,8 @@ class HostTarget(Place[HostPlan]):
             return {}
         if self.engine.on_this_machine:
             return LocalFiles().digests(found)
-        with ThreadPoolExecutor(max_workers=4) as pool:
-            read = {p: pool.submit(self.client.read_path, i) for p, i in sorted(found.items())}
-            return {path: future.result() for path, future in read.items()}
+        read = read_paths([(self.host, self.client)], found)
+        return {path: on_host[self.host] for path, on_host in read.items()}
 
     def _remember(self, planned: HostPlan) -> None:
         """Keep what the containers of adopted and signalled services run, where their label

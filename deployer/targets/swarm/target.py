@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -20,13 +19,7 @@ from deployer.core.errors import (
     SwarmNodesError,
     TagNotInRegistryError,
 )
-from deployer.core.inputs import (
-    ServiceInputs,
-    across_nodes,
-    binds,
-    file_inputs,
-    per_node_binds,
-)
+from deployer.core.inputs import across_nodes, binds, file_inputs, input_notes, per_node_binds
 from deployer.core.observed import ObservedStack
 from deployer.core.plan import Change, Plan
 from deployer.core.progress import Progress
@@ -43,7 +36,7 @@ from deployer.core.results import (
 from deployer.core.status import SwarmStatus
 from deployer.core.variables import Redactor
 from deployer.infra import runner
-from deployer.infra.engine import Engine, EngineClient
+from deployer.infra.engine import Engine, EngineClient, read_paths
 from deployer.infra.registry import Login, RegistryDigests, resolve_digests
 from deployer.state.engine_store import records_of_every_project
 from deployer.state.releases import (
@@ -207,31 +200,17 @@ class SwarmTarget(Place[StackPlan]):
         if not found:
             return stack, ()
         if not self.env.spec.engine_nodes:
-            return stack, tuple(per_node_binds(ServiceInputs(found)))
-        engines = self.node_engines()
+            return stack, tuple(per_node_binds(found))
         paths = {entry.path: entry for entries in found.values() for entry in entries}
-        with ThreadPoolExecutor(max_workers=4) as pool:
-            reads = {
-                (path, node): pool.submit(client.read_path, entry)
-                for path, entry in sorted(paths.items())
-                for node, client in engines
-            }
-            read = {key: future.result() for key, future in reads.items()}
         digests = {
-            path: across_nodes(entry.shown, {n: d for (p, n), d in read.items() if p == path})
-            for path, entry in paths.items()
-        }
-        notes = {
-            f"{name}: {entry.kind} {note}": None
-            for name, entries in sorted(found.items())
-            for entry in entries
-            if (note := digests[entry.path].note)
+            path: across_nodes(paths[path].shown, by_node)
+            for path, by_node in read_paths(self.node_engines(), paths).items()
         }
         by_service = {
             name: {e.shown: value for e in entries if (value := digests[e.path].value)}
             for name, entries in found.items()
         }
-        return with_bind_digests(stack, by_service), tuple(notes)
+        return with_bind_digests(stack, by_service), input_notes(found, digests)
 
     def signal_tasks(self, before: ObservedStack, service: str, signal: str) -> None:
         """Send `signal` to the container of each running task of `service`, on its node
