@@ -27,6 +27,7 @@ from deployer.targets.swarm.stack import (
     StackFile,
     bind_digests,
     key_fingerprints,
+    label_mapping,
     parse_files_label,
     service_fingerprint,
     without_fingerprint,
@@ -162,18 +163,10 @@ def _file_changes(name: str, service: Mapping[str, Any], running: ObservedServic
     )
     if not causes:
         return []
-    signal = container_labels(service).get(RELOAD_SIGNAL_LABEL)
+    signal = label_mapping(service.get("labels") or {}).get(RELOAD_SIGNAL_LABEL)
     if signal and running.running == running.desired_tasks:
         return [Change(name, SIGNAL, (*causes, reload_line(signal)), signal=signal)]
     return [Change(name, RESTART, causes)]
-
-
-def container_labels(service: Mapping[str, Any]) -> dict[str, str]:
-    """A converted service's `labels:` (its containers'), a mapping or `name=value` entries."""
-    given = service.get("labels") or {}
-    if isinstance(given, Mapping):
-        return {str(k): str(v) for k, v in given.items()}
-    return dict(str(entry).partition("=")[::2] for entry in given)
 
 
 def _file_causes(

@@ -529,18 +529,20 @@ def with_fingerprint(service: Mapping[str, Any]) -> dict[str, Any]:
     return result
 
 
+def label_mapping(given: Any) -> dict[str, Any]:
+    """Labels as a compose file gives them: a mapping, or a list of `name=value`."""
+    if isinstance(given, Mapping):
+        return dict(given)
+    return dict(str(entry).partition("=")[::2] for entry in given)
+
+
 def without_fingerprint(service: Mapping[str, Any]) -> dict[str, Any]:
     """The service as its fingerprint sees it: deploy.labels (a mapping, as Compose writes it,
     or a list of `name=value`) without the fingerprint labels; no labels at all if none remain."""
     result = copy.deepcopy(dict(service))
     deploy = result.get("deploy")
     if isinstance(deploy, dict) and "labels" in deploy:
-        given = deploy["labels"]
-        labels = (
-            dict(given)
-            if isinstance(given, Mapping)
-            else dict(str(entry).partition("=")[::2] for entry in given)
-        )
+        labels = label_mapping(deploy["labels"])
         kept = {k: v for k, v in labels.items() if k not in _FINGERPRINT_LABELS}
         if kept:
             deploy["labels"] = kept
