@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from deployer.core.reference import ImageReference, is_image_id, short_id
@@ -103,6 +104,12 @@ class MovedTag:
 
 
 RUNNING, PULLED, BUILT = "running", "pulled", "built"
+
+
+def differing(old: Mapping[str, str], new: Mapping[str, str]) -> list[str]:
+    """The keys whose values differ (added, removed or changed), sorted: the parts of two
+    fingerprints, the files of two labels."""
+    return sorted(key for key in set(old) | set(new) if old.get(key) != new.get(key))
 
 
 def short_digest(digest: str) -> str:

@@ -18,6 +18,7 @@ from deployer.core.plan import (
     Change,
     MovedTag,
     Plan,
+    differing,
     image_change,
 )
 from deployer.core.reference import ImageReference, short_id
@@ -176,10 +177,10 @@ def _files_first_read(
         return None
     for container in containers:
         old = container.fingerprint or {}
-        differing = _differing(old, service.fingerprint)
-        if any(p.startswith(FILE_PART) for p in old) or not differing:
+        parts = differing(old, service.fingerprint)
+        if any(p.startswith(FILE_PART) for p in old) or not parts:
             return None
-        if not all(p.startswith(FILE_PART) for p in differing):
+        if not all(p.startswith(FILE_PART) for p in parts):
             return None
     cause = (
         "made before deployer compared the files services read: what they read is taken as it is"
@@ -198,10 +199,6 @@ def _adopting(container: ObservedContainer, service: DesiredService) -> Mapping[
     return {**container.fingerprint, **files}
 
 
-def _differing(old: Mapping[str, str], new: Mapping[str, str]) -> list[str]:
-    return sorted(p for p in set(old) | set(new) if old.get(p) != new.get(p))
-
-
 def _reloads(
     service: DesiredService, containers: list[ObservedContainer], local_id: str | None
 ) -> bool:
@@ -215,7 +212,7 @@ def _reloads(
         and c.image_id == local_id
         and all(
             p.startswith(FILE_PART) or (p == "image" and c.image_id == local_id)
-            for p in _differing(c.fingerprint, service.fingerprint)
+            for p in differing(c.fingerprint, service.fingerprint)
         )
         for c in containers
     )
@@ -243,7 +240,7 @@ def _recreate_causes(
         ]
     causes = []
     old, new = container.fingerprint, service.fingerprint
-    for part in _differing(old, new):
+    for part in differing(old, new):
         if part == "image":
             # Another reference to the image it runs (`repo:tag`, now pinned by digest): the
             # same image ID is the same image.
@@ -311,10 +308,10 @@ def _made_with(
     if first.made_with is None:
         return first if first.config_hash is not None else None
     old, new = first.made_with, service.fingerprint
-    differing = set(_differing(old, new))
-    if not differing or any(p != "image" and not p.startswith(FILE_PART) for p in differing):
+    parts = set(differing(old, new))
+    if not parts or any(p != "image" and not p.startswith(FILE_PART) for p in parts):
         return None
     # The reference as the containers' fingerprint hashed it: Compose's hash has that one.
-    if "image" in differing and old["image"] != image_part(first.image):
+    if "image" in parts and old["image"] != image_part(first.image):
         return None
     return first

@@ -18,7 +18,7 @@ from typing import Any
 
 from deployer.core.inputs import RELOAD_SIGNAL_LABEL, file_cause, reload_line
 from deployer.core.observed import FILES_LABEL, ObservedService, ObservedStack
-from deployer.core.plan import ADOPT, SIGNAL, Change, MovedTag, Plan, image_change
+from deployer.core.plan import ADOPT, SIGNAL, Change, MovedTag, Plan, differing, image_change
 from deployer.core.reference import ImageReference, is_image_id
 from deployer.infra.registry import RegistryDigests
 from deployer.targets.swarm.stack import (
@@ -157,9 +157,7 @@ def _file_changes(name: str, service: Mapping[str, Any], running: ObservedServic
     if old is None:
         return [Change(name, ADOPT, (_FILES_FIRST_READ,))]
     causes = tuple(
-        file_cause(path, old.get(path), new.get(path), False)
-        for path in sorted(set(old) | set(new))
-        if old.get(path) != new.get(path)
+        file_cause(path, old.get(path), new.get(path), False) for path in differing(old, new)
     )
     if not causes:
         return []
@@ -196,11 +194,10 @@ def _changed_keys(service: Mapping[str, Any], running: ObservedService) -> list[
         return []
     new = key_fingerprints(without_fingerprint(service))
     causes = []
-    for key in sorted((set(old) | set(new)) - {"image"}):
-        if old.get(key) == new.get(key):
-            continue
-        verb = "added" if key not in old else "removed" if key not in new else "changed"
-        causes.append(f"{key} {verb}")
+    for key in differing(old, new):
+        if key != "image":
+            verb = "added" if key not in old else "removed" if key not in new else "changed"
+            causes.append(f"{key} {verb}")
     return causes
 
 
