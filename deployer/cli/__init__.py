@@ -7,6 +7,7 @@ import contextlib
 import os
 import signal
 import sys
+import time
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
@@ -32,10 +33,16 @@ from deployer.commands import prune as pruning
 from deployer.commands import restart as restarting
 from deployer.commands.load import load
 from deployer.commands.session import Interaction
-from deployer.core.errors import ConfirmationRefusedError, DeployerError, Interrupted
+from deployer.core.errors import (
+    ConfirmationRefusedError,
+    DeployerError,
+    Interrupted,
+    ServeOptionError,
+)
 from deployer.core.plan import Plan
 from deployer.core.results import ByHost, HostOutcome, StackRendering, Statuses, failed_hosts
 from deployer.core.spec import environments_folder
+from deployer.core.watch import DEFAULT_INTERVAL, DEFAULT_LISTEN
 from deployer.state.lock import MANUAL_TTL
 from deployer.targets.base import Target
 
@@ -520,6 +527,98 @@ def lock_release(
         if held
         else f"{name} was not locked"
     )
+
+
+@app.command()
+def serve(
+    names: Annotated[
+        list[str] | None, typer.Argument(metavar="[ENV]...", help="Environments (default: all).")
+    ] = None,
+    environments: Folder = None,
+    interval: Annotated[
+        float,
+        typer.Option(
+            "--interval",
+            metavar="SECONDS",
+            min=0.1,
+            help="Seconds between rounds, where a spec's watch.interval does not say.",
+        ),
+    ] = DEFAULT_INTERVAL,
+    git: Annotated[
+        bool,
+        typer.Option(
+            "--git", help="The folder is a git checkout: `git pull --ff-only` each round."
+        ),
+    ] = False,
+    notify: Annotated[
+        list[str] | None,
+        typer.Option("--notify", metavar="URL", help="An Apprise URL to notify (repeatable)."),
+    ] = None,
+    listen: Annotated[
+        str, typer.Option("--listen", metavar="HOST:PORT", help="Where the web view listens.")
+    ] = DEFAULT_LISTEN,
+    token_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--token-file",
+            metavar="FILE",
+            help="Requests need `Authorization: Bearer` this file's token (required off loopback).",
+        ),
+    ] = None,
+    webhook_secret_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--webhook-secret-file",
+            metavar="FILE",
+            help="The secret that signs POST /hooks/git (GitHub, GitLab, Gitea).",
+        ),
+    ] = None,
+) -> None:
+    """Watch environments: a round every interval (and on a webhook) diffs each, tells what
+    differs, deploys where its spec says watch.apply: auto; a read-only web view, its API and
+    metrics on --listen. SIGTERM ends after the round under way; SIGHUP starts a round now."""
+    # Only the agent pays for its web server, templates, metrics and notifiers.
+    from deployer.cli import web
+    from deployer.commands import serve as serving
+
+    where = web.listen_address(listen)
+    token = _secret_file("--token-file", token_file) if token_file else None
+    if token is None and not where.loopback:
+        raise ServeOptionError("--listen", f"{listen} is not loopback: give --token-file")
+    secret = _secret_file("--webhook-secret-file", webhook_secret_file)
+    console.redact.add([s for s in (token, secret) if s])
+    folder = environments_folder(_str(environments))
+    agent = serving.agent(folder, names or [], interval, git, notify or [], console.redact, _log)
+    app_ = web.app_of(
+        agent.agent, token, secret.encode() if secret else None, agent.notifications_failed
+    )
+    stop = lambda signum, frame: agent.agent.stop()  # noqa: E731
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGHUP, lambda signum, frame: agent.agent.wake())
+    with web.serving(app_, where):
+        _log(f"serving {where.url}; watching {folder}")
+        try:
+            agent.agent.run()
+        finally:
+            agent.close()
+    _log("stopped")
+
+
+def _log(text: str) -> None:
+    console.error(f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} {text}")
+
+
+def _secret_file(option: str, path: Path | None) -> str | None:
+    if path is None:
+        return None
+    try:
+        text = path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as e:
+        raise ServeOptionError(option, f"cannot read {path}: {e}") from e
+    if not text:
+        raise ServeOptionError(option, f"{path} is empty")
+    return text
 
 
 @app.command()

@@ -422,3 +422,21 @@ class NotSwarmManagerError(DeployerError):
             f"{host} is not a swarm manager, it is {what}: name a manager in engine.host "
             "(or make this engine one: docker swarm init)"
         )
+
+
+class ServeOptionError(DeployerError):
+    """`deploy serve` cannot start as asked: a notification URL no notifier knows, an address
+    other than loopback without a token, a file it needs that cannot be read."""
+
+    def __init__(self, option: str, problem: str) -> None:
+        self.option, self.problem = option, problem
+        super().__init__(f"{option}: {problem}")
+
+
+class GitPullError(DeployerError):
+    """The environments checkout could not be brought up to date (`git pull --ff-only`)."""
+
+    def __init__(self, folder: str, output: str) -> None:
+        self.folder, self.output = folder, output
+        last = output.strip().splitlines()[-1] if output.strip() else "no output"
+        super().__init__(f"git pull --ff-only in {shown_path(folder)} failed: {last}")

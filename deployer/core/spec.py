@@ -30,7 +30,7 @@ DEFAULT_WAIT_TIMEOUT = 120.0
 COMMAND_NAMES = frozenset(
     {"audit", "diff", "down", "env", "history", "lock", "logs", "prune", "render", "restart"}
     | {"promote", "rollback", "status", "up", "validate", "version"}
-    | {"build"}
+    | {"build", "serve"}
 )
 # A spec is a small file: far more nodes than this means an alias bomb, refused before it expands.
 MAX_YAML_NODES = 100_000
@@ -58,6 +58,15 @@ class Registry:
     server: str
     username: str
     password_env: str
+
+
+@dataclass(frozen=True)
+class Watch:
+    """What `deploy serve` does with an environment (`watch:`)."""
+
+    interval: float | None = None  # seconds between rounds (None: `deploy serve --interval`)
+    apply: str = "notify"  # notify | auto | off: what a difference leads to
+    git: bool = False  # pull the environments folder (a git checkout) before each round
 
 
 @dataclass(frozen=True)
@@ -92,6 +101,7 @@ class Spec:
     )  # names that a secret word in them does not make secret
     # `x-promoted-from: {environment, release}`, written by `deploy promote`; releases carry it.
     promoted_from: Mapping[str, Any] | None = None
+    watch: Watch = field(default_factory=Watch)
     lines: Mapping[str, int] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -427,6 +437,7 @@ def load_spec(path: Path) -> Spec:
         raise ConfigError(issues)
 
     _remember(known_valid)
+    watch = data.get("watch", {})
     return Spec(
         name=name,
         path=path.resolve(),
@@ -452,6 +463,11 @@ def load_spec(path: Path) -> Spec:
         registry=Registry(**data["registry"]) if "registry" in data else None,
         not_secret=frozenset(data.get("not_secret", [])),
         promoted_from=_promoted_from(data.get("x-promoted-from")),
+        watch=Watch(
+            interval=float(watch["interval"]) if "interval" in watch else None,
+            apply=watch.get("apply", "notify") or "off",  # YAML 1.1 reads a bare off as false
+            git=watch.get("git", False),
+        ),
         lines=lines,
     )
 

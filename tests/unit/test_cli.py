@@ -31,7 +31,7 @@ def test_help_lists_the_commands(capsys: pytest.CaptureFixture[str]) -> None:
     listed = [line.split()[0] for line in out.split("Commands:")[1].strip().splitlines()]
     assert listed == [
         "validate", "render", "env", "diff", "up", "rollback", "history", "audit",
-        "status", "promote", "logs", "restart", "build", "down", "prune", "version", "lock",
+        "status", "promote", "logs", "restart", "build", "down", "prune", "serve", "version", "lock",
     ]  # fmt: skip
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from deployer.core.errors import ConfigError, UnknownEnvironmentError
-from deployer.core.spec import ServiceOverride, Spec, load_spec, spec_path
+from deployer.core.spec import ServiceOverride, Spec, Watch, load_spec, spec_path
 
 
 def write(folder: Path, name: str, text: str | bytes) -> Path:
@@ -261,3 +261,47 @@ def test_a_swarm_is_reached_through_one_manager(folder: Path) -> None:
     assert errors(unknown) == [
         f"{unknown}:3: engine.orchestrator: 'kubernetes' is not one of ['compose', 'swarm']"
     ]
+
+
+def test_watch_defaults_to_notify_at_the_serve_interval_without_git(folder: Path) -> None:
+    """No `watch:` (or an empty one): `deploy serve` tells what differs, at its --interval."""
+    bare = write(folder, "bare.yml", "project: p\ncompose_files: [app/compose.yml]\n")
+    empty = write(folder, "empty.yml", "project: p\ncompose_files: [app/compose.yml]\nwatch: {}\n")
+    assert [load_spec(bare).watch, load_spec(empty).watch] == [
+        Watch(interval=None, apply="notify", git=False)
+    ] * 2
+
+
+def test_watch_values_are_read(folder: Path) -> None:
+    """`apply: off` bare, which YAML 1.1 reads as false, is off too."""
+    texts = [
+        "watch:\n  interval: 30\n  apply: auto\n  git: true\n  x-note: nightly\n",
+        "watch: {interval: 2.5, apply: 'off'}\n",
+        "watch:\n  apply: off\n",
+    ]
+    paths = [
+        write(folder, f"s{n}.yml", "project: p\ncompose_files: [app/compose.yml]\n" + text)
+        for n, text in enumerate(texts)
+    ]
+    assert [load_spec(path).watch for path in paths] == [
+        Watch(interval=30.0, apply="auto", git=True),
+        Watch(interval=2.5, apply="off", git=False),
+        Watch(interval=None, apply="off", git=False),
+    ]
+
+
+def test_bad_watch_values_all_at_once(folder: Path) -> None:
+    path = write(
+        folder,
+        "s.yml",
+        "project: p\ncompose_files: [app/compose.yml]\n"
+        "watch:\n  apply: sometimes\n  interval: 0\n  git: yes-please\n  when: now\n",
+    )
+    assert errors(path) == [
+        f"{path}:4: watch.apply: 'sometimes' is not one of ['notify', 'auto', 'off', False]",
+        f"{path}:5: watch.interval: 0 is less than or equal to the minimum of 0",
+        f"{path}:6: watch.git: expected a boolean, got a string",
+        f"{path}:7: watch.when: unknown key",
+    ]
+    nothing = write(folder, "n.yml", "project: p\ncompose_files: [app/compose.yml]\nwatch:\n")
+    assert errors(nothing) == [f"{nothing}:3: watch: expected a mapping, got nothing (null)"]
