@@ -361,6 +361,7 @@ def test_a_lock_taken_just_before_the_deploy_skips_it_as_a_lock_seen_before(
 ) -> None:
     """A lock taken between the agent's look at it and its deploy: the deploy is skipped (told),
     not failed; no error counted, no failure remembered."""
+
     def take_the_lock(message: Message) -> None:
         if message.title == "test: deploying":  # after the agent looked, before it deploys
             lock_acquire(world.target, "maintenance", MANUAL_TTL, Redactor())
