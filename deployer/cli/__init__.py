@@ -592,7 +592,13 @@ def serve(
     app_ = web.app_of(
         agent.agent, token, secret.encode() if secret else None, agent.notifications_failed
     )
-    stop = lambda signum, frame: agent.agent.stop()  # noqa: E731
+
+    def stop(signum: int, frame: object) -> None:
+        if agent.agent.stopping:  # asked twice: interrupted as any command is
+            raise Interrupted()
+        _log("stopping after the environment under way (again to interrupt it)")
+        agent.agent.stop()
+
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGHUP, lambda signum, frame: agent.agent.wake())

@@ -54,7 +54,7 @@ from deployer.core.watch import (
 )
 from deployer.core.watch import ROLLED_BACK as ROLLED_BACK_NOTICE
 from deployer.infra.notify import Message, Notifier
-from deployer.infra.runner import run
+from deployer.infra.runner import SSH, run
 from deployer.state import agent as agent_memory
 from deployer.state import audit as audit_trail
 from deployer.state import lock as lock_module
@@ -148,11 +148,14 @@ class Agent:
         log: Callable[[str], None],
         run: Runner,
         clock: Callable[[], float] = time.time,
+        reconnect: Callable[[], None] = lambda: None,
     ) -> None:
         """`load` reads an environment's spec and variables anew (teaching `redact` its
-        secrets): each round sees the folder as it is then."""
+        secrets): each round sees the folder as it is then. `reconnect` drops the connections
+        kept open (SSH masters), so that a host that could not be read is dialled anew: one
+        that rebooted left its master dead."""
         self.settings, self._load, self._send, self.redact = settings, load, send, redact
-        self._log, self._run, self._clock = log, run, clock
+        self._log, self._run, self._clock, self._reconnect = log, run, clock, reconnect
         self._watched: dict[str, _Watched] = {}
         self._views_lock = threading.Lock()
         self._wake = threading.Event()
@@ -276,6 +279,8 @@ class Agent:
                 self._tell(notice)
         self._keep(watched, target, memory)
         watched.failures = watched.failures + 1 if now.sync == UNKNOWN else 0
+        if now.sync == UNKNOWN:
+            self._reconnect()
         watched.rounds += 1
         watched.errors += now.sync in (UNKNOWN, INVALID)
         watched.due = next_due(self._clock(), interval, now, watched.failures)
@@ -470,4 +475,5 @@ def agent(
     def loaded(name: str) -> Target[Any, Any]:
         return load(folder, name, redact, outside=outside)
 
-    return Serving(Agent(settings, loaded, notifier.send, redact, log, run), notifier)
+    agent = Agent(settings, loaded, notifier.send, redact, log, run, reconnect=SSH.close)
+    return Serving(agent, notifier)

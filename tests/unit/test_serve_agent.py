@@ -82,6 +82,7 @@ class Watching:
     sent: list[Message] = field(default_factory=list)
     log: list[str] = field(default_factory=list)
     error: DeployerError | None = None  # what loading the spec raises, while set
+    reconnects: list[float] = field(default_factory=list)  # when it dropped its connections
 
     @property
     def view(self) -> View:
@@ -136,8 +137,11 @@ def watching(
         if on_send is not None:
             on_send(message)
 
-    agent = Agent(settings, load, send, redactor, log.append, run, clock)
-    watched = Watching(world, agent, clock, sent, log)
+    reconnects: list[float] = []
+    agent = Agent(
+        settings, load, send, redactor, log.append, run, clock, lambda: reconnects.append(clock())
+    )
+    watched = Watching(world, agent, clock, sent, log, reconnects=reconnects)
     return watched
 
 
@@ -449,6 +453,9 @@ def test_an_engine_down_reads_unknown_and_is_read_again_after_5_then_10_then_20_
         4,
     )
     assert watched.sent == [Message("test: not reachable", DOWN, True)]
+    # After each round that could not read it, the connections kept open are dropped: an SSH
+    # master of a host that rebooted is dead, and the next round dials anew.
+    assert watched.reconnects == [1000.0, 1005.0, 1015.0, 1035.0]
 
     engine_down(world, False)
     for now in (1074.9, 1075.0, 1134.9, 1135.0):  # back: its interval again
@@ -457,6 +464,7 @@ def test_an_engine_down_reads_unknown_and_is_read_again_after_5_then_10_then_20_
         seen.append((watched.view.rounds, watched.view.started))
 
     assert seen[-4:] == [(4, 1035.0), (5, 1075.0), (5, 1075.0), (6, 1135.0)]
+    assert watched.reconnects == [1000.0, 1005.0, 1015.0, 1035.0]
     assert watched.view.reading == IN_SYNC_READING
     assert watched.sent[1:] == [Message("test: recovered", "read again: in-sync", False)]
 
