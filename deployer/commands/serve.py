@@ -28,6 +28,7 @@ from deployer.core.errors import (
     RolledBackError,
     UnknownEnvironmentError,
 )
+from deployer.core.plan import CONVERGE
 from deployer.core.results import FAILED, ROLLED_BACK, SUCCESS, Diff, Divergence, Statuses
 from deployer.core.spec import find_specs, load_spec, spec_path
 from deployer.core.status import SwarmStatus
@@ -336,6 +337,8 @@ class Agent:
             for change, line in (
                 [] if plan is None else zip(plan.changes, plan.lines(), strict=True)
             ):
+                if change.action == CONVERGE:  # Swarm's to do, not a change deploy would make
+                    continue
                 changes.append(self.redact(f"{outcome.host}: {line}" if several else line))
                 drift.append(f"{outcome.host} {change.service} {change.action} {change.image}")
         env = target.env
