@@ -448,6 +448,16 @@ def test_a_signed_webhook_wakes_the_agent(watched: Watching, signature: Any) -> 
     assert rounds_after(watched) == 2
 
 
+def test_a_flood_of_webhooks_makes_one_round(watched: Watching) -> None:
+    """Fifty pushes before the agent gets to them: one round, then nothing more is due."""
+    client = client_of(watched, secret=HOOK_SECRET)
+    for _ in range(50):
+        assert client.post("/hooks/git", content=BODY, headers=github(BODY)).status_code == 202
+
+    assert rounds_after(watched) == 2
+    assert rounds_after(watched) == 2
+
+
 @pytest.mark.parametrize(
     ("secret", "headers"),
     [
