@@ -278,9 +278,10 @@ def _applied(operation: Operation[P, T], planned: P, held: Held, recording: Reco
         recording.rolling_back = failed.error
         undone = target.undo(planned, ui.progress, history(held.store))
         recording.states[:0] = undone.states
-        if not undone.names:  # nothing was put back: the failure is the command's
+        names = sorted({*undone.names, *failed.put_back})
+        if not names:  # nothing was put back: the failure is the command's
             recording.rolling_back = None
-        _fail(failed, undone.names)
+        _fail(failed, names)
 
 
 def _fail(failed: Failed, undone: Sequence[str] | None) -> NoReturn:

@@ -121,6 +121,32 @@ def up(
     return project.command(*args, *services)
 
 
+def scale_beside(project: ComposeProject, service: str, scale: int) -> Command:
+    """`scale` containers of `service`, the ones it has kept as they are: new ones, made as the
+    service is declared now, start beside the old. Its dependencies are started where they do
+    not run, never recreated."""
+    return project.command(
+        "up",
+        "--detach",
+        "--pull",
+        "never",
+        "--no-recreate",
+        "--scale",
+        f"{service}={scale}",
+        service,
+    )
+
+
+def stop_containers(engine: Engine, names: Sequence[str]) -> Command:
+    """Stop containers as Compose does: their stop signal, then their stop_grace_period."""
+    return Command(("docker", "stop", *names), engine.cli_environment())
+
+
+def remove_containers(engine: Engine, names: Sequence[str]) -> Command:
+    """Remove containers (stopped or not), with the anonymous volumes they had."""
+    return Command(("docker", "rm", "--force", "--volumes", *names), engine.cli_environment())
+
+
 def remove(project: ComposeProject, services: Sequence[str]) -> Command:
     """Stop and remove the containers of `services` (their volumes stay)."""
     return project.command("rm", "--stop", "--force", *services)

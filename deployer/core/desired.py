@@ -53,6 +53,22 @@ class ComposeFiles:
         return cls(spec.project, spec.compose_files, variables.values(), variables.secret_names())
 
 
+START_FIRST, STOP_FIRST = "start-first", "stop-first"
+DEFAULT_ORDER = "default order"
+
+
+@dataclass(frozen=True)
+class UpdateOrder:
+    """How new containers of a service replace its old ones: started beside them first, or
+    only once they are stopped; `reason` says why a service is updated stop-first."""
+
+    start_first: bool
+    reason: str = ""
+
+    def __str__(self) -> str:
+        return START_FIRST if self.start_first else f"{STOP_FIRST} ({self.reason})"
+
+
 @dataclass(frozen=True)
 class DesiredService:
     name: str
@@ -63,6 +79,49 @@ class DesiredService:
     restart: str = "no"  # the engine's restart policy, e.g. "no", "always", "on-failure:3"
     # Sent instead of recreating when only files it reads changed (RELOAD_SIGNAL_LABEL).
     reload_signal: str | None = None
+    order: UpdateOrder = UpdateOrder(False, DEFAULT_ORDER)
+
+
+def update_order(service: Mapping[str, Any]) -> UpdateOrder:
+    """The order its `deploy.update_config.order` says (Compose's and Swarm's default: stop-first),
+    unless two of its containers cannot run at once: they would take the same host port, name
+    or address, or write to the same data."""
+    declared = ((service.get("deploy") or {}).get("update_config") or {}).get("order")
+    if declared != START_FIRST:
+        return UpdateOrder(False, f"order: {declared}" if declared else DEFAULT_ORDER)
+    blockers = _start_first_blockers(service)
+    return UpdateOrder(False, ", ".join(blockers)) if blockers else UpdateOrder(True)
+
+
+def _start_first_blockers(service: Mapping[str, Any]) -> list[str]:
+    blockers = []
+    network_mode = str(service.get("network_mode") or "")
+    if network_mode == "host":
+        blockers.append("host network")
+    elif network_mode.startswith(("service:", "container:")):
+        blockers.append(f"shares the network of {network_mode}")
+    if service.get("container_name"):
+        blockers.append(f"container_name {service['container_name']}")
+    published = sorted(
+        {str(p["published"]) for p in service.get("ports") or [] if p.get("published")},
+        key=lambda port: (len(port), port),
+    )
+    if published:
+        blockers.append(f"publishes {', '.join(published)}")
+    if service.get("mac_address"):
+        blockers.append(f"fixed address {service['mac_address']}")
+    for network in (service.get("networks") or {}).values():
+        fixed = [(network or {}).get(k) for k in ("ipv4_address", "ipv6_address", "mac_address")]
+        blockers += [f"fixed address {address}" for address in fixed if address]
+    for mount in service.get("volumes") or []:
+        if mount.get("type") in ("volume", "bind") and not mount.get("read_only"):
+            source = mount.get("source")
+            if not source:
+                blockers.append(f"mounts an anonymous volume at {mount.get('target')}")
+            else:
+                kind = "volume " if mount["type"] == "volume" else ""
+                blockers.append(f"mounts {kind}{source} read-write")
+    return blockers
 
 
 @dataclass(frozen=True)
@@ -187,6 +246,10 @@ def spec_overrides(spec: Spec, model: Mapping[str, Any]) -> dict[str, dict[str, 
                 # `scale`, unlike deploy.replicas, is outside Compose's config hash: scaling
                 # then starts new containers without recreating the running ones.
                 entry["scale"] = override.replicas
+        if override.order is not None:
+            # Where Swarm reads it too: one setting for every target.
+            deploy = entry.setdefault("deploy", {})
+            deploy["update_config"] = {"order": override.order}
         if override.environment:
             entry["environment"] = dict(override.environment)
         if entry:
@@ -205,8 +268,16 @@ def with_overrides(
             service["image"] = entry["image"]
         if "scale" in entry:
             service["scale"] = entry["scale"]
-        if "deploy" in entry:
-            service["deploy"]["replicas"] = entry["deploy"]["replicas"]
+        deploy = entry.get("deploy", {})
+        if "replicas" in deploy:
+            service["deploy"]["replicas"] = deploy["replicas"]
+        if "update_config" in deploy:
+            found = service.setdefault("deploy", {}) or {}
+            found["update_config"] = {
+                **(found.get("update_config") or {}),
+                **deploy["update_config"],
+            }
+            service["deploy"] = found
     return result
 
 
@@ -347,6 +418,7 @@ def desired_services(
             secret_parts,
             restart_policy_of(service),
             ((service.get("labels") or {}).get(RELOAD_SIGNAL_LABEL) or None),
+            update_order(service),
         )
     return services
 

@@ -142,6 +142,20 @@ class UnhealthyServiceError(DeployerError):
         return [self.message, f"last log lines of {self.service}:", *tail]
 
 
+class StartFirstFailedError(DeployerError):
+    """The new containers of a start-first update did not become ready: they were removed, and
+    the old ones, never stopped, went on serving."""
+
+    def __init__(self, service: str, failure: DeployerError) -> None:
+        self.service, self.failure = service, failure
+        super().__init__(
+            f"{failure.message}; its new containers were removed, the old ones never stopped"
+        )
+
+    def lines(self) -> list[str]:
+        return [self.message, *self.failure.lines()[1:]]
+
+
 class ConfirmationRefusedError(DeployerError):
     """Raised when a change needs confirmation and none can be asked for or it was declined."""
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from deployer.core.desired import UpdateOrder
 from deployer.core.reference import ImageReference, is_image_id, short_id
 
 # The order actions are listed (and carried out) in, for one service.
@@ -25,12 +26,25 @@ CONVERGE = "converge"
 
 
 @dataclass(frozen=True)
+class Roll:
+    """A start-first update of one service: its new containers are started beside the old ones,
+    and the old ones are stopped (within their stop_grace_period) and removed once the new ones
+    are ready. What an update cut short left (new containers running, old ones stopped) counts."""
+
+    scale: int  # its containers while old and new run side by side (`up --scale`)
+    retire: tuple[str, ...]  # the old containers that run: retired once the new ones are ready
+    discard: tuple[str, ...]  # old containers that do not run: removed before any is started
+
+
+@dataclass(frozen=True)
 class Change:
     service: str
     action: str
     causes: tuple[str, ...]
     image: str | None = None  # the image to pull, for "pull"
     signal: str | None = None  # the signal to send, for "signal"
+    order: UpdateOrder | None = None  # how a recreate replaces the containers (shown)
+    roll: Roll | None = None  # how it is carried out start-first, for a recreate that is
 
 
 @dataclass(frozen=True)
@@ -57,6 +71,11 @@ class Plan:
     @property
     def services_to_up(self) -> list[str]:
         return sorted({c.service for c in self.changes if c.action in UP_ACTIONS})
+
+    @property
+    def rolls(self) -> list[tuple[str, Roll]]:
+        """The services updated start-first, each with how."""
+        return [(c.service, c.roll) for c in self.changes if c.roll is not None]
 
     @property
     def services_to_replace(self) -> list[str]:

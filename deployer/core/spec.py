@@ -49,6 +49,7 @@ class ServiceOverride:
     tag: str | None = None
     replicas: int | None = None
     environment: Mapping[str, str] = field(default_factory=dict)
+    order: str | None = None  # deploy.update_config.order: start-first | stop-first
 
 
 @dataclass(frozen=True)
@@ -417,7 +418,9 @@ def load_spec(path: Path) -> Spec:
                 )
             )
         environment = {k: _env_text(v) for k, v in override.get("environment", {}).items()}
-        services[service] = ServiceOverride(image, tag, override.get("replicas"), environment)
+        services[service] = ServiceOverride(
+            image, tag, override.get("replicas"), environment, override.get("order")
+        )
     deploy = data.get("deploy", {})
     keep_releases = deploy.get("keep_releases", 3)
     # Helm keeps 10 releases; never fewer than those whose images prune keeps.

@@ -213,9 +213,13 @@ class Failed(Exception):
     """A target's apply that failed: why (`error`), and whether it left the environment changed
     (`changed`: asked only where a rollback is wanted, for it may read the engine)."""
 
-    def __init__(self, error: DeployerError, changed: Callable[[], bool]) -> None:
+    def __init__(
+        self, error: DeployerError, changed: Callable[[], bool], put_back: Sequence[str] = ()
+    ) -> None:
+        """`put_back`: services the apply itself put back as they were (a start-first update
+        whose new containers failed), rolled back as those its undo puts back are."""
         super().__init__(error.message)
-        self.error, self.changed = error, changed
+        self.error, self.changed, self.put_back = error, changed, put_back
 
     def reported(self, undone: Sequence[str] | None) -> DeployerError:
         """The error the command ends with, given what was put back: None where nothing was to

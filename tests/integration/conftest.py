@@ -94,6 +94,19 @@ def images(engine: docker.DockerClient) -> list[str]:
 
 
 @pytest.fixture(scope="session")
+def proxy_image(engine: docker.DockerClient) -> str:
+    """A reverse proxy built in the session from Debian's Caddy, in a scratch image, pushed to
+    the local registry (scripts/build-proxy-image)."""
+    built = subprocess.run(
+        [str(ROOT / "scripts" / "build-proxy-image"), REGISTRY],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return built.stdout.strip()
+
+
+@pytest.fixture(scope="session")
 def private_image(engine: docker.DockerClient, images: list[str]) -> str:
     """The test app in the registry that needs a login (scripts/test-engine's credentials)."""
     auth = {"username": AUTH_USER, "password": AUTH_PASSWORD}

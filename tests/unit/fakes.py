@@ -9,14 +9,14 @@ import copy
 import json
 import re
 import threading
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
 
 from deployer.core.command import Command, Completed
-from deployer.core.desired import FINGERPRINT_LABEL
+from deployer.core.desired import FINGERPRINT_LABEL, replicas_of
 from deployer.core.errors import (
     CommandFailedError,
     DeployerError,
@@ -130,9 +130,90 @@ _OverrideLoader.add_constructor(
 )
 _REFERENCE = re.compile(r"\$\{(\w+)\}")
 
-# What a container made from a service's configuration does: "healthy", "exits" (at once) or
-# "fails" (`up` fails once it has created it, as with a port taken already).
+# What a container made from a service's configuration does: "healthy", "unhealthy" (runs, its
+# health check never passes), "exits" (at once) or "fails" (`up` fails once it has created it,
+# as with a port taken already).
 Behaviour = Callable[[Mapping[str, Any]], str]
+_STATUS = {
+    "healthy": ("running", "Up 1 second (healthy)"),
+    "unhealthy": ("running", "Up 1 second (unhealthy)"),
+    "exits": ("exited", "Exited (1) 1 second ago"),
+}
+STOPPED = "Exited (0) Less than a second ago"  # as `docker stop` leaves a container
+
+
+def _name(container: Mapping[str, Any]) -> str:
+    return str(container["Names"][0]).lstrip("/")
+
+
+def _service(container: Mapping[str, Any]) -> str:
+    return str(container["Labels"][SERVICE_LABEL])
+
+
+def _number(container: Mapping[str, Any]) -> int:
+    return int(container["Labels"][NUMBER_LABEL])
+
+
+class Containers(MutableMapping[str, dict[str, Any]]):
+    """The containers of a project on one engine, as the engine lists them (by name and ID).
+
+    As a mapping it is keyed by service, for a service that has one container: `containers["web"]`
+    is web's container (an error where web has several), setting it replaces all of web's,
+    deleting it removes them; `of(service)` and `all()` give every container."""
+
+    def __init__(self, containers: Iterable[dict[str, Any]] = ()) -> None:
+        self.kept: list[dict[str, Any]] = list(containers)
+
+    def all(self) -> list[dict[str, Any]]:
+        """Every container, in the order they were made."""
+        return list(self.kept)
+
+    def of(self, service: str) -> list[dict[str, Any]]:
+        """A service's containers, by container number."""
+        return sorted((c for c in self.kept if _service(c) == service), key=_number)
+
+    def named(self, name: str) -> dict[str, Any] | None:
+        """The container with this name or ID, as the docker CLI finds it."""
+        return next((c for c in self.kept if name in (_name(c), c["Id"])), None)
+
+    def add(self, container: dict[str, Any]) -> None:
+        self.kept.append(container)
+
+    def discard(self, container: Mapping[str, Any]) -> None:
+        self.kept = [c for c in self.kept if c is not container]
+
+    def drop(self, service: str) -> None:
+        """Remove the service's containers, if any."""
+        self.kept = [c for c in self.kept if _service(c) != service]
+
+    def clear(self) -> None:
+        self.kept.clear()
+
+    def __getitem__(self, service: str) -> dict[str, Any]:
+        found = self.of(service)
+        if not found:
+            raise KeyError(service)
+        assert len(found) == 1, f"{service} has {len(found)} containers: read them with of()"
+        return found[0]
+
+    def __setitem__(self, service: str, container: dict[str, Any]) -> None:
+        assert _service(container) == service, (service, container)
+        self.drop(service)
+        self.add(container)
+
+    def __delitem__(self, service: str) -> None:
+        if not self.of(service):
+            raise KeyError(service)
+        self.drop(service)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(dict.fromkeys(_service(c) for c in self.kept))
+
+    def __len__(self) -> int:
+        return len({_service(c) for c in self.kept})
+
+    def __repr__(self) -> str:
+        return f"Containers({[_name(c) for c in self.kept]})"
 
 
 _ENV_LINE = re.compile(r'^([A-Za-z_][A-Za-z0-9_]*)="(.*)"$', re.MULTILINE)
@@ -155,15 +236,21 @@ def _env_file_values(command: Command) -> dict[str, str]:
 
 @dataclass
 class FakeCompose:
-    """`docker compose config` and `up` over a model the test sets, and the engine they change.
+    """`docker compose config`, `up`, `rm`, `down` and `restart` over a model the test sets, and
+    the engine they change; `docker stop` and `docker rm --force --volumes` of containers by name.
 
     `config` returns the model with the overrides on stdin applied (`!override` replaces a
-    service) and `${NAME}` interpolated; `up` replaces each named service's container."""
+    service) and `${NAME}` interpolated. `up SERVICE...` replaces each named service's containers
+    with its replicas (`scale` or deploy.replicas, numbers kept); `up --no-recreate --scale S=N S`
+    keeps S's containers as they are (started where they are not running), removes the
+    highest-numbered beyond N and makes new ones, numbered on from the highest, up to N. A
+    container is `shop-SERVICE-NUMBER`, labelled with the fingerprint of the override it was made
+    from, and its ID is `SERVICE-UP` (`SERVICE-UP-NUMBER` for the others made by the same `up`)."""
 
     model: dict[str, Any]
     behaviour: Behaviour = lambda config: "healthy"
     images: list[dict[str, Any]] = field(default_factory=list)
-    containers: dict[str, dict[str, Any]] = field(default_factory=dict)  # by service
+    containers: Containers = field(default_factory=Containers)
     interrupt_ups: frozenset[int] = frozenset()  # after these `up` calls (1, 2, ...), Ctrl-C
     ups: int = 0
     raise_on_up: BaseException | None = None
@@ -175,8 +262,24 @@ class FakeCompose:
     up_order: list[tuple[int, list[str]]] = field(default_factory=list)
     restarted: list[str] = field(default_factory=list)  # services `restart` named, in order
     up_args: list[tuple[str, ...]] = field(default_factory=list)  # each `up`'s, after the files
+    ran: list[tuple[str, ...]] = field(default_factory=list)  # every command's argv, in order
+    # Ctrl-C once the next command whose argv starts so (e.g. ("docker", "stop")) has run.
+    interrupt_after: tuple[str, ...] = ()
+    made: dict[str, Mapping[str, Any]] = field(default_factory=dict)  # container ID -> config
 
     def __call__(self, command: Command, check: bool = True) -> Completed:
+        self.ran.append(command.argv)
+        if command.argv[1] != "compose":
+            completed = self._docker(command)
+        else:
+            completed = self._compose(command)
+        prefix = self.interrupt_after
+        if prefix and command.argv[: len(prefix)] == prefix:
+            self.interrupt_after = ()
+            raise KeyboardInterrupt
+        return completed
+
+    def _compose(self, command: Command) -> Completed:
         args = list(command.argv[command.argv.index("--env-file") + 2 :])
         while args[0] == "--file":
             args = args[2:]
@@ -184,7 +287,7 @@ class FakeCompose:
             return Completed(0, json.dumps(self.resolve(command)), "")
         if args[0] == "rm":  # rm --stop --force SERVICE...
             for service in args[3:]:
-                self.containers.pop(service, None)
+                self.containers.drop(service)
             return Completed(0, "", "")
         if args[0] == "down":
             self.containers.clear()
@@ -197,22 +300,90 @@ class FakeCompose:
         self.up_args.append(tuple(args))
         if self.raise_on_up is not None:
             raise self.raise_on_up
-        services = [a for a in args[1:] if not a.startswith("--") and a != "never"]
+        flags, scales, services = _up_arguments(args)
         self.up_order.append((next(_UPS), services))
         if self.ups in self.dies_at_ups:
             self.dead = True
             raise CommandFailedError(command.argv, 1, "Cannot connect to the Docker daemon")
         model = self.resolve(command)["services"]
         for service in services:
-            if self.behaviour(model[service]) == "fails":
-                self.containers[service] = self._container(service, model[service], "created")
-                raise CommandFailedError(command.argv, 1, "Error: port is already allocated")
-            self.containers[service] = self._container(service, model[service], "")
+            if service in scales:
+                assert "--no-recreate" in flags, command.argv  # the one use deployer makes of it
+                self._scale(service, model[service], scales[service], command)
+            else:
+                self._replace(service, model[service], command)
         if self.ups in self.interrupt_ups:
             raise KeyboardInterrupt
         if self.ups in self.signal_ups:
             _thread.interrupt_main()
         return Completed(0, "", "")
+
+    def _replace(self, service: str, config: Mapping[str, Any], command: Command) -> None:
+        """New containers for all of the service's, its replicas of them: the numbers of those
+        replaced are kept (the lowest, where it has fewer replicas now), new ones numbered on."""
+        wanted = replicas_of(config)
+        numbers = sorted(_number(c) for c in self.containers.of(service))[:wanted]
+        numbers += range(max(numbers, default=0) + 1, max(numbers, default=0) + 1 + wanted)
+        self.containers.drop(service)
+        for number in numbers[:wanted]:
+            self._create(service, config, number, command)
+
+    def _scale(self, service: str, config: Mapping[str, Any], scale: int, command: Command) -> None:
+        """`up --no-recreate --scale SERVICE=scale SERVICE`, as Compose does it."""
+        existing = self.containers.of(service)
+        for extra in existing[scale:]:
+            self.containers.discard(extra)
+        kept = existing[:scale]
+        for container in kept:
+            if container["State"] != "running":
+                self._start(container, command)
+        following = max((_number(c) for c in kept), default=0) + 1
+        for number in range(following, following + scale - len(kept)):
+            self._create(service, config, number, command)
+
+    def _create(
+        self, service: str, config: Mapping[str, Any], number: int, command: Command
+    ) -> None:
+        behaviour = self.behaviour(config)
+        state, status = ("created", "Created") if behaviour == "fails" else _STATUS[behaviour]
+        container = self._container(service, config, number, state, status)
+        self.made[container["Id"]] = config
+        self.containers.add(container)
+        if behaviour == "fails":
+            raise CommandFailedError(command.argv, 1, "Error: port is already allocated")
+
+    def _start(self, container: dict[str, Any], command: Command) -> None:
+        """Start a container that is not running, as the configuration it was made from does."""
+        behaviour = self.behaviour(self.made.get(container["Id"]) or {"image": container["Image"]})
+        if behaviour == "fails":
+            raise CommandFailedError(command.argv, 1, "Error: port is already allocated")
+        container["State"], container["Status"] = _STATUS[behaviour]
+
+    def _docker(self, command: Command) -> Completed:
+        """`docker stop NAME...` and `docker rm --force --volumes NAME...`: each container named
+        (by name or ID) is stopped or removed; a name none has fails the command, the others done."""
+        argv = command.argv
+        if self.dead:
+            raise CommandFailedError(argv, 1, "Cannot connect to the Docker daemon")
+        if argv[1] == "stop":
+            names, stop = argv[2:], True
+        elif argv[1:4] == ("rm", "--force", "--volumes"):
+            names, stop = argv[4:], False
+        else:
+            raise AssertionError(f"unexpected command: {argv}")
+        missing = []
+        for name in names:
+            container = self.containers.named(name)
+            if container is None:
+                missing.append(name)
+            elif not stop:
+                self.containers.discard(container)
+            elif container["State"] in ("running", "restarting", "paused"):
+                container["State"], container["Status"] = "exited", STOPPED
+        if missing:
+            errors = [f"Error response from daemon: No such container: {n}" for n in missing]
+            raise CommandFailedError(argv, 1, "\n".join(errors))
+        return Completed(0, "".join(f"{name}\n" for name in names), "")
 
     def resolve(self, command: Command) -> dict[str, Any]:
         model = copy.deepcopy(self.model)
@@ -233,20 +404,21 @@ class FakeCompose:
         text = _REFERENCE.sub(lambda m: variables.get(m.group(1), ""), json.dumps(model))
         return dict(json.loads(text))
 
-    def _container(self, service: str, config: Mapping[str, Any], state: str) -> dict[str, Any]:
-        if not state:
-            state = "running" if self.behaviour(config) == "healthy" else "exited"
-        status = {"running": "Up 1 second (healthy)", "exited": "Exited (1) 1 second ago"}
-        labels = {SERVICE_LABEL: service, NUMBER_LABEL: "1"}
+    def _container(
+        self, service: str, config: Mapping[str, Any], number: int, state: str, status: str
+    ) -> dict[str, Any]:
+        labels = {SERVICE_LABEL: service, NUMBER_LABEL: str(number)}
         if FINGERPRINT_LABEL in (config.get("labels") or {}):
             labels[FINGERPRINT_LABEL] = config["labels"][FINGERPRINT_LABEL]
         image = str(config["image"])
+        ids = {c["Id"] for c in self.containers.all()}
+        first = f"{service}-{self.ups}"
         return {
-            "Id": f"{service}-{self.ups}",
-            "Names": [f"/shop-{service}-1"],
+            "Id": first if first not in ids else f"{first}-{number}",
+            "Names": [f"/shop-{service}-{number}"],
             "Labels": labels,
             "State": state,
-            "Status": status.get(state, "Created"),
+            "Status": status,
             "Command": " ".join(config.get("command") or []),
             "Image": image,
             "ImageID": next(
@@ -255,6 +427,25 @@ class FakeCompose:
                 if image in [i["Id"], *i.get("RepoTags", []), *i.get("RepoDigests", [])]
             ),
         }
+
+
+def _up_arguments(args: list[str]) -> tuple[set[str], dict[str, int], list[str]]:
+    """An `up`'s flags, its `--scale SERVICE=N`s and the services it names."""
+    flags: set[str] = set()
+    scales: dict[str, int] = {}
+    services: list[str] = []
+    rest = iter(args[1:])
+    for arg in rest:
+        if arg == "--pull":
+            next(rest)
+        elif arg == "--scale":
+            service, _, count = next(rest).partition("=")
+            scales[service] = int(count)
+        elif arg.startswith("--"):
+            flags.add(arg)
+        else:
+            services.append(arg)
+    return flags, scales, services
 
 
 _UPS = iter(range(1, 1_000_000))  # the order of `up` calls across FakeComposes
@@ -280,7 +471,7 @@ class FakeEngine:
     def project_containers(self, project: str) -> list[dict[str, Any]]:
         if self.compose.dead:
             raise EngineUnreachableError("fake", "Cannot connect to the Docker daemon")
-        return list(self.compose.containers.values())
+        return self.compose.containers.all()
 
     def images(self) -> list[dict[str, Any]]:
         if self.compose.dead:
@@ -294,6 +485,10 @@ class FakeEngine:
     def logs(self, container_id: str, tail: int) -> list[str]:
         return [f"{container_id}: bye"]
 
+    def start_record(self, container_id: str) -> tuple[float, int]:
+        """Started at the epoch, never restarted: long up by any clock."""
+        return 0.0, 0
+
 
 @dataclass
 class FakeHosts:
@@ -303,6 +498,7 @@ class FakeHosts:
     composes: dict[str, FakeCompose]
     stores: dict[str, FakeStore]
     unreachable: set[str] = field(default_factory=set)
+    ran: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)  # (host, argv), in order
 
     @classmethod
     def of(cls, urls: list[str], model: dict[str, Any], images: list[dict[str, Any]]) -> FakeHosts:
@@ -314,7 +510,9 @@ class FakeHosts:
         return cls(composes, stores)
 
     def __call__(self, command: Command, check: bool = True) -> Completed:
-        return self.composes[command.env["DOCKER_HOST"]](command, check)
+        host = command.env["DOCKER_HOST"]
+        self.ran.append((host, command.argv))
+        return self.composes[host](command, check)
 
     def connect(self, engine: Engine) -> FakeEngine:
         if engine.host in self.unreachable or self.composes[engine.host].dead:

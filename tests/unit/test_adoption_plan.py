@@ -15,6 +15,7 @@ from deployer.core.desired import (
     FINGERPRINT_LABEL,
     DesiredService,
     DesiredState,
+    UpdateOrder,
     with_file_digests,
 )
 from deployer.core.inputs import BIND, SECRET, FileInput, ServiceInputs, missing, not_content
@@ -106,12 +107,13 @@ def test_containers_made_by_plain_compose_otherwise_are_recreated() -> None:
 
     assert plan_text(the_plan) == (
         "staging (project shop): 3 changes\n"
-        "SERVICE  ACTION    CAUSE\n"
-        "api      recreate  not deployed by deployer (no fingerprint label)\n"
-        "web      recreate  made without deployer, not as declared (Compose's config hash "
-        "fedcba987654, declared 0123456789ab)\n"
-        f"worker   recreate  made without deployer, runs image 9876543210fe, {REG}/worker:2.0 is "
-        "worker-id"
+        "SERVICE  ACTION    ORDER                       CAUSE\n"
+        "api      recreate  stop-first (default order)  not deployed by deployer (no fingerprint "
+        "label)\n"
+        "web      recreate  stop-first (default order)  made without deployer, not as declared "
+        "(Compose's config hash fedcba987654, declared 0123456789ab)\n"
+        "worker   recreate  stop-first (default order)  made without deployer, runs image "
+        f"9876543210fe, {REG}/worker:2.0 is worker-id"
     )
     assert the_plan.services_to_remember == []
     assert the_plan.services_to_up == ["api", "web", "worker"]
@@ -124,7 +126,12 @@ def test_without_compose_hashes_nothing_is_adopted() -> None:
     )
 
     assert plan(desired(), observed).changes == (
-        Change("worker", "recreate", ("not deployed by deployer (no fingerprint label)",)),
+        Change(
+            "worker",
+            "recreate",
+            ("not deployed by deployer (no fingerprint label)",),
+            order=UpdateOrder(False, "default order"),
+        ),
     )
 
 
@@ -169,14 +176,18 @@ def test_files_changed_are_causes_and_a_service_that_reloads_gets_a_signal() -> 
 
     assert plan_text(the_plan) == (
         "staging (project shop): 3 changes\n"
-        "SERVICE  ACTION    CAUSE\n"
-        "proxy    signal    file conf/nginx.conf changed: sha256 a1a1a1a1a1a1 -> b2b2b2b2b2b2\n"
-        "                   file static added\n"
-        "                   reloads on SIGHUP (dev.deployer.reload-signal): not restarted\n"
-        "web      recreate  file conf/app.conf changed: sha256 a1a1a1a1a1a1 -> b2b2b2b2b2b2\n"
-        "                   file conf/extra.conf added\n"
-        "                   file conf/old.conf removed\n"
-        "worker   recreate  secret file secrets/db_password.txt changed"
+        "SERVICE  ACTION    ORDER                       CAUSE\n"
+        "proxy    signal                                file conf/nginx.conf changed: sha256 "
+        "a1a1a1a1a1a1 -> b2b2b2b2b2b2\n"
+        "                                               file static added\n"
+        "                                               reloads on SIGHUP "
+        "(dev.deployer.reload-signal): not restarted\n"
+        "web      recreate  stop-first (default order)  file conf/app.conf changed: sha256 "
+        "a1a1a1a1a1a1 -> b2b2b2b2b2b2\n"
+        "                                               file conf/extra.conf added\n"
+        "                                               file conf/old.conf removed\n"
+        "worker   recreate  stop-first (default order)  secret file secrets/db_password.txt "
+        "changed"
     )
     assert the_plan.signals == [("proxy", "SIGHUP")]
     assert the_plan.changes[0] == Change(
@@ -252,7 +263,11 @@ def test_a_service_that_reloads_is_recreated_when_more_than_its_files_changed(
 
     the_plan = plan(desired(proxy=service), observed)
 
-    assert the_plan == Plan("staging", "shop", (Change("proxy", "recreate", causes),))
+    assert the_plan == Plan(
+        "staging",
+        "shop",
+        (Change("proxy", "recreate", causes, order=UpdateOrder(False, "default order")),),
+    )
     assert the_plan.signals == []
 
 
@@ -330,8 +345,9 @@ def test_notes_of_the_files_read_follow_the_plan() -> None:
     the_plan = plan(wanted, changed)
     assert plan_text(the_plan) == (
         "staging (project shop): 1 change\n"
-        "SERVICE  ACTION    CAUSE\n"
-        "web      recreate  file conf/app.conf changed: sha256 a1a1a1a1a1a1 -> b2b2b2b2b2b2\n"
+        "SERVICE  ACTION    ORDER                       CAUSE\n"
+        "web      recreate  stop-first (default order)  file conf/app.conf changed: sha256 "
+        "a1a1a1a1a1a1 -> b2b2b2b2b2b2\n"
         "note: web: bind mount /var/run/docker.sock is a socket: not content, not compared\n"
         "note: worker: bind mount cache does not exist: Compose will create an empty folder there"
     )
@@ -344,6 +360,8 @@ def test_notes_of_the_files_read_follow_the_plan() -> None:
                 "service": "web",
                 "action": "recreate",
                 "causes": ["file conf/app.conf changed: sha256 a1a1a1a1a1a1 -> b2b2b2b2b2b2"],
+                "order": "stop-first",
+                "order_reason": "default order",
             }
         ],
         "notes": [

@@ -154,3 +154,49 @@ def test_build_argv_has_the_overrides_on_stdin() -> None:
         "build", "tool",
     )  # fmt: skip
     assert (command.stdin, command.env) == (PROJECT.override, compose.up(PROJECT, [], False).env)
+
+
+def test_scale_beside_starts_new_containers_and_recreates_none() -> None:
+    command = compose.scale_beside(PROJECT, "web", 4)
+
+    assert command == Command(
+        argv=(
+            "docker", "compose", "--project-name", "shop-staging", "--env-file", "/dev/fd/3",
+            "--file", "/srv/shop/compose.yml", "--file", "/srv/shop/compose.prod.yml",
+            "--file", "-",
+            "up", "--detach", "--pull", "never", "--no-recreate", "--scale", "web=4", "web",
+        ),
+        env={
+            "DOCKER_HOST": "unix:///var/run/docker.sock",
+            "DOCKER_TLS_VERIFY": "",
+            "DOCKER_CERT_PATH": "",
+        },
+        stdin="services:\n  web:\n    scale: 2\n",
+        secret_names=frozenset({"DB_PASSWORD"}),
+        files={
+            "/dev/fd/3": InputFile(
+                'TAG="1.4.2"\nDB_PASSWORD="hunter2"\nGREETING="it\'s me"\n',
+                'TAG="1.4.2"\nDB_PASSWORD=***\nGREETING="it\'s me"\n',
+            )
+        },
+    )  # fmt: skip
+
+
+def test_containers_are_stopped_and_removed_by_name_on_the_projects_engine() -> None:
+    names = ["shop-web-1", "shop-web-2"]
+    env = {
+        "DOCKER_HOST": "unix:///var/run/docker.sock",
+        "DOCKER_TLS_VERIFY": "",
+        "DOCKER_CERT_PATH": "",
+    }
+
+    assert compose.stop_containers(PROJECT.engine, names) == Command(
+        ("docker", "stop", "shop-web-1", "shop-web-2"), env
+    )
+    assert compose.remove_containers(PROJECT.engine, names) == Command(
+        ("docker", "rm", "--force", "--volumes", "shop-web-1", "shop-web-2"), env
+    )
+    assert compose.remove_containers(Engine("ssh://deploy@web1"), ("shop-web-3",)) == Command(
+        ("docker", "rm", "--force", "--volumes", "shop-web-3"),
+        {"DOCKER_HOST": "ssh://deploy@web1", "DOCKER_TLS_VERIFY": "", "DOCKER_CERT_PATH": ""},
+    )

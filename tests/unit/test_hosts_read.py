@@ -16,7 +16,7 @@ from deployer.cli.render.results import host_by_host_text, line_prefixes
 from deployer.cli.render.status import status_document, statuses_document, statuses_text
 from deployer.commands.read import diff, status
 from deployer.core.command import Command, Completed
-from deployer.core.desired import FINGERPRINT_LABEL
+from deployer.core.desired import FINGERPRINT_LABEL, UpdateOrder
 from deployer.core.errors import ConfigError, EngineUnreachableError
 from deployer.core.plan import Change, Plan
 from deployer.core.results import HostOutcome
@@ -358,7 +358,12 @@ def test_diff_reads_every_host_and_keeps_a_drifted_one_and_an_unreachable_one_ap
 
     outcomes = diff(target, Redactor()).outcomes
 
-    drift = Change("web", "recreate", ("not deployed by deployer (no fingerprint label)",))
+    drift = Change(
+        "web",
+        "recreate",
+        ("not deployed by deployer (no fingerprint label)",),
+        order=UpdateOrder(False, "default order"),
+    )
     assert [(o.host, o.value, o.error and o.error.message) for o in outcomes] == [
         (A, Plan("test", "shop", ()), None),
         (B, Plan("test", "shop", (drift,)), None),

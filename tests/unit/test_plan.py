@@ -6,12 +6,20 @@ from dataclasses import replace
 from pathlib import Path
 
 from deployer.cli.render.plans import plan_document, plan_text
-from deployer.core.desired import ComposeFiles, DesiredService, DesiredState, image_part
+from deployer.core.desired import (
+    ComposeFiles,
+    DesiredService,
+    DesiredState,
+    UpdateOrder,
+    image_part,
+)
 from deployer.core.observed import ObservedContainer, ObservedState
 from deployer.core.plan import Change, Plan
 from deployer.targets.host.plan import as_deployed, plan
 
 REG = "ghcr.io/acme"
+# The order of a service whose compose file says none.
+DEFAULT = UpdateOrder(False, "default order")
 WEB_PRINT = {
     "image": "i-142",
     "command": "c1",
@@ -116,6 +124,7 @@ def test_every_kind_of_change_with_its_causes() -> None:
                     "environment LOG_LEVEL changed",
                     f"image {REG}/web:1.4.1 -> 1.4.2",
                 ),
+                order=DEFAULT,
             ),
             Change(
                 "worker", "start", ("no running container: shop-worker-1 exited (1) 3 minutes ago",)
@@ -124,13 +133,14 @@ def test_every_kind_of_change_with_its_causes() -> None:
     )
     assert plan_text(the_plan) == (
         "staging (project shop): 4 changes\n"
-        "SERVICE  ACTION    CAUSE\n"
-        "cron     remove    orphan: not in the spec\n"
-        f"web      pull      image {REG}/web:1.4.2 not present locally\n"
-        "web      recreate  secret DB_PASSWORD changed\n"
-        "                   environment LOG_LEVEL changed\n"
-        f"                   image {REG}/web:1.4.1 -> 1.4.2\n"
-        "worker   start     no running container: shop-worker-1 exited (1) 3 minutes ago"
+        "SERVICE  ACTION    ORDER                       CAUSE\n"
+        "cron     remove                                orphan: not in the spec\n"
+        f"web      pull                                  image {REG}/web:1.4.2 not present locally\n"
+        "web      recreate  stop-first (default order)  secret DB_PASSWORD changed\n"
+        "                                               environment LOG_LEVEL changed\n"
+        f"                                               image {REG}/web:1.4.1 -> 1.4.2\n"
+        "worker   start                                 no running container: shop-worker-1 "
+        "exited (1) 3 minutes ago"
     )
     assert the_plan.pulls == [f"{REG}/web:1.4.2"]
     assert the_plan.services_to_up == ["web", "worker"]
@@ -163,6 +173,8 @@ def test_scale_create_and_parts_added_or_removed() -> None:
                 "service": "worker",
                 "action": "recreate",
                 "causes": ["environment NEW added", "ports removed"],
+                "order": "stop-first",
+                "order_reason": "default order",
             },
         ],
         "notes": [],
@@ -185,8 +197,14 @@ def test_retagged_image_and_containers_not_made_by_deployer() -> None:
             "web",
             "recreate",
             (f"image {REG}/web:1.4.2 now points to 0123456789ab (container runs web-id)",),
+            order=DEFAULT,
         ),
-        Change("worker", "recreate", ("not deployed by deployer (no fingerprint label)",)),
+        Change(
+            "worker",
+            "recreate",
+            ("not deployed by deployer (no fingerprint label)",),
+            order=DEFAULT,
+        ),
     )
 
 
@@ -303,8 +321,8 @@ def test_a_reference_pinned_to_the_image_that_runs_is_no_change() -> None:
 
     assert plan_text(plan(wanted, observed)) == (
         "staging (project shop): 1 change\n"
-        "SERVICE  ACTION    CAUSE\n"
-        f"web      recreate  image {REG}/web:1.4.2 -> 1.5.0"
+        "SERVICE  ACTION    ORDER                       CAUSE\n"
+        f"web      recreate  stop-first (default order)  image {REG}/web:1.4.2 -> 1.5.0"
     )
 
 
@@ -316,8 +334,12 @@ def test_a_pinned_reference_to_another_image_is_a_recreate() -> None:
         {**observed.image_ids, f"{REG}/worker@{PINNED_DIGEST}": "sha256:worker-new"},
     )
 
-    assert plan_text(plan(wanted, other)).splitlines()[-1] == (
-        f"worker   recreate  image {REG}/worker:2.0 -> {PINNED_WORKER}"
+    assert plan_text(plan(wanted, other)) == (
+        "staging (project shop): 2 changes\n"
+        "SERVICE  ACTION    ORDER                       CAUSE\n"
+        f"web      recreate  stop-first (default order)  image {REG}/web:1.4.2 -> 1.5.0\n"
+        "worker   recreate  stop-first (default order)  image "
+        f"{REG}/worker:2.0 -> {PINNED_WORKER}"
     )
 
 

@@ -24,7 +24,7 @@ from deployer.targets.host.plan import plan
 from deployer.targets.host.registry import from_registry, moved_tags, tags_to_check
 from tests.unit.fakes import FakeEngine
 from tests.unit.test_operations import DIGEST, GOOD, World, make_world, model
-from tests.unit.test_plan import IMAGES, IN_SYNC, REG, WEB_PRINT, desired
+from tests.unit.test_plan import DEFAULT, IMAGES, IN_SYNC, REG, WEB_PRINT, desired
 
 OLD = "sha256:" + "a" * 64
 NEW = "sha256:" + "b" * 64
@@ -58,9 +58,11 @@ def test_an_image_that_carries_another_tag_of_the_repository_is_no_moved_tag() -
     assert moved_tags(desired(), retagged, registry) == []
     assert plan_text(plan(desired(), retagged, registry)) == (
         "staging (project shop): 2 changes\n"
-        "SERVICE  ACTION    CAUSE\n"
-        "web      pull      tag 1.4.2 moved: sha256:aaaaaaaaaaaa -> sha256:bbbbbbbbbbbb\n"
-        "web      recreate  tag 1.4.2 moved: sha256:aaaaaaaaaaaa -> sha256:bbbbbbbbbbbb"
+        "SERVICE  ACTION    ORDER                       CAUSE\n"
+        "web      pull                                  tag 1.4.2 moved: sha256:aaaaaaaaaaaa -> "
+        "sha256:bbbbbbbbbbbb\n"
+        "web      recreate  stop-first (default order)  tag 1.4.2 moved: sha256:aaaaaaaaaaaa -> "
+        "sha256:bbbbbbbbbbbb"
     )
 
 
@@ -87,15 +89,15 @@ def test_a_moved_tag_is_pulled_and_the_containers_recreated_with_the_cause() -> 
         "shop",
         (
             Change("web", "pull", (cause,), f"{REG}/web:1.4.2"),
-            Change("web", "recreate", (cause,)),
+            Change("web", "recreate", (cause,), order=DEFAULT),
         ),
         (MovedTag("web", f"{REG}/web:1.4.2", OLD, NEW),),
     )
     assert plan_text(the_plan) == (
         "staging (project shop): 2 changes\n"
-        "SERVICE  ACTION    CAUSE\n"
-        f"web      pull      {cause}\n"
-        f"web      recreate  {cause}"
+        "SERVICE  ACTION    ORDER                       CAUSE\n"
+        f"web      pull                                  {cause}\n"
+        f"web      recreate  stop-first (default order)  {cause}"
     )
 
 
@@ -114,6 +116,7 @@ def test_a_moved_tag_already_pulled_is_not_pulled_again() -> None:
                 "image ghcr.io/acme/web:1.4.2 now points to web-new (container runs web-id)",
                 "tag 1.4.2 moved: sha256:aaaaaaaaaaaa -> sha256:bbbbbbbbbbbb",
             ),
+            order=DEFAULT,
         ),
     )
 
@@ -183,7 +186,7 @@ def test_a_moved_tag_is_a_change_with_its_cause_where_tags_may_move(tmp_path: Pa
     cause = "tag 1.0 moved: sha256:d1d1d1d1d1d1 -> sha256:f2f2f2f2f2f2"
     assert the_plan.changes == (
         Change("web", "pull", (cause,), "reg/web:1.0"),
-        Change("web", "recreate", (cause,)),
+        Change("web", "recreate", (cause,), order=DEFAULT),
     )
 
 
@@ -280,9 +283,9 @@ def test_a_tag_built_here_that_the_registry_holds_with_other_content_is_pulled_o
     )
     assert plan_text(the_plan) == (
         "staging (project shop): 2 changes\n"
-        "SERVICE  ACTION    CAUSE\n"
-        f"worker   pull      {cause}\n"
-        f"worker   recreate  {cause}"
+        "SERVICE  ACTION    ORDER                       CAUSE\n"
+        f"worker   pull                                  {cause}\n"
+        f"worker   recreate  stop-first (default order)  {cause}"
     )
 
 

@@ -252,7 +252,13 @@ def test_the_api_gives_the_reading_and_the_documents_of_the_cli(watched: Watchin
     }
     assert document["diff"] == as_json(plans.diff_document(view.diff, redact))
     assert document["diff"]["changes"] == [
-        {"service": "web", "action": "recreate", "causes": ["image reg/web:1 -> 2"]}
+        {
+            "service": "web",
+            "action": "recreate",
+            "causes": ["image reg/web:1 -> 2"],
+            "order": "stop-first",
+            "order_reason": "default order",
+        }
     ]
     assert document["status"] == as_json(statuses.status_document_of(view.status, redact))
     assert document["history"] == as_json(records.history_document(view.releases, view.divergences))

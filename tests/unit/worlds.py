@@ -36,11 +36,19 @@ HOSTS = tuple(f"unix:///run/dh{n}/docker.sock" for n in (1, 2, 3))
 
 
 def model(
-    version: str, command: list[str] = GOOD, services: Mapping[str, Any] | None = None
+    version: str,
+    command: list[str] = GOOD,
+    services: Mapping[str, Any] | None = None,
+    web: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The project as Compose resolves it: web on `version` (and `services` besides)."""
-    web = {"image": f"reg/web:{version}", "command": command, "environment": {"LOG_LEVEL": "info"}}
-    return {"name": "shop", "services": {"web": web, **(services or {})}}
+    """The project as Compose resolves it: web on `version`, with the fields of `web` besides
+    (e.g. its deploy: section), and `services` besides."""
+    entry = {
+        "image": f"reg/web:{version}",
+        "command": command,
+        "environment": {"LOG_LEVEL": "info"},
+    }
+    return {"name": "shop", "services": {"web": {**entry, **(web or {})}, **(services or {})}}
 
 
 def version_of(reference: str) -> str:
@@ -76,6 +84,8 @@ class World(ABC):
     wait_timeout: float = 5.0
     selected: tuple[str, ...] = ()  # `--hosts`
     broken: set[str] = field(default_factory=set)  # versions (or commands) that never run
+    unhealthy: set[str] = field(default_factory=set)  # versions that run, never healthy
+    web: dict[str, Any] = field(default_factory=dict)  # web's fields besides, in every deploy
     shown: list[Plan] = field(default_factory=list)
     steps: Steps = field(default_factory=Steps)
 
@@ -109,13 +119,15 @@ class World(ABC):
 
     def behaviour(self, config: Mapping[str, Any]) -> str:
         """What a container made from `config` does: it fails where its version is broken."""
-        broken = version_of(str(config["image"])) in self.broken
-        return "exits" if broken or config.get("command") != GOOD else "healthy"
+        version = version_of(str(config["image"]))
+        if version in self.broken or config.get("command") != GOOD:
+            return "exits"
+        return "unhealthy" if version in self.unhealthy else "healthy"
 
     def deploy(
         self, version: str, command: list[str] = GOOD, services: Mapping[str, Any] | None = None
     ) -> Any:
-        self.set_model(model(version, command, services))
+        self.set_model(model(version, command, services, self.web))
         return deploy(self.target, self.ui, "deploy test")
 
     def rollback(self, to: int | None = None) -> Any:
@@ -152,6 +164,24 @@ class World(ABC):
         """web on `version` in every place, in `state` (default: up)."""
         return dict.fromkeys(self.places, (version, state or self.up))
 
+    def containers(self) -> dict[str, list[tuple[str, str, str, str]]]:
+        """Per place, every container: its name, ID, version of web and state."""
+        return {
+            place: [
+                (c["Names"][0][1:], c["Id"], version_of(c["ImageID"]), c["State"])
+                for c in compose.containers.all()
+            ]
+            for place, compose in self.composes().items()
+        }
+
+    def composes(self) -> dict[str, FakeCompose]:
+        """Per place, its engine's containers and `docker compose` (not on a swarm)."""
+        raise NotImplementedError(type(self).__name__)
+
+    def ran(self) -> list[tuple[str, tuple[str, ...]]]:
+        """Every docker command run so far, in order, with the place it ran (not on a swarm)."""
+        raise NotImplementedError(type(self).__name__)
+
     @abstractmethod
     def locked(self) -> bool: ...
 
@@ -184,6 +214,12 @@ class OneEngine(World):
 
     def services(self) -> dict[str, list[str]]:
         return {"here": sorted(self.compose.containers)}
+
+    def composes(self) -> dict[str, FakeCompose]:
+        return {"here": self.compose}
+
+    def ran(self) -> list[tuple[str, tuple[str, ...]]]:
+        return [("here", argv) for argv in self.compose.ran]
 
     def locked(self) -> bool:
         return self.records.current is not None
@@ -223,6 +259,12 @@ class SeveralHosts(World):
 
     def services(self) -> dict[str, list[str]]:
         return {host: sorted(c.containers) for host, c in self.hosts.composes.items()}
+
+    def composes(self) -> dict[str, FakeCompose]:
+        return dict(self.hosts.composes)
+
+    def ran(self) -> list[tuple[str, tuple[str, ...]]]:
+        return list(self.hosts.ran)
 
     def locked(self) -> bool:
         return any(store.current is not None for store in self.hosts.stores.values())

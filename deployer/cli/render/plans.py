@@ -6,7 +6,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from deployer.cli.render.table import counted, heading, per_host, table, unknown_text
-from deployer.core.plan import Plan
+from deployer.core.desired import START_FIRST, STOP_FIRST
+from deployer.core.plan import Change, Plan
 from deployer.core.results import Diff, HostOutcome
 from deployer.core.variables import Redactor
 
@@ -18,12 +19,23 @@ def plan_document(plan: Plan) -> dict[str, Any]:
 def _plan_fields(plan: Plan) -> dict[str, Any]:
     return {
         "in_sync": plan.in_sync,
-        "changes": [
-            {"service": c.service, "action": c.action, "causes": list(c.causes)}
-            for c in plan.changes
-        ],
+        "changes": [_change_fields(c) for c in plan.changes],
         "notes": list(plan.notes),
     }
+
+
+def _change_fields(change: Change) -> dict[str, Any]:
+    """A change; one that replaces containers says in which order, and why stop-first."""
+    fields: dict[str, Any] = {
+        "service": change.service,
+        "action": change.action,
+        "causes": list(change.causes),
+    }
+    if change.order is not None:
+        order = change.order
+        fields["order"] = START_FIRST if order.start_first else STOP_FIRST
+        fields["order_reason"] = order.reason or None
+    return fields
 
 
 def plan_text(plan: Plan, host: str | None = None) -> str:
@@ -36,10 +48,14 @@ def _changes_text(plan: Plan, host: str | None) -> str:
     header = heading(plan.environment, plan.project, host)
     if not plan.changes:
         return f"{header}: in sync, nothing to change"
-    rows = [("SERVICE", "ACTION", "CAUSE")]
+    # An ORDER column where a change replaces containers: start-first, or stop-first and why.
+    ordered = any(c.order is not None for c in plan.changes)
+    rows: list[tuple[str, ...]] = [("SERVICE", "ACTION", *(["ORDER"] if ordered else []), "CAUSE")]
     for change in plan.changes:
+        order = [str(change.order or "")] if ordered else []
         for index, cause in enumerate(change.causes or ("",)):
-            rows.append((change.service, change.action, cause) if index == 0 else ("", "", cause))
+            first = (change.service, change.action, *order)
+            rows.append((*first, cause) if index == 0 else (*[""] * len(first), cause))
     if plan.in_sync:
         return f"{header}: in sync, nothing to change; Swarm has not converged\n" + table(rows)
     count = len(plan.changes)

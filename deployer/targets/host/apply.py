@@ -10,9 +10,16 @@ from typing import Any
 from deployer.compose import project as compose
 from deployer.core.command import Runner
 from deployer.core.desired import DesiredState
-from deployer.core.errors import Interrupted, PullError, RegistryLoginError, UnhealthyServiceError
+from deployer.core.errors import (
+    DeployerError,
+    Interrupted,
+    PullError,
+    RegistryLoginError,
+    StartFirstFailedError,
+    UnhealthyServiceError,
+)
 from deployer.core.observed import ObservedContainer, is_steady
-from deployer.core.plan import Plan
+from deployer.core.plan import Plan, Roll
 from deployer.core.progress import Progress
 from deployer.core.results import Applied
 from deployer.infra.engine import EngineClient
@@ -47,7 +54,11 @@ def apply(
     with Interrupted.leaving("no service was changed: stopped while pulling images"):
         pull_all(client, plan.pulls, progress, login)
     left = f"`deploy diff {plan.environment}` shows what is left to do"
-    if plan.services_to_up or plan.removes_orphans:
+    # First: the `up` of the others (their dependencies with them) then finds them up to date.
+    for service, roll in plan.rolls:
+        roll_out(service, roll, desired, project, client, run, progress, left)
+    rolled = {service for service, _ in plan.rolls}
+    if set(plan.services_to_up) - rolled or plan.removes_orphans:
         with Interrupted.leaving(
             f"`docker compose up` was not cut short: every service runs its old or its new release; {left}"
         ):
@@ -57,7 +68,7 @@ def apply(
                     "compose", f"docker compose up --force-recreate {' '.join(replaced)}"
                 )
                 run(compose.up(project, replaced, False, force_recreate=True))
-            others = [s for s in plan.services_to_up if s not in replaced]
+            others = [s for s in plan.services_to_up if s not in replaced and s not in rolled]
             if others or plan.removes_orphans:
                 progress.update("compose", f"docker compose up {' '.join(others)}".rstrip())
                 run(compose.up(project, others, plan.removes_orphans))
@@ -68,6 +79,47 @@ def apply(
     with Interrupted.leaving(f"the services were changed, not waited for until ready; {left}"):
         containers = wait_ready(client, desired, plan.services_to_up, progress)
     return Applied(plan, time.monotonic() - started, containers)
+
+
+def roll_out(
+    service: str,
+    roll: Roll,
+    desired: DesiredState,
+    project: compose.ComposeProject,
+    client: EngineClient,
+    run: Runner,
+    progress: Progress,
+    left: str,
+) -> None:
+    """Update `service` start-first: new containers beside the old ones, which are stopped and
+    removed only once the new ones are ready. New ones that fail are removed, the old ones
+    untouched. An interrupt at any step leaves the old or the new containers serving."""
+    engine = project.engine
+    with Interrupted.leaving(
+        f"{service}: its old containers still serve, new ones were starting beside them; {left}"
+    ):
+        if roll.discard:
+            run(compose.remove_containers(engine, roll.discard))
+        beside = f" beside {', '.join(roll.retire)}" if roll.retire else ""
+        progress.update(service, f"{service}: starting new containers{beside} (start-first)")
+        try:
+            run(compose.scale_beside(project, service, roll.scale))
+            wait_ready(client, desired, [service], progress, frozenset(roll.retire))
+        except DeployerError as failure:
+            after = observe_containers(client, desired.files.project)
+            new = [c.name for c in after if c.service == service and c.name not in roll.retire]
+            if new:
+                run(compose.remove_containers(engine, new))
+            raise StartFirstFailedError(service, failure) from failure
+    if not roll.retire:
+        return
+    with Interrupted.leaving(
+        f"{service}: its new containers are ready and serve, its old ones were being stopped; {left}"
+    ):
+        progress.update(service, f"{service}: stopping {', '.join(roll.retire)}")
+        run(compose.stop_containers(engine, roll.retire))
+        run(compose.remove_containers(engine, roll.retire))
+    progress.done(service, f"{service}: updated start-first, {', '.join(roll.retire)} removed")
 
 
 def pull_all(
@@ -133,17 +185,22 @@ def _pull_with_progress(
 
 
 def wait_ready(
-    client: EngineClient, desired: DesiredState, services: list[str], progress: Progress
+    client: EngineClient,
+    desired: DesiredState,
+    services: list[str],
+    progress: Progress,
+    leaving: frozenset[str] = frozenset(),
 ) -> tuple[ObservedContainer, ...]:
     """Wait until each service has its replicas ready: running and healthy where they have a
-    health check, else running for STEADY_SECONDS; a one-shot container may have exited 0."""
+    health check, else running for STEADY_SECONDS; a one-shot container may have exited 0.
+    Containers named in `leaving` (old ones, still serving) do not count."""
     deadline = time.monotonic() + desired.wait_timeout
     pending = set(services)
     clock = _EngineClock(client)
     while True:
         containers = observe_containers(client, desired.files.project)
         for service in sorted(pending):
-            own = [c for c in containers if c.service == service]
+            own = [c for c in containers if c.service == service and c.name not in leaving]
             wanted = desired.services[service]
             done = [c for c in own if c.done(wanted.restart)]
             if len(own) == len(done) == wanted.replicas and all(clock.steady(c) for c in done):

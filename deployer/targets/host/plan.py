@@ -18,6 +18,7 @@ from deployer.core.plan import (
     Change,
     MovedTag,
     Plan,
+    Roll,
     differing,
     image_change,
 )
@@ -93,7 +94,17 @@ def _service_changes(
         adopted = _files_first_read(service, containers)
     if adopted is not None:  # from now on known to run the service as declared
         containers = [replace(c, fingerprint=_adopting(c, service)) for c in containers]
-    change = _service_change(service, containers, local_id, moved, pulled_over, compose_hash)
+    # Under a moved tag, containers made from the registry's new digest (by an update cut short)
+    # run what is declared.
+    repository = ImageReference.parse(service.image).repository if moved else ""
+    current = {
+        c.id
+        for c in containers
+        if moved is not None and repository_digest(observed, c.image_id, repository) == moved.new
+    }
+    change = _service_change(
+        service, containers, local_id, moved, pulled_over, compose_hash, current
+    )
     return [c for c in (adopted, change) if c is not None]
 
 
@@ -104,13 +115,20 @@ def _service_change(
     moved: MovedTag | None,
     pulled_over: str | None,
     compose_hash: str | None,
+    current: set[str],
 ) -> Change | None:
+    """`current`: under a moved tag, the containers that run the registry's new digest."""
     recreate: dict[str, None] = {}  # ordered set of causes
+    stale = []  # the containers that do not run the service as declared
     for container in containers:
-        for cause in _recreate_causes(service, container, local_id, pulled_over, compose_hash):
+        causes = _recreate_causes(service, container, local_id, pulled_over, compose_hash)
+        if causes:
+            stale.append(container)
+        for cause in causes:
             recreate[cause] = None
     if moved is not None and not pulled_over:
         recreate[moved.cause] = None
+        stale = [c for c in containers if c.id not in current]
     # An engine restarted while a deploy started it may keep its task (a start then fails with
     # "task ... already exists" or "failed to start shim: ... file exists"): a new one replaces it.
     leftovers = [
@@ -123,13 +141,16 @@ def _service_change(
         if len(containers) == service.replicas
         else [f"replicas {len(containers)} -> {service.replicas}"]
     )
-    if leftovers:
+    start_first = service.order.start_first
+    if leftovers and not start_first:
         return Change(service.name, REPLACE, (*leftovers, *rescale, *recreate))
     signal = service.reload_signal
     if signal and recreate and _reloads(service, containers, local_id) and not (moved or rescale):
         return Change(service.name, SIGNAL, (*recreate, reload_line(signal)), signal=signal)
-    if recreate:
-        return Change(service.name, "recreate", tuple(recreate))
+    if recreate or leftovers:  # leftovers here: of a start-first service, discarded
+        roll = _roll(service, containers, stale) if start_first else None
+        why = (*leftovers, *recreate)
+        return Change(service.name, "recreate", why, order=service.order, roll=roll)
     # A one-shot container (a migration) that exited 0 has done its work: nothing to start.
     causes = [
         f"{c.name} {c.status.lower()}"
@@ -141,6 +162,19 @@ def _service_change(
     if len(causes) == len(containers):  # e.g. only an exited container
         causes = [f"no running container: {'; '.join(causes)}"]
     return Change(service.name, "start", tuple(causes)) if causes else None
+
+
+def _roll(
+    service: DesiredService, containers: list[ObservedContainer], stale: list[ObservedContainer]
+) -> Roll:
+    """The start-first update of a service: running containers that run it as declared already
+    (started by an update cut short; ready or not, they are waited for as new ones would be)
+    are kept, up to its replicas; new ones make up the rest."""
+    kept = [c for c in containers if c not in stale and c.state == "running"][: service.replicas]
+    old = [c for c in containers if c not in kept]
+    retire = tuple(c.name for c in old if c.state == "running")
+    discard = tuple(c.name for c in old if c.state != "running")
+    return Roll(len(retire) + service.replicas, retire, discard)
 
 
 def _adopted(

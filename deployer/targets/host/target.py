@@ -14,7 +14,7 @@ from deployer.compose import project as compose
 from deployer.compose.resolve import restore_state
 from deployer.core.command import Command
 from deployer.core.desired import ComposeFiles, DesiredState, with_file_digests
-from deployer.core.errors import DeployerError, Interrupted
+from deployer.core.errors import DeployerError, Interrupted, StartFirstFailedError
 from deployer.core.inputs import Digest, ServiceInputs, file_inputs
 from deployer.core.observed import ObservedContainer, ObservedState
 from deployer.core.plan import Plan
@@ -279,18 +279,29 @@ class HostTarget(Place[HostPlan]):
             self._remember(planned)
             return applied
         except DeployerError as failure:
+            # A start-first update that failed has put its service back already, before any
+            # other service was changed.
+            put_back = [failure.service] if isinstance(failure, StartFirstFailedError) else []
 
             def changed() -> bool:
                 after = observe_containers(self.client, self.env.project)
-                return replaced(planned.before, after, planned.plan.services_to_up)
+                return bool(put_back) or replaced(
+                    planned.before, after, planned.plan.services_to_up
+                )
 
-            raise Failed(failure, changed) from failure
+            raise Failed(failure, changed, put_back) from failure
 
     def undo(self, planned: HostPlan, progress: Progress, releases: Sequence[Release]) -> Undone:
         """Put the changed services back on the exact images they ran before, with the
         configuration they ran (as the newest release that ran that image recorded it); remove
         the containers of the services the deploy created."""
-        changed = set(planned.plan.services_to_up)
+        observed = self.observe()
+        # Only the services whose containers the deploy replaced are put back.
+        changed = {
+            s
+            for s in planned.plan.services_to_up
+            if replaced(planned.before, observed.containers, [s])
+        }
         before = replace(
             planned.before,
             containers=tuple(c for c in planned.before.containers if c.service in changed),
@@ -302,7 +313,6 @@ class HostTarget(Place[HostPlan]):
             state = restore_state(
                 planned.desired, targets, self.env.secrets, self.engine, self.env.outside.run
             )
-            observed = self.observe()
             state = self.here(state, observed)
             restoring = plan(state, observed)
             # Only what is put back: a service the deploy created is removed below, not started.
