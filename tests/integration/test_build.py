@@ -107,9 +107,9 @@ def test_a_moved_tag_is_reported_by_diff_refused_where_immutable_and_deployed_ot
 
     assert (moved.returncode, moved.stderr) == (2, "")
     assert moved.stdout.splitlines()[1:] == [
-        "SERVICE  ACTION    CAUSE",
-        f"web      pull      {cause}",
-        f"web      recreate  {cause}",
+        "SERVICE  ACTION    ORDER                       CAUSE",
+        f"web      pull                                  {cause}",
+        f"web      recreate  stop-first (default order)  {cause}",
     ]
     message = (
         f"error: tag 1.0.0 of {repository}:1.0.0 moved: {old} -> {new}; test has immutable tags "

@@ -56,6 +56,8 @@ def test_diff_over_three_hosts_shows_the_drifted_one(fleet: Fleet) -> None:
         "service": "web",
         "action": "recreate",
         "causes": [f"image {app_image(fleet)}:1.1.0 -> 1.0.0"],
+        "order": "stop-first",
+        "order_reason": "default order",
     }
     assert document(diff) == {
         "environment": "test",
@@ -72,8 +74,8 @@ def test_diff_over_three_hosts_shows_the_drifted_one(fleet: Fleet) -> None:
     assert text.stdout == (
         f"test (project {fleet.project}) on {one}: in sync, nothing to change\n\n"
         f"test (project {fleet.project}) on {two}: 1 change\n"
-        "SERVICE  ACTION    CAUSE\n"
-        f"web      recreate  {change['causes'][0]}\n\n"
+        "SERVICE  ACTION    ORDER                       CAUSE\n"
+        f"web      recreate  stop-first (default order)  {change['causes'][0]}\n\n"
         f"test (project {fleet.project}) on {three}: in sync, nothing to change\n\n"
         f"test (project {fleet.project}): 3 hosts: 2 in sync, 1 with changes\n"
     )

@@ -185,9 +185,10 @@ def test_each_changed_file_recreates_exactly_the_services_that_read_it(
     assert first.returncode == 2
     assert first.stdout == (
         f"test (project {readers.project}): 2 changes\n"
-        "SERVICE  ACTION    CAUSE\n"
-        "db       recreate  secret file conf/db_password.txt changed\n"
-        f"web      recreate  file conf/app.conf changed: sha256 {old_app[:12]} -> {new_app[:12]}\n"
+        "SERVICE  ACTION    ORDER                       CAUSE\n"
+        "db       recreate  stop-first (default order)  secret file conf/db_password.txt changed\n"
+        "web      recreate  stop-first (default order)  "
+        f"file conf/app.conf changed: sha256 {old_app[:12]} -> {new_app[:12]}\n"
         "note: web: bind mount /var/run/docker.sock is a socket: not content, not compared\n"
     )
     assert found == {

@@ -245,6 +245,8 @@ def test_promote_then_deploy_recreates_nothing_whose_image_is_unchanged(
             "service": "web",
             "action": "recreate",
             "causes": [f"image {REGISTRY}/shop-web:1.0.0 -> {pinned['web']}"],
+            "order": "stop-first",
+            "order_reason": "default order",
         }
     ]
     assert after["worker"] == before["worker"]

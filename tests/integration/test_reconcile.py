@@ -109,6 +109,8 @@ def test_changed_tag_recreates_only_that_service_and_pulls_the_missing_tag(app: 
                 "service": "web",
                 "action": "recreate",
                 "causes": [f"image {REGISTRY}/testapp:1.0.0 -> 1.1.0"],
+                "order": "stop-first",
+                "order_reason": "default order",
             },
         ],
     )
@@ -127,7 +129,15 @@ def test_changed_value_in_env_file_of_the_spec(app: Workspace) -> None:
 
     assert diff(app) == (
         2,
-        [{"service": "web", "action": "recreate", "causes": ["environment LOG_LEVEL changed"]}],
+        [
+            {
+                "service": "web",
+                "action": "recreate",
+                "causes": ["environment LOG_LEVEL changed"],
+                "order": "stop-first",
+                "order_reason": "default order",
+            }
+        ],
     )
     assert_redeploy_fixes(app)
 
@@ -156,6 +166,8 @@ def test_changed_value_inside_a_services_env_file(app: Workspace) -> None:
                 "service": "worker",
                 "action": "recreate",
                 "causes": ["environment CONCURRENCY changed"],
+                "order": "stop-first",
+                "order_reason": "default order",
             }
         ],
     )
@@ -176,8 +188,20 @@ def test_changed_command_and_port(app: Workspace) -> None:
     assert diff(app) == (
         2,
         [
-            {"service": "web", "action": "recreate", "causes": ["ports changed"]},
-            {"service": "worker", "action": "recreate", "causes": ["command changed"]},
+            {
+                "service": "web",
+                "action": "recreate",
+                "causes": ["ports changed"],
+                "order": "stop-first",
+                "order_reason": "default order",
+            },
+            {
+                "service": "worker",
+                "action": "recreate",
+                "causes": ["command changed"],
+                "order": "stop-first",
+                "order_reason": "default order",
+            },
         ],
     )
     assert_redeploy_fixes(app)

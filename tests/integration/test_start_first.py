@@ -9,10 +9,11 @@ from __future__ import annotations
 import json
 import signal
 import time
+from collections.abc import Iterator
 
 import pytest
 
-from tests.integration.conftest import REGISTRY, Fleet, Workspace, ok
+from tests.integration.conftest import REGISTRY, Fleet, Workspace, ok, remove_project, untag
 from tests.integration.test_faults import compose_running, ended, start, wait_for
 from tests.integration.test_rollout import set_deploy, set_web_tag
 from tests.integration.traffic import CADDYFILE, ROLLING_COMPOSE, Traffic
@@ -42,11 +43,16 @@ def proxy_url(container: object, address: str) -> str:
 
 
 @pytest.fixture
-def behind_proxy(workspace: Workspace, proxy_image: str) -> tuple[Workspace, str]:
-    """`test` deployed at 1.0.0 on the engine, with the URL of web's /version through Caddy."""
+def behind_proxy(workspace: Workspace, proxy_image: str) -> Iterator[tuple[Workspace, str]]:
+    """`test` deployed at 1.0.0 on the engine, with the URL of web's /version through Caddy.
+    The proxy's image is untagged afterwards, as the workspace's are."""
     rolling(workspace, REGISTRY, proxy_image, "127.0.0.1::80")
-    ok(workspace.deploy("test", "--yes"))
-    return workspace, proxy_url(workspace.containers("proxy")[0], "127.0.0.1")
+    try:
+        ok(workspace.deploy("test", "--yes"))
+        yield workspace, proxy_url(workspace.containers("proxy")[0], "127.0.0.1")
+    finally:
+        remove_project(workspace.engine, workspace.project)
+        untag(workspace.engine, proxy_image)
 
 
 def web_containers(space: Workspace) -> list[tuple[str, str, str]]:
@@ -185,7 +191,17 @@ def test_several_hosts_each_updated_start_first_batch_by_batch(
     fleet: Fleet, proxy_image: str
 ) -> None:
     bed = fleet.bed
-    rolling(fleet, bed.node_image(REGISTRY), bed.node_image(proxy_image), "80")
+    try:
+        several_hosts_batch_by_batch(fleet, bed.node_image(proxy_image))
+    finally:
+        for k in bed.numbers:
+            remove_project(bed.client(k), fleet.project)
+            untag(bed.client(k), bed.node_image(proxy_image))
+
+
+def several_hosts_batch_by_batch(fleet: Fleet, proxy_image: str) -> None:
+    bed = fleet.bed
+    rolling(fleet, bed.node_image(REGISTRY), proxy_image, "80")
     fleet.append("test.yml", f"engine: {{hosts: {json.dumps(fleet.urls)}}}\n")
     set_deploy(fleet, "batch: 3")
     ok(fleet.deploy("test", "--yes"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from deployer.compose import project as compose
 from deployer.compose.project import ComposeProject
@@ -23,6 +24,25 @@ PROJECT = ComposeProject(
     engine=Engine("unix:///var/run/docker.sock"),
     override="services:\n  web:\n    scale: 2\n",
 )
+
+
+# What every command of PROJECT carries besides its argv: the engine, deployer's overrides on
+# stdin, the merged variables as its env file (secret values masked as shown).
+PROJECT_SETTINGS: dict[str, Any] = {
+    "env": {
+        "DOCKER_HOST": "unix:///var/run/docker.sock",
+        "DOCKER_TLS_VERIFY": "",
+        "DOCKER_CERT_PATH": "",
+    },
+    "stdin": "services:\n  web:\n    scale: 2\n",
+    "secret_names": frozenset({"DB_PASSWORD"}),
+    "files": {
+        "/dev/fd/3": InputFile(
+            'TAG="1.4.2"\nDB_PASSWORD="hunter2"\nGREETING="it\'s me"\n',
+            'TAG="1.4.2"\nDB_PASSWORD=***\nGREETING="it\'s me"\n',
+        )
+    },
+}
 
 
 def test_up_argv_env_and_stdin() -> None:
@@ -50,19 +70,7 @@ def test_up_argv_env_and_stdin() -> None:
             "web",
             "worker",
         ),
-        env={
-            "DOCKER_HOST": "unix:///var/run/docker.sock",
-            "DOCKER_TLS_VERIFY": "",
-            "DOCKER_CERT_PATH": "",
-        },
-        stdin="services:\n  web:\n    scale: 2\n",
-        secret_names=frozenset({"DB_PASSWORD"}),
-        files={
-            "/dev/fd/3": InputFile(
-                'TAG="1.4.2"\nDB_PASSWORD="hunter2"\nGREETING="it\'s me"\n',
-                'TAG="1.4.2"\nDB_PASSWORD=***\nGREETING="it\'s me"\n',
-            )
-        },
+        **PROJECT_SETTINGS,
     )
 
 
@@ -166,19 +174,7 @@ def test_scale_beside_starts_new_containers_and_recreates_none() -> None:
             "--file", "-",
             "up", "--detach", "--pull", "never", "--no-recreate", "--scale", "web=4", "web",
         ),
-        env={
-            "DOCKER_HOST": "unix:///var/run/docker.sock",
-            "DOCKER_TLS_VERIFY": "",
-            "DOCKER_CERT_PATH": "",
-        },
-        stdin="services:\n  web:\n    scale: 2\n",
-        secret_names=frozenset({"DB_PASSWORD"}),
-        files={
-            "/dev/fd/3": InputFile(
-                'TAG="1.4.2"\nDB_PASSWORD="hunter2"\nGREETING="it\'s me"\n',
-                'TAG="1.4.2"\nDB_PASSWORD=***\nGREETING="it\'s me"\n',
-            )
-        },
+        **PROJECT_SETTINGS,
     )  # fmt: skip
 
 

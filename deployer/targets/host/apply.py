@@ -54,7 +54,8 @@ def apply(
     with Interrupted.leaving("no service was changed: stopped while pulling images"):
         pull_all(client, plan.pulls, progress, login)
     left = f"`deploy diff {plan.environment}` shows what is left to do"
-    # First: the `up` of the others (their dependencies with them) then finds them up to date.
+    # Start-first updates first: the `up` of the others (their dependencies with them) then
+    # finds the rolled services up to date, and never recreates one stop-first.
     for service, roll in plan.rolls:
         roll_out(service, roll, desired, project, client, run, progress, left)
     rolled = {service for service, _ in plan.rolls}
