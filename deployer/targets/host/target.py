@@ -279,15 +279,15 @@ class HostTarget(Place[HostPlan]):
             self._remember(planned)
             return applied
         except DeployerError as failure:
-            # A start-first update that failed has put its service back already, before any
-            # other service was changed.
+            # A start-first update that failed has put its service back already; services
+            # rolled before it are put back by the undo.
             put_back = [failure.service] if isinstance(failure, StartFirstFailedError) else []
 
             def changed() -> bool:
+                if put_back:
+                    return True
                 after = observe_containers(self.client, self.env.project)
-                return bool(put_back) or replaced(
-                    planned.before, after, planned.plan.services_to_up
-                )
+                return replaced(planned.before, after, planned.plan.services_to_up)
 
             raise Failed(failure, changed, put_back) from failure
 
