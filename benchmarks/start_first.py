@@ -26,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.integration.traffic import CADDYFILE, ROLLING_COMPOSE, Traffic  # noqa: E402
+from tests.integration.traffic import ROLLING_COMPOSE, Traffic, caddyfile  # noqa: E402
 
 REGISTRY = "127.0.0.1:5000/deployer-bench"
 DEPLOY = [sys.executable, "-m", "deployer"]
@@ -43,7 +43,7 @@ def sh(argv: list[str], env: dict[str, str] | None = None) -> str:
 def write(folder: Path, proxy: str, tag: str, order: str) -> None:
     (folder / "app").mkdir(exist_ok=True)
     (folder / "app/compose.yml").write_text(ROLLING_COMPOSE)
-    (folder / "app/Caddyfile").write_text(CADDYFILE)
+    (folder / "app/Caddyfile").write_text(caddyfile())
     (folder / "app/.env").write_text(
         f"REGISTRY={REGISTRY}\nWEB_TAG={tag}\nPROXY_IMAGE={proxy}\nPROXY_PUBLISH=127.0.0.1::80\n"
     )

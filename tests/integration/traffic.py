@@ -16,25 +16,23 @@ GRACEFUL_APP = (
     "httpd -f -p 8080 -h /www & server=$$!; wait"
 )
 
+
 # Caddy routes to the service by its name on the project network (Docker's DNS gives every
-# container of it) and retries a request whose connection fails for up to a second. A container
-# just gone does not refuse a connection, it is silent: the short dial timeout gives up on it in
-# time to try another (seen here, rarely: a 3 s dial to an address gone, Caddy's default).
-CADDYFILE = """\
-{
-\tadmin off
-\tauto_https off
-}
-:80 {
-\treverse_proxy web:8080 {
-\t\tlb_try_duration 1s
-\t\tlb_try_interval 100ms
-\t\ttransport http {
-\t\t\tdial_timeout 300ms
-\t\t}
-\t}
-}
-"""
+# container of it) and retries a request whose connection fails for `retry`. A container just
+# gone does not refuse a connection, it is silent: the short dial timeout gives up on it in time
+# to try another (seen here, rarely: a 3 s dial to an address gone, Caddy's default).
+def caddyfile(retry: str = "1s") -> str:
+    return (
+        "{\n\tadmin off\n\tauto_https off\n}\n"
+        ":80 {\n"
+        "\treverse_proxy web:8080 {\n"
+        f"\t\tlb_try_duration {retry}\n"
+        "\t\tlb_try_interval 100ms\n"
+        "\t\ttransport http {\n\t\t\tdial_timeout 300ms\n\t\t}\n"
+        "\t}\n"
+        "}\n"
+    )
+
 
 ROLLING_COMPOSE = """\
 services:
