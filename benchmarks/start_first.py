@@ -26,9 +26,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import docker  # noqa: E402
+
+from tests.integration.conftest import remove_project, untag  # noqa: E402
 from tests.integration.traffic import ROLLING_COMPOSE, Traffic, caddyfile  # noqa: E402
 
 REGISTRY = "127.0.0.1:5000/deployer-bench"
+PROJECT = "bench-start-first"
 DEPLOY = [sys.executable, "-m", "deployer"]
 TAGS = ("1.0.0", "1.1.0")
 
@@ -48,13 +52,13 @@ def write(folder: Path, proxy: str, tag: str, order: str) -> None:
         f"REGISTRY={REGISTRY}\nWEB_TAG={tag}\nPROXY_IMAGE={proxy}\nPROXY_PUBLISH=127.0.0.1::80\n"
     )
     (folder / "bench.yml").write_text(
-        "project: bench-start-first\ncompose_files: [app/compose.yml]\nenv_files: [app/.env]\n"
+        f"project: {PROJECT}\ncompose_files: [app/compose.yml]\nenv_files: [app/.env]\n"
         f"deploy: {{wait_timeout: 60}}\nservices: {{web: {{order: {order}}}}}\n"
     )
 
 
 def proxy_url() -> str:
-    port = sh(["docker", "port", "bench-start-first-proxy-1", "80"]).split(":")[-1].strip()
+    port = sh(["docker", "port", f"{PROJECT}-proxy-1", "80"]).split(":")[-1].strip()
     return f"http://127.0.0.1:{port}/version"
 
 
@@ -66,11 +70,11 @@ def main() -> None:
     proxy = sh([str(ROOT / "scripts/build-proxy-image"), REGISTRY]).strip()
     with tempfile.TemporaryDirectory() as folder:
         env = {"DEPLOYER_ENVIRONMENTS": folder}
-        write(Path(folder), proxy, TAGS[0], "start-first")
-        sh([*DEPLOY, "bench", "--yes"], env)
-        url, deploys = proxy_url(), 0
-        print("order        requests  failed  deploy")
         try:
+            write(Path(folder), proxy, TAGS[0], "start-first")
+            sh([*DEPLOY, "bench", "--yes"], env)
+            url, deploys = proxy_url(), 0
+            print("order        requests  failed  deploy")
             for _ in range(args.rounds):
                 for order in ("start-first", "stop-first"):
                     deploys += 1
@@ -82,7 +86,11 @@ def main() -> None:
                     failed = len(traffic.failures)
                     print(f"{order:<11}  {traffic.requests:>8}  {failed:>6}  {seconds:5.1f}s")
         finally:
-            sh([*DEPLOY, "down", "bench", "--yes"], env)
+            engine = docker.from_env()
+            remove_project(engine, PROJECT)  # containers, networks and the deploys' records
+            for image in (proxy, *(f"{REGISTRY}/testapp:{t}" for t in TAGS)):
+                untag(engine, image)
+            engine.close()
 
 
 if __name__ == "__main__":
