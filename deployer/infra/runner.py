@@ -66,15 +66,31 @@ def _start(command: Command, **options: Any) -> subprocess.Popen[Any]:
             for path, file in command.files.items()
         }
         argv = [_descriptor(paths[a]) if a in paths else a for a in command.argv]
-        try:
-            return subprocess.Popen(
-                argv,
-                env=child_environment(command, os.environ),
-                pass_fds=tuple(f.fileno() for f in paths.values()),
-                **options,
-            )
-        except FileNotFoundError as e:
-            raise ProgramNotFoundError(command.argv[0]) from e
+        while True:
+            try:
+                proc = subprocess.Popen(
+                    argv,
+                    env=child_environment(command, os.environ),
+                    pass_fds=tuple(f.fileno() for f in paths.values()),
+                    **options,
+                )
+            except FileNotFoundError as e:
+                raise ProgramNotFoundError(command.argv[0]) from e
+            if not options.get("start_new_session") or _in_own_session(proc):
+                return proc
+            # A Ctrl-C to deployer's process group struck it in the instant between its fork
+            # and its own session: it died before its program ran, so it starts again (an
+            # interrupt lets every command finish, it never skips one).
+            proc.wait()
+
+
+def _in_own_session(proc: subprocess.Popen[Any]) -> bool:
+    """Whether `proc`, started in a session of its own, got there: Popen returns once its
+    program runs, or once it died before (then, not yet waited for, its session still reads)."""
+    try:
+        return os.getsid(proc.pid) == proc.pid
+    except OSError:  # a system that forgets the session of a process that has ended
+        return True
 
 
 def _descriptor(file: IO[bytes]) -> str:
