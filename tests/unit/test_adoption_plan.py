@@ -248,7 +248,7 @@ NGINX_CHANGED = "file conf/nginx.conf changed: sha256 a1a1a1a1a1a1 -> b2b2b2b2b2
             _proxy(replicas=2),
             container("proxy", 1, {**PROXY_PRINT, "file:conf/nginx.conf": OLD}),
             PROXY_IMAGES,
-            (NGINX_CHANGED,),
+            (NGINX_CHANGED, "replicas 1 -> 2"),
             id="it is scaled",
         ),
     ],

@@ -53,10 +53,10 @@ def _plan(web: DesiredService, *containers: ObservedContainer) -> Plan:
     return plan(desired(web=web), ObservedState("shop", (*containers, WORKER), IMAGES))
 
 
-def _recreate(roll: Roll | None, order: UpdateOrder = START) -> Plan:
-    return Plan(
-        "staging", "shop", (Change("web", "recreate", (IMAGE_CAUSE,), order=order, roll=roll),)
-    )
+def _recreate(roll: Roll | None, order: UpdateOrder = START, *more: str) -> Plan:
+    """The plan of web's recreate for its new image, with `more` causes after that one."""
+    causes = (IMAGE_CAUSE, *more)
+    return Plan("staging", "shop", (Change("web", "recreate", causes, order=order, roll=roll),))
 
 
 def test_a_start_first_recreate_starts_as_many_new_containers_beside_the_old() -> None:
@@ -97,9 +97,10 @@ def test_replicas_changed_with_the_image_are_the_new_containers_started() -> Non
     fewer = _plan(_web(replicas=1), _old(1), _old(2))
     none = _plan(_web(replicas=0), _old(1), _old(2))
 
-    assert more == _recreate(Roll(5, ("shop-web-1", "shop-web-2"), ()))
-    assert fewer == _recreate(Roll(3, ("shop-web-1", "shop-web-2"), ()))
-    assert none == _recreate(Roll(2, ("shop-web-1", "shop-web-2"), ()))
+    old = ("shop-web-1", "shop-web-2")
+    assert more == _recreate(Roll(5, old, ()), START, "replicas 2 -> 3")
+    assert fewer == _recreate(Roll(3, old, ()), START, "replicas 2 -> 1")
+    assert none == _recreate(Roll(2, old, ()), START, "replicas 2 -> 0")
 
 
 def test_a_stop_first_service_has_no_roll_and_says_why() -> None:

@@ -149,7 +149,10 @@ def _service_change(
         return Change(service.name, SIGNAL, (*recreate, reload_line(signal)), signal=signal)
     if recreate or leftovers:  # leftovers here: of a start-first service, discarded
         roll = _roll(service, containers, stale) if start_first else None
-        why = (*leftovers, *recreate)
+        # A start-first update cut short leaves new containers beside the old ones: their count
+        # is no replicas change, and the roll says what becomes of each.
+        cut_short = start_first and (leftovers or len(stale) < len(containers))
+        why = (*leftovers, *recreate, *([] if cut_short else rescale))
         return Change(service.name, "recreate", why, order=service.order, roll=roll)
     # A one-shot container (a migration) that exited 0 has done its work: nothing to start.
     causes = [
