@@ -9,6 +9,7 @@ import signal
 import subprocess
 import tempfile
 import threading
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from typing import IO, Any
@@ -76,7 +77,9 @@ def _start(command: Command, **options: Any) -> subprocess.Popen[Any]:
                 )
             except FileNotFoundError as e:
                 raise ProgramNotFoundError(command.argv[0]) from e
-            if not options.get("start_new_session") or _in_own_session(proc):
+            if not options.get("start_new_session") or not _died_before_running(
+                proc, command.argv[0]
+            ):
                 return proc
             # A Ctrl-C to deployer's process group struck it in the instant between its fork
             # and its own session: it died before its program ran, so it starts again (an
@@ -84,13 +87,37 @@ def _start(command: Command, **options: Any) -> subprocess.Popen[Any]:
             proc.wait()
 
 
-def _in_own_session(proc: subprocess.Popen[Any]) -> bool:
-    """Whether `proc`, started in a session of its own, got there: Popen returns once its
-    program runs, or once it died before (then, not yet waited for, its session still reads)."""
+# Linux's limit on a process's name (TASK_COMM_LEN less its terminating NUL).
+_NAME_LENGTH = 15
+# How long a process that got its session may take to show its program's name or its end.
+_EXEC_SECONDS = 1.0
+
+
+def _died_before_running(proc: subprocess.Popen[Any], program: str) -> bool:
+    """Whether `proc`, started in a session of its own, died before `program` ran. Popen returns
+    once the program runs or once the process has died; not yet waited for, a dead process
+    still shows its session and its name (deployer's until the program runs). A signal that
+    struck before its session may end it only as it gets there, so its session alone does not
+    say: its name does, where the system shows it (/proc)."""
     try:
-        return os.getsid(proc.pid) == proc.pid
+        if os.getsid(proc.pid) != proc.pid:
+            return True
     except OSError:  # a system that forgets the session of a process that has ended
-        return True
+        return False
+    name = os.path.basename(program)[:_NAME_LENGTH]
+    deadline = time.monotonic() + _EXEC_SECONDS
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{proc.pid}/stat", encoding="utf-8", errors="replace") as stat:
+                shown, fields = stat.read().split(" (", 1)[1].rsplit(") ", 1)
+        except OSError:  # a system without /proc
+            return False
+        if shown == name:
+            return False
+        if fields.startswith(("Z", "X")):  # ended, with deployer's name
+            return True
+        time.sleep(0.001)  # its program is being loaded, or it is ending
+    return False
 
 
 def _descriptor(file: IO[bytes]) -> str:

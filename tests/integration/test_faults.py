@@ -255,7 +255,7 @@ signal.signal(signal.SIGINT, lambda signum, frame: None)
 print("ready", flush=True)
 codes = collections.Counter()
 def commands():
-    for _ in range(300):
+    for _ in range(1000):
         codes[runner.run(Command(("true",)), check=False).returncode] += 1
 worker = threading.Thread(target=commands)
 worker.start()
@@ -267,8 +267,9 @@ print(dict(codes))
 
 def test_a_ctrl_c_as_a_command_starts_does_not_kill_it_before_it_runs() -> None:
     """Between its fork and its own session a child is still in deployer's process group, where
-    a terminal's Ctrl-C reaches it: without care 6 to 31 commands of these 300 died before
-    running (exit -2), and a fleet's host under way was reported failed, its `up` never run."""
+    a terminal's Ctrl-C reaches it (and may strike only as it gets its session): without care 2%
+    to 10% of these commands died before running (exit -2), and a fleet's host under way was
+    reported failed, its `up` never run."""
     process = subprocess.Popen(
         [sys.executable, "-c", COMMANDS_UNDER_CTRL_C],
         stdout=subprocess.PIPE,
@@ -286,5 +287,5 @@ def test_a_ctrl_c_as_a_command_starts_does_not_kill_it_before_it_runs() -> None:
         time.sleep(0.002)
     out, err = process.communicate()
 
-    assert (process.returncode, out, err) == (0, "{0: 300}\n", "")
-    assert sent > 50  # the commands ran under a stream of interrupts
+    assert (process.returncode, out, err) == (0, "{0: 1000}\n", "")
+    assert sent > 200  # the commands ran under a stream of interrupts
