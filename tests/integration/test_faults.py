@@ -248,7 +248,7 @@ def group_members(group: int) -> list[int]:
 # Commands run one after the other in a worker thread, as a fleet's hosts run theirs; SIGINT is
 # noted and let pass, as while deployer waits for the commands under way. Prints how each ended.
 COMMANDS_UNDER_CTRL_C = """\
-import collections, signal, sys, threading
+import collections, signal, threading
 from deployer.core.command import Command
 from deployer.infra import runner
 signal.signal(signal.SIGINT, lambda signum, frame: None)
